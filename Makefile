@@ -1,0 +1,35 @@
+# Two commands for a new user: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_OUT ?= runs/quickstart
+
+.PHONY: run test install dev clean
+
+$(BIN)/revsent: pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(BIN)/revsent
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/revsent
+
+dev: $(VENV)/.dev
+
+# Train the quick preset on the bundled IMDB sample, print held-out metrics and three predictions.
+run: $(BIN)/revsent
+	$(BIN)/revsent train imdb --preset quick --out $(RUN_OUT) --force
+	$(BIN)/revsent predict $(RUN_OUT) \
+		"An absolute delight from start to finish, the cast is wonderful." \
+		"Two hours of my life I will never get back. Dull and badly acted." \
+		"The first half drags, but the ending makes it worth watching."
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,157 @@
+"""The model directory: ``config.json``, ``tokenizer.json``, ``model.safetensors``, ``metrics.json``,
+``history.csv`` and plots. Everything is written atomically (temp file + rename) and loads
+without executing code: JSON and safetensors only, never pickle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import Config
+from .errors import ArtifactError, ConfigError
+from .model import SentimentLSTM
+from .text import TextEncoder
+
+FORMAT_VERSION = 1
+CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
+CHECKPOINT = "checkpoint.safetensors"
+OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, "training_curves.png", "confusion_matrix.png")
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def versions() -> dict[str, str]:
+    names = ("revsent", "torch", "tokenizers", "numpy", "scikit-learn", "safetensors")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -> Path:
+    """Check that ``out`` may be written; nothing a user wrote is overwritten by surprise."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise ArtifactError(f"{out / CHECKPOINT}: no checkpoint to resume from")
+        return out
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ArtifactError(f"{out}: directory is not empty; pass --force to replace the model in it, or --resume to continue its run")
+    if force and out.exists():
+        strangers = [p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith(".")]
+        if strangers:
+            raise ArtifactError(f"{out}: holds files revsent did not write ({', '.join(strangers[:5])}); choose another --out")
+    return out
+
+
+def config_document(cfg: Config, classes: list[str]) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "classes": classes,
+        "preprocessing": "lowercase; punctuation deleted ([\\]^_` split words); white-space split; "
+                         "Keras Tokenizer(num_words) vocabulary",
+        "versions": versions(),
+        **cfg.to_dict(),
+    }
+
+
+def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEncoder, model: SentimentLSTM) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / TOKENIZER, encoder.to_str())
+    atomic_save_tensors(out / WEIGHTS, model.state_dict(), {"format": "pt", "revsent_format": str(FORMAT_VERSION)})
+    write_json(out / CONFIG, config_document(cfg, classes))
+
+
+def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
+    path = Path(model_dir) / CONFIG
+    if not Path(model_dir).is_dir():
+        raise ArtifactError(f"{model_dir}: no such model directory")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; is {model_dir} a revsent model directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        found = raw.get("format_version") if isinstance(raw, dict) else None
+        raise ArtifactError(f"{path}: model format {found!r} is not supported (this revsent reads format {FORMAT_VERSION})")
+    classes = raw.pop("classes", None)
+    for key in ("format_version", "preprocessing", "versions"):
+        raw.pop(key, None)
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ArtifactError(f"{path}: 'classes' must list at least two class names")
+    try:
+        return Config.from_dict(raw), [str(c) for c in classes]
+    except ConfigError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
+
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, list[str], TextEncoder, SentimentLSTM]:
+    """Rebuild a trained model from its directory alone."""
+    cfg, classes = read_config(model_dir)
+    model_dir = Path(model_dir)
+    tok_path = model_dir / TOKENIZER
+    m = cfg.model
+    try:
+        encoder = TextEncoder.from_str(tok_path.read_text(encoding="utf-8"), m.vocab_size, m.oov, m.max_len, m.truncate)
+    except FileNotFoundError:
+        raise ArtifactError(f"{tok_path}: missing") from None
+    except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+        raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
+    weights_path = model_dir / WEIGHTS
+    if not weights_path.exists():
+        raise ArtifactError(f"{weights_path}: missing")
+    try:
+        state = load_file(weights_path, device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{weights_path}: corrupt or truncated ({exc})") from None
+    model = SentimentLSTM(m, len(classes))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ArtifactError(f"{weights_path}: does not match config.json ({first})") from None
+    model.to(device).eval()
+    return cfg, classes, encoder, model

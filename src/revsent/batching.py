@@ -1,0 +1,81 @@
+"""Batches without padding waste: reviews of similar length go together.
+
+    shuffle all ──► pools of `pool` batches ──► sort each pool by length ──► cut into batches
+                                                                           ──► shuffle batch order
+
+Within a batch the padding is only the difference between its longest and shortest review,
+and the model packs the batch so that padded steps cost nothing anyway.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .text import Sequences
+
+NGRAM_PRIME = 1_000_003  # mixes the two ids of a bigram into one hash
+
+
+@dataclass
+class Batch:
+    tokens: torch.Tensor  # (B, T) int64, 0-padded, rows sorted by length, longest first
+    lengths: torch.Tensor  # (B,) int64 on the CPU (pack_padded_sequence wants them there)
+    index: np.ndarray  # (B,) positions of the rows in the original data
+    ngrams: torch.Tensor | None = None  # (N,) hashed uni+bigram ids, all rows concatenated
+    ngram_offsets: torch.Tensor | None = None  # (B,) where each row's n-grams start
+
+    def to(self, device: torch.device) -> "Batch":
+        if device.type == "cpu":
+            return self
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.tokens), self.lengths, self.index, move(self.ngrams), move(self.ngram_offsets))
+
+
+def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+    """Index batches for one epoch: random, but each drawn from a pool sorted by length."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = order[start: start + batch_size * pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def inference_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Index batches sorted by length: the least padding; callers restore the order via ``Batch.index``."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def make_batch(seqs: Sequences, index: np.ndarray, vocab_size: int = 0, ngram_buckets: int = 0,
+               pin: bool = False) -> Batch:
+    """Pad the sequences ``index`` into one batch (an empty review becomes one padding token)."""
+    lengths = seqs.lengths[index]
+    order = np.argsort(-lengths, kind="stable")
+    index, lengths = index[order], lengths[order]
+    steps = np.maximum(lengths, 1)
+    tokens = np.zeros((len(index), int(steps[0]) if len(index) else 1), dtype=np.int64)
+    for row, i in enumerate(index):
+        tokens[row, : lengths[row]] = seqs[i]
+    batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps.astype(np.int64)), index)
+    if ngram_buckets:
+        batch.ngrams, batch.ngram_offsets = hashed_ngrams(seqs, index, vocab_size, ngram_buckets)
+    if pin:
+        batch.tokens = batch.tokens.pin_memory()
+    return batch
+
+
+def hashed_ngrams(seqs: Sequences, index: np.ndarray, vocab_size: int, buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word ids, then bigrams hashed into ``buckets`` slots after them (fastText's trick)."""
+    parts, offsets, total = [], np.zeros(len(index), dtype=np.int64), 0
+    for row, i in enumerate(index):
+        ids = seqs[i].astype(np.int64)
+        bigrams = vocab_size + (ids[:-1] * NGRAM_PRIME + ids[1:]) % buckets
+        grams = np.concatenate([ids, bigrams]) if len(ids) else np.zeros(1, np.int64)
+        offsets[row] = total
+        total += len(grams)
+        parts.append(grams)
+    return torch.from_numpy(np.concatenate(parts)), torch.from_numpy(offsets)

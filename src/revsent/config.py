@@ -1,0 +1,240 @@
+"""Settings: one frozen dataclass per concern, the presets, and JSON round trips.
+
+Every field has a CLI flag of the same name (``hidden_size`` <-> ``--hidden-size``). A
+:class:`Config` travels from the CLI through training into ``config.json`` beside the weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+FORMATS = ("auto", "yelp", "jsonl", "csv", "tsv", "parquet", "tar")
+LABEL_SCHEMES = ("binary", "polarity", "stars")
+POOLINGS = ("last", "max", "mean", "max_mean")
+TRUNCATE = ("head", "tail")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where records come from and how their labels are read."""
+
+    paths: tuple[str, ...] = ()  # input files; empty = the bundled IMDB sample
+    format: str = "auto"  # by extension and content, so Yelp files need no option
+    text_field: str = "text"  # Yelp's and most datasets' name for the review text
+    label_field: str | None = None  # labels used as they are (strings or ints)
+    stars_field: str | None = None  # star ratings turned into classes by `labels`
+    labels: str = "binary"  # the tutorial's scheme: stars > 3 positive
+    id_field: str | None = None  # None: `review_id` or `id` when the records have one
+    business: str | None = None  # Yelp business.json (or the Yelp tar) for --category
+    category: str | None = None  # keep only reviews of businesses in this category
+    limit: int | None = None  # first N usable records; None reads everything
+    skip_bad: bool = False  # False: the first bad record stops the run (nothing is lost silently)
+
+    def __post_init__(self):
+        _check_choice(self, "format", FORMATS)
+        _check_choice(self, "labels", LABEL_SCHEMES)
+        _check_range(self, "limit", 1, None, optional=True)
+        if self.label_field and self.stars_field:
+            raise ConfigError("Give either --label-field or --stars-field, not both.")
+        if self.category and not self.business and not any(p.endswith((".tar", ".tgz", ".tar.gz")) for p in self.paths):
+            raise ConfigError("--category needs --business FILE (Yelp's business.json) to know each business' categories.")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The tokenizer and the network."""
+
+    vocab_size: int = 2500  # Keras Tokenizer(num_words): ids 1..N-1 for the N-1 most frequent words
+    oov: bool = False  # False drops unknown words, as the tutorial's Keras Tokenizer does
+    max_len: int | None = None  # None keeps whole reviews (the tutorial pads to the longest)
+    truncate: str = "tail"  # which end of a long review is kept; the end holds the verdict
+    embedding_dim: int = 128  # the tutorial's
+    hidden_size: int = 200  # the tutorial's LSTM(200)
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.2  # on the LSTM's inputs, one mask per review (Keras' `dropout`)
+    recurrent_dropout: float = 0.2  # DropConnect on the recurrent weights, one mask per batch
+    pooling: str = "last"  # the tutorial uses the last hidden state
+    dense: tuple[int, ...] = ()  # sizes of extra ReLU layers before the output
+    ngram_buckets: int = 0  # >0 adds a wide hashed uni+bigram branch beside the LSTM
+    init: str = "keras"  # Glorot / orthogonal / forget bias 1: what the tutorial's model starts from
+
+    def __post_init__(self):
+        _check_range(self, "vocab_size", 3, None)
+        _check_range(self, "max_len", 1, None, optional=True)
+        _check_choice(self, "truncate", TRUNCATE)
+        for name in ("embedding_dim", "hidden_size", "layers"):
+            _check_range(self, name, 1, None)
+        for name in ("dropout", "recurrent_dropout"):
+            _check_range(self, name, 0.0, 1.0, right_open=True)
+        _check_choice(self, "pooling", POOLINGS)
+        _check_choice(self, "init", ("keras", "torch"))
+        _check_range(self, "ngram_buckets", 0, None)
+        if any(size < 1 for size in self.dense):
+            raise ConfigError(f"The 'dense' parameter of ModelConfig must hold sizes >= 1. Got {list(self.dense)} instead.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation and the validation split."""
+
+    epochs: int = 1  # the tutorial trains one epoch
+    batch_size: int = 32  # the tutorial's
+    lr: float = 1e-3  # Adam's default, as in the tutorial
+    weight_decay: float = 0.0
+    clip_norm: float | None = None  # gradient norm clipping; None leaves gradients alone
+    patience: int | None = None  # early stopping after this many epochs without a better val loss
+    val_split: float = 0.2  # the tutorial's 80/20 split
+    val_data: tuple[str, ...] = ()  # validate on these files instead of a split
+    seed: int = 36  # the tutorial's random_state; also seeds initialisation and shuffling
+    device: str = "auto"  # CUDA when present
+    threads: int | None = None  # None: every core
+    baseline: bool = False  # also fit TF-IDF + logistic regression on the same split
+
+    def __post_init__(self):
+        _check_range(self, "epochs", 1, None)
+        _check_range(self, "batch_size", 1, None)
+        _check_range(self, "lr", 0.0, None, left_open=True)
+        _check_range(self, "weight_decay", 0.0, None)
+        _check_range(self, "clip_norm", 0.0, None, left_open=True, optional=True)
+        _check_range(self, "patience", 1, None, optional=True)
+        _check_range(self, "val_split", 0.0, 1.0, left_open=True, right_open=True)
+        _check_choice(self, "device", DEVICES)
+        _check_range(self, "threads", 1, None, optional=True)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs: the one object saved as ``config.json`` with the model."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Config":
+        """Rebuild from JSON; unknown keys and wrong types are errors."""
+        _reject_unknown("Config", raw, {"data", "model", "train", "preset"})
+        return cls(
+            data=_build(DataConfig, raw.get("data", {})),
+            model=_build(ModelConfig, raw.get("model", {})),
+            train=_build(TrainConfig, raw.get("train", {})),
+            preset=raw.get("preset", "default"),
+        )
+
+    @classmethod
+    def from_preset(cls, preset: str = "default", **overrides: Any) -> "Config":
+        """A preset with some fields replaced; keyword names are field names of any section."""
+        if preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+        sections = {name: dict(values) for name, values in PRESETS[preset].items()}
+        owners = {f.name: section for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)}
+        for key, value in overrides.items():
+            if key not in owners:
+                raise ConfigError(f"Unknown setting {key!r}; known settings: {', '.join(sorted(owners))}.")
+            sections[owners[key]][key] = value
+        return cls(
+            data=_build(DataConfig, sections["data"]),
+            model=_build(ModelConfig, sections["model"]),
+            train=_build(TrainConfig, sections["train"]),
+            preset=preset,
+        )
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+# Presets name only what differs from the dataclass defaults (which are the tutorial's model).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The tutorial, exactly: vocab 2,500, Embedding 128, LSTM 200, last state, batch 32, 1 epoch.
+    "seed": {"data": {}, "model": {}, "train": {}},
+    # The best configuration found for accuracy on a laptop CPU budget (see bench/RESULTS.md).
+    "default": {
+        "data": {},
+        "model": {
+            "vocab_size": 30000, "max_len": 400, "embedding_dim": 128, "hidden_size": 128,
+            "bidirectional": True, "dropout": 0.3, "recurrent_dropout": 0.0, "pooling": "max_mean",
+            "ngram_buckets": 400000,
+        },
+        "train": {"epochs": 4, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0},
+    },
+    # `make run`: the default model on shorter reviews and fewer epochs, a few minutes on a laptop.
+    "quick": {
+        "data": {},
+        "model": {
+            "vocab_size": 20000, "max_len": 200, "embedding_dim": 64, "hidden_size": 64,
+            "bidirectional": True, "dropout": 0.3, "recurrent_dropout": 0.0, "pooling": "max_mean",
+            "ngram_buckets": 200000,
+        },
+        "train": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "clip_norm": 5.0},
+    },
+}
+
+
+def _build(kind, raw: dict[str, Any]):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"The {kind.__name__} section must be a JSON object. Got {type(raw).__name__} instead.")
+    hints = typing.get_type_hints(kind)
+    _reject_unknown(kind.__name__, raw, set(hints))
+    return kind(**{key: _coerce(kind.__name__, key, value, hints[key]) for key, value in raw.items()})
+
+
+def _reject_unknown(where: str, raw: dict, known: set[str]) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"Unknown {where} setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+
+
+def _coerce(owner: str, name: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against a field's type hint; JSON lists become tuples."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(owner, name, item, args[0]) for item in value)
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif hint in (str, bool) and type(value) is hint:
+        return value
+    expected = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"The {name!r} parameter of {owner} must be of type {expected}. Got {value!r} instead.")
+
+
+def _check_choice(obj, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in allowed:
+        raise ConfigError(
+            f"The {name!r} parameter of {type(obj).__name__} must be one of {', '.join(allowed)}. Got {value!r} instead."
+        )
+
+
+def _check_range(obj, name, low, high, *, left_open=False, right_open=False, optional=False) -> None:
+    value = getattr(obj, name)
+    if value is None and optional:
+        return
+    kind = "an int" if isinstance(low, int) else "a float"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if left_open else value >= low) and (
+            high is None or (value < high if right_open else value <= high)
+        )
+    if not ok:
+        span = f"{'(' if left_open else '['}{low}, {'inf)' if high is None else str(high) + (')' if right_open else ']')}"
+        raise ConfigError(
+            f"The {name!r} parameter of {type(obj).__name__} must be {kind} in the range {span}. Got {value!r} instead."
+        )

@@ -1,0 +1,63 @@
+"""Labelled data in memory (texts + class ids) and the tutorial's train/validation split."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from ..config import Config
+from ..errors import DataError
+from .records import RecordReader, Tally
+
+
+@dataclass
+class Labelled:
+    texts: list[str]
+    y: np.ndarray  # (n,) class ids into `classes`
+    classes: list[str]
+    tally: Tally
+    source: str  # the inputs, for messages
+
+
+def read_labelled(cfg: Config, paths: Iterable[str] | None = None, classes: list[str] | None = None) -> Labelled:
+    """Read every usable record of ``paths`` (default: ``cfg.data.paths``).
+
+    ``classes`` fixes the class list (validation data, evaluation): a label outside it is an error.
+    """
+    data_cfg = cfg.data if paths is None else dataclasses.replace(cfg.data, paths=tuple(paths), limit=None)
+    reader = RecordReader(data_cfg)
+    texts, labels = [], []
+    for record in reader:
+        texts.append(record.text)
+        labels.append(record.label)
+    source = ", ".join(reader.paths)
+    if not texts:
+        raise DataError(source, f"no usable records (read {reader.tally.read}: {_describe(reader.tally)})")
+    seen = set(labels)
+    if classes is None:
+        classes = reader.classes(seen)
+        if len(seen) < 2:
+            raise DataError(source, f"only one class ({next(iter(seen))!r}) in {len(texts)} records; a classifier needs at least two")
+    else:
+        unknown = sorted(seen - set(classes))
+        if unknown:
+            raise DataError(source, f"labels {unknown[:5]} are not among the model's classes {classes}")
+    index = {name: i for i, name in enumerate(classes)}
+    y = np.fromiter((index[label] for label in labels), dtype=np.int64, count=len(labels))
+    return Labelled(texts, y, list(classes), reader.tally, source)
+
+
+def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices: scikit-learn's ``train_test_split``, as the tutorial."""
+    if n < 2:
+        raise DataError("data", f"{n} record(s) cannot be split into training and validation sets")
+    train_idx, val_idx = train_test_split(np.arange(n), test_size=val_split, random_state=seed)
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def _describe(tally: Tally) -> str:
+    parts = [f"{count} {reason}" for reason, count in {**tally.skipped, **tally.filtered}.items()]
+    return ", ".join(parts) or "the input is empty"

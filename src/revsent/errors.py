@@ -1,0 +1,34 @@
+"""The errors revsent raises for a user's mistakes: each prints as one line that says what to fix."""
+from __future__ import annotations
+
+
+class RevsentError(Exception):
+    """Base class: a problem with the user's input, files or settings (never a bug)."""
+
+    exit_code = 1
+
+
+class ConfigError(RevsentError, ValueError):
+    """A setting has a wrong type or value."""
+
+    exit_code = 2
+
+
+class DataError(RevsentError, ValueError):
+    """A data file is missing, unreadable or holds a bad record.
+
+    Printed as ``FILE:LINE: problem`` (``FILE: problem`` when no line applies).
+    """
+
+    exit_code = 2
+
+    def __init__(self, source: str, problem: str, line: int | None = None, reason: str | None = None):
+        self.source, self.problem, self.line, self.reason = source, problem, line, reason
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+
+
+class ArtifactError(RevsentError):
+    """A model directory or one of its files is missing, corrupt or incompatible."""
+
+    exit_code = 1

@@ -1,0 +1,122 @@
+"""SentimentLSTM: Embedding -> LSTM -> pooling over time -> dense layers -> class logits.
+
+Batches are right-padded and every direction of every layer runs as a fused one-layer LSTM over
+the padded batch: padding comes after each review, so it never reaches the forward direction's
+states at real positions, and the backward direction reads each review reversed within its own
+length. The result is exactly what running each review alone would give, at the speed of the
+fused kernels (PyTorch's packed-sequence backward on the CPU is quadratic in length).
+
+With ``ngram_buckets`` a wide branch (a bag of word and hashed bigram embeddings, as fastText)
+adds its logits to the LSTM's: the LSTM reads word order, the bag remembers rare phrases.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .batching import Batch
+from .config import ModelConfig
+
+NGRAM_DIM = 16  # the bag's embedding width; its logits come from one small linear layer
+
+
+class SentimentLSTM(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        directions = 2 if cfg.bidirectional else 1
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=0)
+        sizes = [cfg.embedding_dim] + [cfg.hidden_size * directions] * (cfg.layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(size, cfg.hidden_size, batch_first=True) for size in sizes)
+        self.backward_layers = nn.ModuleList(
+            nn.LSTM(size, cfg.hidden_size, batch_first=True) for size in (sizes if cfg.bidirectional else []))
+        width = cfg.hidden_size * directions * (2 if cfg.pooling == "max_mean" else 1)
+        layers: list[nn.Module] = []
+        for size in cfg.dense:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = size
+        self.dense = nn.Sequential(*layers)
+        self.out = nn.Linear(width, n_classes)
+        self.ngrams = None
+        if cfg.ngram_buckets:
+            self.ngrams = nn.EmbeddingBag(cfg.vocab_size + cfg.ngram_buckets, NGRAM_DIM, mode="mean")
+            self.ngram_out = nn.Linear(NGRAM_DIM, n_classes)
+        if cfg.init == "keras":
+            self._keras_init()
+
+    def _keras_init(self) -> None:
+        """What Keras starts from: uniform(-0.05, 0.05) embeddings, Glorot-uniform input kernels,
+        orthogonal recurrent kernels, zero biases with the forget gate's at 1."""
+        nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+        h = self.cfg.hidden_size
+        for lstm in [*self.forward_layers, *self.backward_layers]:
+            nn.init.xavier_uniform_(lstm.weight_ih_l0)  # fan_in = input size, fan_out = 4h, as Keras' kernel
+            nn.init.orthogonal_(lstm.weight_hh_l0)
+            nn.init.zeros_(lstm.bias_hh_l0)
+            nn.init.zeros_(lstm.bias_ih_l0)
+            with torch.no_grad():
+                lstm.bias_ih_l0[h: 2 * h] = 1.0  # PyTorch's gate order is i, f, g, o
+        for layer in [*self.dense, self.out]:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Class logits (B, C) for a right-padded batch."""
+        x = self.embedding(batch.tokens)  # (B, T, E)
+        if self.training and self.cfg.dropout:
+            # One mask per review and feature, the same at every step (Keras' LSTM `dropout`).
+            x = x * self._feature_mask(x)
+        lengths = batch.lengths.to(x.device)  # (B,)
+        steps = torch.arange(x.shape[1], device=x.device)[None, :]  # (1, T)
+        mask = steps < lengths[:, None]  # (B, T) real positions
+        # Position t of the reversed review: len-1-t inside the review, t in the padding.
+        reverse = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # (B, T)
+        h = self.cfg.hidden_size
+        for depth, forward_lstm in enumerate(self.forward_layers):
+            if depth:
+                x = nn.functional.dropout(x, self.cfg.dropout, self.training)
+            out = self._run(forward_lstm, x)  # (B, T, H)
+            if self.cfg.bidirectional:
+                backward = self._run(self.backward_layers[depth], _take(x, reverse))  # (B, T, H), reversed
+                out = torch.cat([out, _take(backward, reverse)], dim=2)  # (B, T, 2H)
+            x = out
+        if self.cfg.pooling == "last":
+            last = _take(x[..., :h], (lengths - 1)[:, None]).squeeze(1)  # (B, H) state after the last word
+            features = torch.cat([last, x[:, 0, h:]], dim=1) if self.cfg.bidirectional else last
+        else:
+            pooled = []
+            if self.cfg.pooling in ("max", "max_mean"):
+                pooled.append(x.masked_fill(~mask[..., None], float("-inf")).amax(dim=1))
+            if self.cfg.pooling in ("mean", "max_mean"):
+                pooled.append((x * mask[..., None]).sum(dim=1) / lengths[:, None].to(x.dtype))
+            features = torch.cat(pooled, dim=1)  # (B, H * dirs * k)
+        logits = self.out(self.dense(features))  # (B, C)
+        if self.ngrams is not None:
+            logits = logits + self.ngram_out(self.ngrams(batch.ngrams, batch.ngram_offsets))
+        return logits
+
+    def _feature_mask(self, x: torch.Tensor) -> torch.Tensor:
+        keep = 1.0 - self.cfg.dropout
+        return torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep  # (B, 1, E)
+
+    def _run(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+        """One fused LSTM layer, with DropConnect on its recurrent weights while training.
+
+        Keras' `recurrent_dropout` draws a new mask at every step, which no fused LSTM kernel can
+        do; dropping recurrent weights once per batch (Merity et al.'s weight drop) regularises
+        the same connections at full speed.
+        """
+        p = self.cfg.recurrent_dropout
+        if not (self.training and p):
+            return lstm(x)[0]
+        weights = dict(lstm.named_parameters())
+        weights["weight_hh_l0"] = nn.functional.dropout(weights["weight_hh_l0"], p)
+        return torch.func.functional_call(lstm, weights, (x,))[0]
+
+
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b, t], :]`` for every b, t: (B, T, D) x (B, T') -> (B, T', D)."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[2]))
