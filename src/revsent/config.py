@@ -125,6 +125,8 @@ class Config:
     def from_dict(cls, raw: dict[str, Any]) -> "Config":
         """Rebuild from JSON; unknown keys and wrong types are errors."""
         _reject_unknown("Config", raw, {"data", "model", "train", "preset"})
+        if raw.get("preset", "default") not in PRESETS:
+            raise ConfigError(f"The 'preset' of Config must be one of {', '.join(PRESETS)}. Got {raw.get('preset')!r} instead.")
         return cls(
             data=_build(DataConfig, raw.get("data", {})),
             model=_build(ModelConfig, raw.get("model", {})),

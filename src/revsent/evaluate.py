@@ -121,3 +121,50 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> N
     ax.set_title("confusion matrix (held out)")
     _save_figure(fig, path)
     plt.close(fig)
+
+
+def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool = False,
+             device: str = "auto", **data_options) -> dict:
+    """Score a saved model on ``paths`` (read with the model's own data settings, overridable),
+    or, with no paths, on the held-out part of its own training data.
+
+    ``baseline`` also fits TF-IDF + logistic regression on the model's training split (re-read
+    from the files it was trained on) and scores it on the same data: ``result["baseline"]``.
+    """
+    import dataclasses
+
+    from .artifacts import load_model
+    from .data import read_labelled, split
+    from .model import class_probabilities
+    from .train import resolve_device
+
+    torch_device = resolve_device(device)
+    cfg, classes, encoder, model = load_model(model_dir, torch_device)
+    if data_options:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data_options))
+    train_texts = train_y = None
+    if paths:
+        data = read_labelled(cfg, paths, classes=classes)
+        texts, y = data.texts, data.y
+    else:
+        own = read_labelled(cfg, classes=classes)
+        if cfg.train.val_data:
+            held = read_labelled(cfg, cfg.train.val_data, classes=classes)
+            texts, y, train_texts, train_y = held.texts, held.y, own.texts, own.y
+        else:
+            train_idx, val_idx = split(len(own.texts), cfg.train.val_split, cfg.train.seed)
+            texts, y = [own.texts[i] for i in val_idx], own.y[val_idx]
+            train_texts, train_y = [own.texts[i] for i in train_idx], own.y[train_idx]
+    proba = class_probabilities(model, encoder.encode(texts), device=torch_device)
+    result = classification_metrics(y, proba, classes)
+    result["data"] = list(paths) or f"held-out split of {', '.join(cfg.data.paths) or 'imdb'}"
+    if baseline:
+        if train_texts is None:
+            own = read_labelled(cfg, classes=classes)
+            if cfg.train.val_data:
+                train_texts, train_y = own.texts, own.y
+            else:
+                train_idx, _ = split(len(own.texts), cfg.train.val_split, cfg.train.seed)
+                train_texts, train_y = [own.texts[i] for i in train_idx], own.y[train_idx]
+        result["baseline"] = tfidf_baseline(train_texts, train_y, texts, y, classes, cfg.train.seed)
+    return result

@@ -11,11 +11,13 @@ adds its logits to the LSTM's: the LSTM reads word order, the bag remembers rare
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from .batching import Batch
+from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
+from .text import Sequences
 
 NGRAM_DIM = 16  # the bag's embedding width; its logits come from one small linear layer
 
@@ -103,20 +105,38 @@ class SentimentLSTM(nn.Module):
         return torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep  # (B, 1, E)
 
     def _run(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-        """One fused LSTM layer, with DropConnect on its recurrent weights while training.
+        """One fused LSTM layer, with recurrent dropout while training.
 
-        Keras' `recurrent_dropout` draws a new mask at every step, which no fused LSTM kernel can
-        do; dropping recurrent weights once per batch (Merity et al.'s weight drop) regularises
-        the same connections at full speed.
+        Keras' `recurrent_dropout` multiplies h(t-1) by one mask per review, the same at every
+        step; no fused kernel takes such a mask. Zeroing the matching columns of the recurrent
+        weights drops the same units at every step, with one mask per batch instead of per
+        review, at the fused kernel's full speed.
         """
         p = self.cfg.recurrent_dropout
         if not (self.training and p):
             return lstm(x)[0]
         weights = dict(lstm.named_parameters())
-        weights["weight_hh_l0"] = nn.functional.dropout(weights["weight_hh_l0"], p)
+        w_hh = weights["weight_hh_l0"]  # (4H, H): column j reads unit j of h(t-1)
+        keep = torch.bernoulli(w_hh.new_full((1, w_hh.shape[1]), 1.0 - p)) / (1.0 - p)  # (1, H)
+        weights["weight_hh_l0"] = w_hh * keep
         return torch.func.functional_call(lstm, weights, (x,))[0]
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[b, index[b, t], :]`` for every b, t: (B, T, D) x (B, T') -> (B, T', D)."""
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[2]))
+
+
+@torch.no_grad()
+def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int = 256,
+                        device: torch.device | None = None) -> np.ndarray:
+    """Softmax probabilities (n, C) in the input order; batches sorted by length for speed."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = np.zeros((len(seqs), model.out.out_features), dtype=np.float32)
+    for index in inference_order(seqs.lengths, batch_size):
+        batch = make_batch(seqs, index, model.cfg.vocab_size, model.cfg.ngram_buckets).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(batch)
+        out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return out

@@ -20,12 +20,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import artifacts
-from .batching import inference_order, make_batch, train_order
+from .batching import make_batch, train_order
 from .config import Config
 from .data import read_labelled, split
 from .errors import ArtifactError, ConfigError
 from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
-from .model import SentimentLSTM
+from .model import SentimentLSTM, class_probabilities
 from .progress import Progress
 from .text import Sequences, TextEncoder
 
@@ -40,21 +40,6 @@ def resolve_device(name: str) -> torch.device:
 
 def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
-
-
-@torch.no_grad()
-def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int = 256,
-                        device: torch.device | None = None) -> np.ndarray:
-    """Softmax probabilities (n, C) in the input order; batches sorted by length for speed."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    out = np.zeros((len(seqs), model.out.out_features), dtype=np.float32)
-    for index in inference_order(seqs.lengths, batch_size):
-        batch = make_batch(seqs, index, model.cfg.vocab_size, model.cfg.ngram_buckets).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(batch)
-        out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    return out
 
 
 @dataclass

@@ -101,8 +101,8 @@ def iter_rows(source: Source) -> Iterator[tuple[int, dict | BadRow]]:
 def _open_binary(path: str) -> IO[bytes]:
     raw = open(path, "rb")
     if raw.read(2) == GZIP_MAGIC:
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        raw.close()  # gzip.open owns the file it opens, so closing the stream closes the file
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     raw.seek(0)
     return raw
 
@@ -115,6 +115,8 @@ class _TarMemberStream(io.RawIOBase):
         for info in self._tar:
             if info.name == member:
                 self._file = self._tar.extractfile(info)
+                if self._file.peek(2)[:2] == GZIP_MAGIC:  # _find_tar_member accepts *.json.gz members
+                    self._file = gzip.GzipFile(fileobj=self._file)
                 return
         raise DataError(path, f"{member} is missing from the archive")
 
@@ -154,6 +156,8 @@ def _find_tar_member(path: str, kind: str) -> str:
 
 def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict | BadRow]]:
     for number, line in enumerate(stream, start=1):
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]  # a UTF-8 byte-order mark, as some editors write
         if not line.strip():
             continue
         try:

@@ -1,0 +1,110 @@
+"""The Python API, in scikit-learn's manner::
+
+    clf = Classifier(preset="quick", epochs=1).fit(texts, labels)
+    clf.predict(["great food"]), clf.predict_proba(["great food"])
+    clf.save("model/");  Classifier.load("model/")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+
+from . import artifacts
+from .config import Config
+from .data.records import _is_int
+from .errors import DataError
+from .model import SentimentLSTM, class_probabilities
+from .progress import Progress
+from .text import TextEncoder
+from .train import fit, resolve_device, set_threads
+
+
+class Classifier:
+    """An LSTM sentiment classifier. Settings are :class:`~revsent.config.Config` field names."""
+
+    def __init__(self, preset: str = "default", **settings):
+        self.preset = preset
+        self.settings = settings
+
+    def fit(self, texts: Sequence[str], labels: Sequence, val_texts: Sequence[str] | None = None,
+            val_labels: Sequence | None = None, verbose: bool = False) -> "Classifier":
+        """Train on ``texts`` / ``labels`` (any hashable labels; predictions are their ``str``).
+
+        With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies).
+        """
+        cfg = Config.from_preset(self.preset, **self.settings)
+        texts, labels = _check_pairs(texts, labels, "texts")
+        names = [str(label) for label in labels]
+        seen = set(names)
+        if len(seen) < 2:
+            raise DataError("labels", f"only one class ({next(iter(seen))!r}); a classifier needs at least two")
+        classes = sorted(seen, key=int) if all(_is_int(n) for n in seen) else sorted(seen)
+        index = {name: i for i, name in enumerate(classes)}
+        y = np.array([index[n] for n in names], dtype=np.int64)
+        set_threads(cfg.train.threads)
+        device = resolve_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        m = cfg.model
+        encoder = TextEncoder.fit(texts, m.vocab_size, m.oov, m.max_len, m.truncate)
+        val_seqs = val_y = None
+        if val_texts is not None:
+            val_texts, val_labels = _check_pairs(val_texts, val_labels, "val_texts")
+            unknown = {str(v) for v in val_labels} - seen
+            if unknown:
+                raise DataError("val_labels", f"labels {sorted(unknown)[:5]} do not occur in the training labels")
+            val_seqs = encoder.encode(val_texts)
+            val_y = np.array([index[str(v)] for v in val_labels], dtype=np.int64)
+        model = SentimentLSTM(m, len(classes)).to(device)
+        state = fit(model, cfg, encoder.encode(texts), y, val_seqs, val_y, device=device, progress=Progress(verbose))
+        self.config_, self.classes_, self.encoder_, self.model_ = cfg, classes, encoder, model
+        self.history_ = state.history
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (n, n_classes), columns in the order of ``classes_``."""
+        self._check_fitted()
+        if isinstance(texts, str):
+            raise DataError("texts", "expected a list of texts, got one string; wrap it in a list")
+        device = next(self.model_.parameters()).device
+        return class_probabilities(self.model_, self.encoder_.encode(list(texts)), batch_size, device)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        proba = self.predict_proba(texts)
+        return [self.classes_[i] for i in proba.argmax(axis=1)]
+
+    def save(self, path: str | Path, force: bool = False) -> Path:
+        """Write the model directory (refuses a non-empty one unless ``force``)."""
+        self._check_fitted()
+        out = artifacts.prepare_out(path, force=force)
+        artifacts.save_model(out, self.config_, self.classes_, self.encoder_, self.model_)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "Classifier":
+        cfg, classes, encoder, model = artifacts.load_model(path, resolve_device(device))
+        clf = cls(preset=cfg.preset)
+        clf.config_, clf.classes_, clf.encoder_, clf.model_ = cfg, classes, encoder, model
+        clf.history_ = []
+        return clf
+
+
+def _check_pairs(texts, labels, name: str):
+    if isinstance(texts, str):
+        raise DataError(name, "expected a list of texts, got one string; wrap it in a list")
+    texts = list(texts)
+    labels = list(labels) if labels is not None else None
+    if labels is None or len(texts) != len(labels):
+        raise DataError(name, f"{len(texts)} texts but {0 if labels is None else len(labels)} labels; give one label per text")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(name, f"text {i} is empty or not a string")
+    return texts, labels

@@ -1,0 +1,180 @@
+"""The ``revsent`` command: a thin Typer layer over the library.
+
+Each command parses its options, builds the config, calls the library function of the same
+name, and turns a :class:`~revsent.errors.RevsentError` into one line on stderr and an exit code.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import RevsentError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and use LSTM sentiment classifiers on review text.")
+
+DATA, MODEL, TRAIN, RUN = "Data", "Model", "Training", "Run"
+
+# Data options, shared by every command that reads data (names match DataConfig fields).
+Format = Annotated[Optional[str], typer.Option(help="auto | yelp | jsonl | csv | tsv | parquet | tar (default auto: by extension and content).", rich_help_panel=DATA)]
+TextField = Annotated[Optional[str], typer.Option(help="Field holding the review text (default: text).", rich_help_panel=DATA)]
+LabelField = Annotated[Optional[str], typer.Option(help="Field holding labels used as they are.", rich_help_panel=DATA)]
+StarsField = Annotated[Optional[str], typer.Option(help="Field holding star ratings, mapped by --labels.", rich_help_panel=DATA)]
+Labels = Annotated[Optional[str], typer.Option(help="binary (stars > 3 positive) | polarity (1-2 vs 4-5, 3 dropped) | stars (5 classes).", rich_help_panel=DATA)]
+IdField = Annotated[Optional[str], typer.Option(help="Field holding a record id (default: review_id or id when present).", rich_help_panel=DATA)]
+Business = Annotated[Optional[str], typer.Option(help="Yelp business.json (or the Yelp tar), for --category.", rich_help_panel=DATA)]
+Category = Annotated[Optional[str], typer.Option(help="Keep only reviews of businesses in this category, e.g. Restaurants.", rich_help_panel=DATA)]
+Limit = Annotated[Optional[int], typer.Option(help="Use the first N usable records.", rich_help_panel=DATA)]
+SkipBad = Annotated[Optional[bool], typer.Option("--skip-bad/--no-skip-bad", help="Skip bad records and count them instead of stopping at the first.", rich_help_panel=DATA)]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
+
+
+def _given(**options) -> dict:
+    """The options the user actually gave (None means 'keep the preset's or model's value')."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _run(action):
+    """Call ``action``; a user's mistake becomes one line on stderr and a non-zero exit code."""
+    try:
+        return action()
+    except RevsentError as exc:
+        typer.echo(f"revsent: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("revsent: interrupted", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+def train(
+    data: Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet); 'imdb' or 'rt' for a bundled sample (default imdb).", show_default=False)] = None,
+    out: Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)] = ...,
+    preset: Annotated[str, typer.Option(help="seed (the tutorial's model) | default | quick.", rich_help_panel=RUN)] = "default",
+    format: Format = None, text_field: TextField = None, label_field: LabelField = None,
+    stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
+    business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent.", rich_help_panel=MODEL)] = None,
+    oov: Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)] = None,
+    max_len: Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)] = None,
+    truncate: Annotated[Optional[str], typer.Option(help="Which end of a long review to keep: head | tail.", rich_help_panel=MODEL)] = None,
+    embedding_dim: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
+    hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
+    layers: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
+    bidirectional: Annotated[Optional[bool], typer.Option("--bidirectional/--no-bidirectional", rich_help_panel=MODEL)] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout on the LSTM's inputs.", rich_help_panel=MODEL)] = None,
+    recurrent_dropout: Annotated[Optional[float], typer.Option(help="DropConnect on the recurrent weights.", rich_help_panel=MODEL)] = None,
+    pooling: Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)] = None,
+    dense: Annotated[Optional[str], typer.Option(help="Extra ReLU layers, e.g. 128,64 ('' for none).", rich_help_panel=MODEL)] = None,
+    ngram_buckets: Annotated[Optional[int], typer.Option(help="Hashed bigram slots of the wide n-gram branch (0: none).", rich_help_panel=MODEL)] = None,
+    init: Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)] = None,
+    epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam's learning rate.", rich_help_panel=TRAIN)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)] = None,
+    clip_norm: Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without a better validation loss.", rich_help_panel=TRAIN)] = None,
+    val_split: Annotated[Optional[float], typer.Option(help="Held-out fraction (default 0.2).", rich_help_panel=TRAIN)] = None,
+    val_data: Annotated[Optional[list[str]], typer.Option(help="Validate on this file instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Split and initialisation seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
+    baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
+    force: Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
+):
+    """Train a model on review data and write it to --out."""
+    from .config import Config
+    from .evaluate import format_report
+    from .progress import Progress
+    from .train import train as train_model
+
+    def action():
+        dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
+        cfg = Config.from_preset(preset, **_given(
+            paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
+            stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
+            limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
+            embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
+            ngram_buckets=ngram_buckets, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_split=val_split,
+            val_data=tuple(val_data) if val_data else None, seed=seed, baseline=baseline, device=device,
+            threads=threads))
+        result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
+        m = result.metrics
+        skipped = sum(m["records_skipped"].values())
+        typer.echo(f"held-out metrics ({m['n_val']} reviews, {m['epochs_run']} epoch(s), "
+                   f"{m['train_seconds']:.1f}s training):")
+        typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
+        if skipped:
+            typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in m["records_skipped"].items()))
+        typer.echo(f"model written to {result.out}")
+
+    _run(action)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Model directory.")],
+    data: Annotated[Optional[list[str]], typer.Argument(help="Labelled files to score (default: the model's own held-out split).", show_default=False)] = None,
+    format: Format = None, text_field: TextField = None, label_field: LabelField = None,
+    stars_field: StarsField = None, labels: Labels = None, business: Business = None,
+    category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
+    baseline: Annotated[bool, typer.Option(help="Also score TF-IDF + logistic regression fitted on the model's training split.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: Device = "auto",
+):
+    """Score a model: accuracy, per-class and macro precision/recall/F1, ROC-AUC, log loss, confusion matrix."""
+    from .evaluate import evaluate as evaluate_model, format_report
+
+    def action():
+        result = evaluate_model(model, tuple(data or ()), baseline=baseline, device=device, **_given(
+            format=format, text_field=text_field, label_field=label_field, stars_field=stars_field,
+            labels=labels, business=business, category=category, limit=limit, skip_bad=skip_bad))
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            typer.echo(format_report(result, result.get("baseline")))
+
+    _run(action)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Model directory.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Reviews to classify.", show_default=False)] = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="File of reviews (any readable format), or - for one review per line on stdin.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
+    format: Format = None, text_field: TextField = None, skip_bad: SkipBad = None,
+    batch_size: Annotated[int, typer.Option(help="Reviews per forward pass.")] = 256,
+    force: Annotated[bool, typer.Option(help="Overwrite --output if it exists.")] = False,
+    device: Device = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+):
+    """Classify reviews: label and a probability per class for each."""
+    from .predict import predict as predict_texts
+
+    def action():
+        result = predict_texts(model, texts or (), input=input, output=output, force=force, batch_size=batch_size,
+                               device=device, threads=threads,
+                               **_given(format=format, text_field=text_field, skip_bad=skip_bad))
+        skipped = sum(result.get("records_skipped", {}).values())
+        if output:
+            typer.echo(f"{result['predicted']} predictions written to {output}", err=True)
+        if skipped:
+            typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in result["records_skipped"].items()), err=True)
+
+    _run(action)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

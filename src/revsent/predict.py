@@ -1,0 +1,144 @@
+"""Batch prediction over texts or files, and the output writers (JSON lines, CSV, Parquet)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import numpy as np
+import orjson
+
+from .artifacts import load_model
+from .data import RecordReader
+from .errors import ConfigError, DataError
+from .model import class_probabilities
+from .train import resolve_device, set_threads
+
+CHUNK = 8192  # records predicted at a time: bounded memory on files of any size
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def rows(ids: list[str | None], proba: np.ndarray, classes: list[str]) -> Iterator[dict]:
+    """One output record per input: its id (when it has one), ``label`` and ``prob_<class>`` s."""
+    best = proba.argmax(axis=1)
+    for record_id, p, k in zip(ids, proba, best):
+        row = {} if record_id is None else {"id": record_id}
+        row["label"] = classes[k]
+        row.update({f"prob_{name}": round(float(v), 6) for name, v in zip(classes, p)})
+        yield row
+
+
+class Writer:
+    """Writes rows to a file atomically (temp file, renamed at ``close``) or to stdout (JSON lines)."""
+
+    def __init__(self, path: str | None, classes: list[str], force: bool = False):
+        self.path, self.classes = path, classes
+        self.format = "jsonl" if path in (None, "-") else OUTPUT_FORMATS.get(Path(path).suffix.lower())
+        if self.format is None:
+            raise ConfigError(f"--output {path}: unknown extension; use .jsonl, .csv or .parquet")
+        if path not in (None, "-") and Path(path).exists() and not force:
+            raise ConfigError(f"--output {path}: file exists; pass --force to overwrite it")
+        self._tmp: str | None = None
+        self._parquet = None
+        self._csv = None
+        if path in (None, "-"):
+            self._handle: IO[bytes] = sys.stdout.buffer
+            return
+        fd, self._tmp = tempfile.mkstemp(dir=Path(path).parent or ".", prefix=f".{Path(path).name}.", suffix=".tmp")
+        self._handle = os.fdopen(fd, "wb")
+
+    def write(self, batch: list[dict]) -> None:
+        if not batch:
+            return
+        if self.format == "jsonl":
+            self._handle.write(b"".join(orjson.dumps(row) + b"\n" for row in batch))
+            self._handle.flush()
+        elif self.format == "csv":
+            text = io.StringIO()
+            if self._csv is None:
+                self._csv = list(batch[0])
+                csv.writer(text).writerow(self._csv)
+            csv.DictWriter(text, fieldnames=self._csv).writerows(batch)
+            self._handle.write(text.getvalue().encode("utf-8"))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pylist(batch)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._handle, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+
+    def close(self, ok: bool = True) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._tmp is None:
+            return
+        self._handle.close()
+        if ok:
+            os.replace(self._tmp, self.path)
+        else:
+            Path(self._tmp).unlink(missing_ok=True)
+
+
+def stdin_records() -> Iterator[tuple[str | None, str]]:
+    for number, line in enumerate(sys.stdin, start=1):
+        text = line.rstrip("\n")
+        if text.strip():
+            yield None, text
+
+
+def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | None = None,
+            output: str | None = None, force: bool = False, batch_size: int = 256,
+            device: str = "auto", threads: int | None = None, **data_options) -> dict:
+    """Predict ``texts`` and/or every record of ``input`` (``-``: stdin, one review a line).
+
+    Writes to ``output`` (.jsonl/.csv/.parquet; stdout JSON lines when None) and returns counts.
+    ``data_options`` are DataConfig fields for reading ``input`` (``text_field``, ``format``...).
+    """
+    set_threads(threads)
+    torch_device = resolve_device(device)
+    cfg, classes, encoder, model = load_model(model_dir, torch_device)
+    writer = Writer(output, classes, force=force)
+    reader = None
+    done = 0
+    try:
+        sources: list[Iterable[tuple[str | None, str]]] = [((None, t) for t in texts)]
+        if input == "-":
+            sources.append(stdin_records())
+        elif input is not None:
+            data_cfg = dataclasses.replace(cfg.data, paths=(input,), limit=None, category=None, business=None,
+                                           label_field=None, stars_field=None, id_field=None, **data_options)
+            reader = RecordReader(data_cfg, need_labels=False)
+            sources.append((r.id, r.text) for r in reader)
+        for chunk in _chunks((pair for source in sources for pair in source), CHUNK):
+            ids, chunk_texts = zip(*chunk)
+            proba = class_probabilities(model, encoder.encode(list(chunk_texts)), batch_size, torch_device)
+            writer.write(list(rows(list(ids), proba, classes)))
+            done += len(chunk)
+    except BaseException:
+        writer.close(ok=False)
+        raise
+    writer.close()
+    if done == 0:
+        raise DataError(input or "input", "nothing to predict: give texts, --input FILE or --input -")
+    result = {"predicted": done, "output": output or "stdout"}
+    if reader is not None:
+        result.update(reader.tally.as_dict())
+    return result
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

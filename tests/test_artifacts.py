@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+
+from revsent import Classifier, artifacts
+from revsent.errors import ArtifactError
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    from .conftest import NEGATIVE, POSITIVE
+
+    texts, labels = POSITIVE * 4 + NEGATIVE * 4, ["pos"] * 24 + ["neg"] * 24
+    clf = Classifier(preset="seed", **TINY).fit(texts, labels)
+    path = tmp_path_factory.mktemp("model") / "m"
+    clf.save(path)
+    return clf, path
+
+
+def _copy(saved_path, tmp_path):
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(saved_path, target)
+    return target
+
+
+def test_round_trip_same_predictions(saved):
+    clf, path = saved
+    loaded = Classifier.load(path)
+    texts = ["great friendly food", "rude awful service", "", "zzz unknown words only"]
+    np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
+    assert loaded.classes_ == ["neg", "pos"] and loaded.config_ == clf.config_
+
+
+def test_directory_holds_only_json_and_safetensors(saved):
+    _, path = saved
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert (path / "model.safetensors").read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("config.json", None, "config.json: missing"),
+    ("config.json", b"{not json", "config.json: corrupt JSON"),
+    ("config.json", b'{"format_version": 99, "classes": ["a", "b"]}', "model format 99 is not supported"),
+    ("config.json", b'{"format_version": 1, "classes": ["a"]}', "at least two class names"),
+    ("tokenizer.json", None, "tokenizer.json: missing"),
+    ("tokenizer.json", b"[1, 2", "tokenizer.json: corrupt tokenizer"),
+    ("model.safetensors", None, "model.safetensors: missing"),
+    ("model.safetensors", b"\x00\x01", "model.safetensors: corrupt or truncated"),
+])
+def test_damaged_files_are_named(saved, tmp_path, name, damage, message):
+    path = _copy(saved[1], tmp_path)
+    if damage is None:
+        (path / name).unlink()
+    else:
+        (path / name).write_bytes(damage)
+    with pytest.raises(ArtifactError, match=message.replace(".", r"\.")):
+        Classifier.load(path)
+
+
+def test_truncated_weights(saved, tmp_path):
+    path = _copy(saved[1], tmp_path)
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="model.safetensors: corrupt or truncated"):
+        Classifier.load(path)
+
+
+def test_weights_that_do_not_match_the_config(saved, tmp_path):
+    path = _copy(saved[1], tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    config["model"]["hidden_size"] = 7
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="does not match config.json"):
+        Classifier.load(path)
+
+
+def test_unknown_config_key(saved, tmp_path):
+    path = _copy(saved[1], tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    config["model"]["wings"] = 2
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="Unknown ModelConfig setting"):
+        Classifier.load(path)
+
+
+def test_not_a_model_directory(tmp_path):
+    with pytest.raises(ArtifactError, match="no such model directory"):
+        Classifier.load(tmp_path / "absent")
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "file.json"
+    target.write_text("old")
+
+    def boom(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(artifacts.os, "replace", boom)
+    with pytest.raises(OSError):
+        artifacts.atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.json"]

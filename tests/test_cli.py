@@ -1,0 +1,130 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from revsent.cli import app
+
+runner = CliRunner()
+TINY_FLAGS = ["--preset", "seed", "--vocab-size", "100", "--embedding-dim", "16", "--hidden-size", "16",
+              "--epochs", "8", "--batch-size", "8", "--lr", "0.01", "--dropout", "0", "--recurrent-dropout", "0",
+              "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from .conftest import NEGATIVE, POSITIVE
+
+    folder = tmp_path_factory.mktemp("cli")
+    rows = [{"review_id": f"r{i}-{j}", "stars": 5 if pos else 1, "text": text}
+            for i in range(8) for j, (pos, text) in enumerate([(True, t) for t in POSITIVE] + [(False, t) for t in NEGATIVE])]
+    data = folder / "reviews.json"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(app, ["train", str(data), "--out", str(folder / "m"), *TINY_FLAGS])
+    assert result.exit_code == 0, result.output
+    return folder / "m", data
+
+
+def test_train_prints_metrics(model_dir):
+    assert (model_dir[0] / "model.safetensors").exists()
+
+
+def test_train_output(tmp_path, model_dir):
+    _, data = model_dir
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m2"), *TINY_FLAGS, "--epochs", "1", "--baseline"])
+    assert result.exit_code == 0, result.output
+    assert "held-out metrics (20 reviews, 1 epoch(s)" in result.output
+    assert "TF-IDF+LR" in result.output and "confusion matrix" in result.output
+
+
+def test_predict_texts_jsonl(model_dir):
+    result = runner.invoke(app, ["predict", str(model_dir[0]), "great friendly food", "rude awful staff"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+    assert set(rows[0]) == {"label", "prob_negative", "prob_positive"}
+    assert rows[0]["prob_positive"] + rows[0]["prob_negative"] == pytest.approx(1, abs=1e-5)
+
+
+def test_predict_stdin(model_dir):
+    result = runner.invoke(app, ["predict", str(model_dir[0]), "--input", "-"], input="great food\n\nawful rude\n")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(l)["label"] for l in result.stdout.splitlines()] == ["positive", "negative"]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_predict_file_to_each_format(model_dir, tmp_path, suffix):
+    model, data = model_dir
+    out = tmp_path / f"pred.{suffix}"
+    result = runner.invoke(app, ["predict", str(model), "--input", str(data), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    import pyarrow.csv as pcsv
+    import pyarrow.json as pjson
+    import pyarrow.parquet as pq
+
+    table = {"jsonl": pjson.read_json, "csv": pcsv.read_csv, "parquet": pq.read_table}[suffix](out)
+    assert table.num_rows == 96
+    assert table.column_names == ["id", "label", "prob_negative", "prob_positive"]
+    assert table.column("id")[0].as_py() == "r0-0"
+    again = runner.invoke(app, ["predict", str(model), "--input", str(data), "--output", str(out)])
+    assert again.exit_code != 0 and "file exists; pass --force" in again.output
+
+
+def test_evaluate_json_and_table(model_dir):
+    model, data = model_dir
+    result = runner.invoke(app, ["evaluate", str(model), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 96 and report["labels"] == ["negative", "positive"]
+    assert sum(map(sum, report["confusion_matrix"])) == 96 and 0.9 <= report["accuracy"] <= 1
+    for key in ("f1_macro", "roc_auc", "log_loss", "per_class"):
+        assert key in report
+    table = runner.invoke(app, ["evaluate", str(model), "--baseline"])
+    assert table.exit_code == 0, table.output
+    assert "20 reviews" in table.output and "TF-IDF+LR" in table.output
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["train", "missing.json", "--out", "x"], "missing.json: no such file", 2),
+    (["train", "--out", "x", "--preset", "huge"], "Unknown preset 'huge'", 2),
+    (["train", "--out", "x", "--dropout", "1.5"], "'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
+    (["train", "--out", "x", "--pooling", "avg"], "must be one of last, max, mean, max_mean", 2),
+    (["predict", "no-such-model", "text"], "no-such-model: no such model directory", 1),
+])
+def test_errors_are_one_line(args, message, code):
+    result = runner.invoke(app, args)
+    assert result.exit_code == code
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("revsent: error:") and message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_bad_record_error_names_file_and_line(tmp_path):
+    data = tmp_path / "bad.json"
+    data.write_text('{"text": "fine", "stars": 5}\n{"text": "no stars"}\n')
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m"), *TINY_FLAGS])
+    assert result.exit_code == 2
+    assert f"{data}:2: missing star rating in field 'stars'" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_wrong_text_field_lists_fields(tmp_path):
+    data = tmp_path / "r.csv"
+    data.write_text("body,stars\nhello,5\n")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "no text field 'text'; fields are: body, stars" in result.output
+
+
+def test_skip_bad_reports_counts(tmp_path):
+    from .conftest import NEGATIVE, POSITIVE
+
+    lines = [json.dumps({"stars": 5, "text": t}) for t in POSITIVE * 3] + [json.dumps({"stars": 1, "text": t}) for t in NEGATIVE * 3]
+    lines += ["{broken", json.dumps({"stars": 9, "text": "x"}), json.dumps({"stars": 2, "text": ""})]
+    data = tmp_path / "r.json"
+    data.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m"), *TINY_FLAGS, "--epochs", "1", "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 3 bad record(s): malformed_json 1, label_out_of_range 1, empty_text 1" in result.output
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["records_skipped"] == {"malformed_json": 1, "label_out_of_range": 1, "empty_text": 1}
+    assert metrics["records_read"] == 39 and metrics["records_kept"] == 36

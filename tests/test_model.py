@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+
+from revsent.batching import inference_order, make_batch, train_order
+from revsent.config import ModelConfig
+from revsent.model import SentimentLSTM, class_probabilities
+from revsent.text import Sequences
+
+
+def _seqs(*rows):
+    lengths = [len(r) for r in rows]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.array([i for r in rows for i in r], dtype=np.int32)
+    return Sequences(ids, offsets)
+
+
+SEQS = _seqs([5, 6, 7, 8, 9], [1], [2, 3, 4], [9, 8, 7, 6, 5, 4, 3, 2])
+CONFIGS = [
+    ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3),
+    ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, bidirectional=True, layers=2, pooling="max_mean"),
+    ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, bidirectional=True, pooling="last", dense=(5,)),
+    ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, pooling="mean", ngram_buckets=50),
+    ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, pooling="max", init="torch"),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.pooling}-bi{c.bidirectional}-l{c.layers}")
+def test_output_shape(cfg):
+    model = SentimentLSTM(cfg, 3).eval()
+    batch = make_batch(SEQS, np.arange(4), cfg.vocab_size, cfg.ngram_buckets)
+    assert model(batch).shape == (4, 3)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.pooling}-bi{c.bidirectional}-l{c.layers}")
+def test_padded_batch_equals_each_review_alone(cfg):
+    """Padding never changes a review's output: a batch gives what each review gives alone."""
+    torch.manual_seed(0)
+    model = SentimentLSTM(cfg, 2).eval()
+    together = class_probabilities(model, SEQS, batch_size=4)
+    alone = np.concatenate([class_probabilities(model, SEQS.subset(np.array([i])), batch_size=1) for i in range(4)])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+def test_last_pooling_is_the_state_after_the_last_word():
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3)
+    model = SentimentLSTM(cfg, 2).eval()
+    batch = make_batch(SEQS, np.arange(4), cfg.vocab_size)
+    row = int(np.where(batch.index == 2)[0][0])
+    ids = torch.tensor([[2, 3, 4]])
+    _, (h_n, _) = model.forward_layers[0](model.embedding(ids))
+    expected = model.out(h_n[0])
+    np.testing.assert_allclose(model(batch)[row].detach(), expected[0].detach(), atol=1e-6)
+
+
+def test_keras_initialisation():
+    cfg = ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6)
+    model = SentimentLSTM(cfg, 2)
+    lstm = model.forward_layers[0]
+    h = 6
+    bias = lstm.bias_ih_l0.detach()
+    assert torch.all(bias[h:2 * h] == 1.0) and torch.all(bias[:h] == 0) and torch.all(bias[2 * h:] == 0)
+    assert torch.all(lstm.bias_hh_l0 == 0)
+    w_hh = lstm.weight_hh_l0.detach()  # (4H, H): orthonormal columns
+    np.testing.assert_allclose((w_hh.T @ w_hh).numpy(), np.eye(h), atol=1e-5)
+    limit = (6 / (8 + 4 * h)) ** 0.5
+    assert lstm.weight_ih_l0.abs().max() <= limit
+    assert model.embedding.weight.abs().max() <= 0.05
+    assert torch.all(model.embedding.weight[0] == 0)
+
+
+def test_recurrent_dropout_only_while_training():
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=8, recurrent_dropout=0.5, dropout=0.0)
+    torch.manual_seed(1)
+    model = SentimentLSTM(cfg, 2)
+    batch = make_batch(SEQS, np.arange(4), 10)
+    model.eval()
+    a, b = model(batch), model(batch)
+    assert torch.equal(a, b)
+    model.train()
+    c, d = model(batch), model(batch)
+    assert not torch.equal(c, d)
+    c.sum().backward()
+    assert model.forward_layers[0].weight_hh_l0.grad is not None
+
+
+def test_empty_review_gets_one_padding_step():
+    seqs = _seqs([], [3, 4])
+    batch = make_batch(seqs, np.arange(2))
+    assert batch.lengths.tolist() == [2, 1]
+    probs = class_probabilities(SentimentLSTM(ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3), 2), seqs)
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1)
+
+
+def test_train_order_covers_everything_once_and_groups_lengths():
+    lengths = np.random.default_rng(0).integers(1, 500, size=1000)
+    batches = train_order(lengths, 32, np.random.default_rng(1), pool=10)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    random_spread = np.mean([lengths[b].max() - lengths[b].min() for b in np.array_split(np.arange(1000), 32)])
+    assert spread < random_spread / 5
+
+
+def test_inference_order_sorted_by_length():
+    lengths = np.array([5, 1, 9, 3])
+    assert [b.tolist() for b in inference_order(lengths, 2)] == [[1, 3], [0, 2]]

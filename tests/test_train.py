@@ -1,0 +1,145 @@
+import json
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from revsent import artifacts
+from revsent.config import Config
+from revsent.errors import ArtifactError, ConfigError, DataError
+from revsent.train import train
+
+from .conftest import TINY
+
+
+def _cfg(path, **extra):
+    return Config.from_preset("seed", paths=(path,), **{**TINY, **extra})
+
+
+def test_train_writes_a_complete_model_directory(tiny_reviews, tmp_path):
+    out = tmp_path / "model"
+    result = train(_cfg(tiny_reviews), out)
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv",
+            "training_curves.png", "confusion_matrix.png"} <= names
+    assert "checkpoint.safetensors" not in names
+    assert not [n for n in names if n.endswith(".tmp")]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "f1_macro", "n_train", "n_val", "epochs_run", "train_seconds", "records_read",
+                "records_kept", "records_skipped"):
+        assert key in metrics
+    assert metrics["n_train"] + metrics["n_val"] == 96 and metrics["n_val"] == 20
+    assert metrics["records_read"] == 96 and metrics["records_kept"] == 96 and metrics["records_skipped"] == {}
+    assert metrics["epochs_run"] == 8
+    assert result.metrics["accuracy"] == metrics["accuracy"]
+    assert metrics["accuracy"] >= 0.9  # the tiny vocabulary is easily separable
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,train_accuracy") and len(history) == 9
+    config = json.loads((out / "config.json").read_text())
+    assert config["classes"] == ["negative", "positive"] and config["model"]["hidden_size"] == 16
+    assert "torch" in config["versions"]
+
+
+def test_same_seed_same_metrics(tiny_reviews, tmp_path):
+    a = train(_cfg(tiny_reviews, epochs=2), tmp_path / "a").history
+    b = train(_cfg(tiny_reviews, epochs=2), tmp_path / "b").history
+    assert [row["val_loss"] for row in a] == [row["val_loss"] for row in b]
+
+
+def test_refuses_to_overwrite_without_force(tiny_reviews, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="not empty; pass --force"):
+        train(_cfg(tiny_reviews), out)
+    with pytest.raises(ArtifactError, match="did not write"):
+        train(_cfg(tiny_reviews), out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_bad_record_stops_before_anything_is_written(write_jsonl, tmp_path):
+    path = write_jsonl("bad.json", [{"text": "good", "stars": 5}, "{not json", {"text": "bad", "stars": 1}])
+    out = tmp_path / "model"
+    with pytest.raises(DataError, match=r"bad\.json:2: malformed JSON"):
+        train(_cfg(path), out)
+    assert not out.exists()
+
+
+def test_early_stopping_keeps_best_epoch(write_jsonl, tmp_path):
+    """Noisy labels: the model overfits, validation loss rises, the best epoch's weights are kept."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    rows = [{"text": " ".join(rng.choice(words, 6)), "stars": float(rng.choice([1, 5]))} for _ in range(200)]
+    path = write_jsonl("noisy.json", rows)
+    result = train(_cfg(path, epochs=30, patience=2, lr=0.05, hidden_size=32), tmp_path / "m")
+    losses = [row["val_loss"] for row in result.history]
+    assert result.metrics["epochs_run"] < 30
+    best = int(np.argmin(losses)) + 1
+    assert result.metrics["best_epoch"] == best and best < len(losses)
+    assert result.metrics["log_loss"] == pytest.approx(min(losses), rel=1e-4)
+    assert losses[-1] > min(losses) * 1.01
+
+
+def test_val_data_replaces_the_split(tiny_reviews, write_jsonl, tmp_path):
+    val = write_jsonl("val.json", [{"text": "great food", "stars": 5}, {"text": "rude staff", "stars": 1}])
+    result = train(_cfg(tiny_reviews, val_data=(val,)), tmp_path / "m")
+    assert result.metrics["n_val"] == 2 and result.metrics["n_train"] == 96
+
+
+def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch):
+    """Kill a run after epoch 2 of 4; --resume finishes it exactly as an uninterrupted run."""
+    import revsent.train as train_module
+
+    full = train(_cfg(tiny_reviews, epochs=4), tmp_path / "full")
+    calls = {"n": 0}
+    real_save = train_module._save_checkpoint
+
+    def save_then_die(*args):
+        real_save(*args)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_reviews, epochs=4), out)
+    assert (out / "checkpoint.safetensors").exists() and not (out / "model.safetensors").exists()
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    with pytest.raises(ArtifactError, match="not empty"):
+        train(_cfg(tiny_reviews, epochs=4), out)
+    with pytest.raises(ConfigError, match="same data and model settings"):
+        train(_cfg(tiny_reviews, epochs=4, hidden_size=8), out, resume=True)
+    resumed = train(_cfg(tiny_reviews, epochs=4), out, resume=True)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, tiny_reviews):
+    with pytest.raises(ArtifactError, match="no checkpoint to resume from"):
+        train(_cfg(tiny_reviews), tmp_path / "nothing", resume=True)
+
+
+def test_corrupt_checkpoint_is_named(tiny_reviews, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    train(_cfg(tiny_reviews, epochs=1), out)
+    (out / artifacts.CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="checkpoint.safetensors: unusable checkpoint"):
+        train(_cfg(tiny_reviews, epochs=1), out, resume=True)
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(tiny_reviews, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        train(_cfg(tiny_reviews, device="cuda"), tmp_path / "m")
+
+
+def test_baseline_on_the_same_split(tiny_reviews, tmp_path):
+    result = train(_cfg(tiny_reviews, baseline=True, epochs=1), tmp_path / "m")
+    base = result.metrics["baseline_tfidf_lr"]
+    assert base["n"] == result.metrics["n_val"] and base["accuracy"] >= 0.9
