@@ -28,7 +28,7 @@ CONFIGS = [
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.pooling}-bi{c.bidirectional}-l{c.layers}")
 def test_output_shape(cfg):
     model = SentimentLSTM(cfg, 3).eval()
-    batch = make_batch(SEQS, np.arange(4), cfg.vocab_size, cfg.ngram_buckets)
+    batch = make_batch(SEQS, np.arange(4), model.idf(), cfg.vocab_size)
     assert model(batch).shape == (4, 3)
 
 
@@ -37,6 +37,9 @@ def test_padded_batch_equals_each_review_alone(cfg):
     """Padding never changes a review's output: a batch gives what each review gives alone."""
     torch.manual_seed(0)
     model = SentimentLSTM(cfg, 2).eval()
+    if cfg.ngram_buckets:  # a wide branch with something in it
+        model.wide_idf.uniform_(1, 3)
+        model.wide_weight.normal_()
     together = class_probabilities(model, SEQS, batch_size=4)
     alone = np.concatenate([class_probabilities(model, SEQS.subset(np.array([i])), batch_size=1) for i in range(4)])
     np.testing.assert_allclose(together, alone, atol=1e-6)
@@ -45,7 +48,7 @@ def test_padded_batch_equals_each_review_alone(cfg):
 def test_last_pooling_is_the_state_after_the_last_word():
     cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3)
     model = SentimentLSTM(cfg, 2).eval()
-    batch = make_batch(SEQS, np.arange(4), cfg.vocab_size)
+    batch = make_batch(SEQS, np.arange(4))
     row = int(np.where(batch.index == 2)[0][0])
     ids = torch.tensor([[2, 3, 4]])
     _, (h_n, _) = model.forward_layers[0](model.embedding(ids))
@@ -73,7 +76,7 @@ def test_recurrent_dropout_only_while_training():
     cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=8, recurrent_dropout=0.5, dropout=0.0)
     torch.manual_seed(1)
     model = SentimentLSTM(cfg, 2)
-    batch = make_batch(SEQS, np.arange(4), 10)
+    batch = make_batch(SEQS, np.arange(4))
     model.eval()
     a, b = model(batch), model(batch)
     assert torch.equal(a, b)
@@ -105,3 +108,24 @@ def test_train_order_covers_everything_once_and_groups_lengths():
 def test_inference_order_sorted_by_length():
     lengths = np.array([5, 1, 9, 3])
     assert [b.tolist() for b in inference_order(lengths, 2)] == [[1, 3], [0, 2]]
+
+
+def test_wide_branch_adds_its_log_odds_only_when_predicting():
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=20)
+    model = SentimentLSTM(cfg, 2)
+    model.wide_idf.fill_(1.0)
+    model.wide_weight[:, 1] = 1.0
+    model.wide_bias[1] = 0.5
+    lstm_only = model.eval()(make_batch(SEQS, np.arange(4)))
+    with_wide = model(make_batch(SEQS, np.arange(4), model.idf(), cfg.vocab_size))
+    delta = (with_wide - lstm_only).detach()
+    assert torch.all(delta[:, 0] == 0)
+    # each review's unit-length TF-IDF vector with idf 1: weights 1 + log(count), summed by the ones
+    batch = make_batch(SEQS, np.arange(4))
+    expected = []
+    for i in batch.index:
+        ids = SEQS[i].astype(np.int64)
+        _, counts = np.unique(np.concatenate([ids, 10 + (ids[:-1] * 1_000_003 + ids[1:]) % 20]), return_counts=True)
+        w = 1 + np.log(counts)
+        expected.append(w.sum() / np.sqrt((w * w).sum()) + 0.5)
+    np.testing.assert_allclose(delta[:, 1].numpy(), expected, rtol=1e-5)

@@ -13,24 +13,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .ngrams import tfidf
 from .text import Sequences
-
-NGRAM_PRIME = 1_000_003  # mixes the two ids of a bigram into one hash
-
 
 @dataclass
 class Batch:
     tokens: torch.Tensor  # (B, T) int64, 0-padded, rows sorted by length, longest first
     lengths: torch.Tensor  # (B,) int64 on the CPU (pack_padded_sequence wants them there)
     index: np.ndarray  # (B,) positions of the rows in the original data
-    ngrams: torch.Tensor | None = None  # (N,) hashed uni+bigram ids, all rows concatenated
-    ngram_offsets: torch.Tensor | None = None  # (B,) where each row's n-grams start
+    ngrams: torch.Tensor | None = None  # (N,) TF-IDF feature ids of the wide branch, rows concatenated
+    ngram_weights: torch.Tensor | None = None  # (N,) their weights
+    ngram_offsets: torch.Tensor | None = None  # (B,) where each row's features start
 
     def to(self, device: torch.device) -> "Batch":
         if device.type == "cpu":
             return self
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.tokens), self.lengths, self.index, move(self.ngrams), move(self.ngram_offsets))
+        return Batch(move(self.tokens), self.lengths, self.index, move(self.ngrams), move(self.ngram_weights),
+                     move(self.ngram_offsets))
 
 
 def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
@@ -50,9 +50,12 @@ def inference_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def make_batch(seqs: Sequences, index: np.ndarray, vocab_size: int = 0, ngram_buckets: int = 0,
+def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, vocab_size: int = 0,
                pin: bool = False) -> Batch:
-    """Pad the sequences ``index`` into one batch (an empty review becomes one padding token)."""
+    """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).
+
+    With ``idf`` the batch also carries the wide branch's TF-IDF features.
+    """
     lengths = seqs.lengths[index]
     order = np.argsort(-lengths, kind="stable")
     index, lengths = index[order], lengths[order]
@@ -61,21 +64,10 @@ def make_batch(seqs: Sequences, index: np.ndarray, vocab_size: int = 0, ngram_bu
     for row, i in enumerate(index):
         tokens[row, : lengths[row]] = seqs[i]
     batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps.astype(np.int64)), index)
-    if ngram_buckets:
-        batch.ngrams, batch.ngram_offsets = hashed_ngrams(seqs, index, vocab_size, ngram_buckets)
+    if idf is not None:
+        ids, weights, offsets = tfidf(seqs, index, idf, vocab_size)
+        batch.ngrams, batch.ngram_weights = torch.from_numpy(ids), torch.from_numpy(weights)
+        batch.ngram_offsets = torch.from_numpy(offsets[:-1])
     if pin:
         batch.tokens = batch.tokens.pin_memory()
     return batch
-
-
-def hashed_ngrams(seqs: Sequences, index: np.ndarray, vocab_size: int, buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Word ids, then bigrams hashed into ``buckets`` slots after them (fastText's trick)."""
-    parts, offsets, total = [], np.zeros(len(index), dtype=np.int64), 0
-    for row, i in enumerate(index):
-        ids = seqs[i].astype(np.int64)
-        bigrams = vocab_size + (ids[:-1] * NGRAM_PRIME + ids[1:]) % buckets
-        grams = np.concatenate([ids, bigrams]) if len(ids) else np.zeros(1, np.int64)
-        offsets[row] = total
-        total += len(grams)
-        parts.append(grams)
-    return torch.from_numpy(np.concatenate(parts)), torch.from_numpy(offsets)

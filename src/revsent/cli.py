@@ -69,7 +69,8 @@ def train(
     recurrent_dropout: Annotated[Optional[float], typer.Option(help="DropConnect on the recurrent weights.", rich_help_panel=MODEL)] = None,
     pooling: Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)] = None,
     dense: Annotated[Optional[str], typer.Option(help="Extra ReLU layers, e.g. 128,64 ('' for none).", rich_help_panel=MODEL)] = None,
-    ngram_buckets: Annotated[Optional[int], typer.Option(help="Hashed bigram slots of the wide n-gram branch (0: none).", rich_help_panel=MODEL)] = None,
+    ngram_buckets: Annotated[Optional[int], typer.Option(help="Hashed bigram slots of the wide TF-IDF n-gram branch (0: none).", rich_help_panel=MODEL)] = None,
+    ngram_c: Annotated[Optional[float], typer.Option(help="Inverse L2 strength of the wide branch's logistic regression.", rich_help_panel=MODEL)] = None,
     init: Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
@@ -101,7 +102,7 @@ def train(
             limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
-            ngram_buckets=ngram_buckets, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
+            ngram_buckets=ngram_buckets, ngram_c=ngram_c, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_split=val_split,
             val_data=tuple(val_data) if val_data else None, seed=seed, baseline=baseline, device=device,
             threads=threads))

@@ -62,7 +62,8 @@ class ModelConfig:
     recurrent_dropout: float = 0.2  # DropConnect on the recurrent weights, one mask per batch
     pooling: str = "last"  # the tutorial uses the last hidden state
     dense: tuple[int, ...] = ()  # sizes of extra ReLU layers before the output
-    ngram_buckets: int = 0  # >0 adds a wide hashed uni+bigram branch beside the LSTM
+    ngram_buckets: int = 0  # >0 adds a wide branch: logistic regression on TF-IDF words + hashed bigrams
+    ngram_c: float = 10.0  # the wide branch's inverse L2 strength (scikit-learn's C)
     init: str = "keras"  # Glorot / orthogonal / forget bias 1: what the tutorial's model starts from
 
     def __post_init__(self):
@@ -76,6 +77,7 @@ class ModelConfig:
         _check_choice(self, "pooling", POOLINGS)
         _check_choice(self, "init", ("keras", "torch"))
         _check_range(self, "ngram_buckets", 0, None)
+        _check_range(self, "ngram_c", 0.0, None, left_open=True)
         if any(size < 1 for size in self.dense):
             raise ConfigError(f"The 'dense' parameter of ModelConfig must hold sizes >= 1. Got {list(self.dense)} instead.")
 
@@ -165,7 +167,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {
             "vocab_size": 30000, "max_len": 400, "embedding_dim": 128, "hidden_size": 128,
             "bidirectional": True, "dropout": 0.3, "recurrent_dropout": 0.0, "pooling": "max_mean",
-            "ngram_buckets": 400000,
+            "ngram_buckets": 1000000,
         },
         "train": {"epochs": 4, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0},
     },

@@ -6,8 +6,9 @@ states at real positions, and the backward direction reads each review reversed 
 length. The result is exactly what running each review alone would give, at the speed of the
 fused kernels (PyTorch's packed-sequence backward on the CPU is quadratic in length).
 
-With ``ngram_buckets`` a wide branch (a bag of word and hashed bigram embeddings, as fastText)
-adds its logits to the LSTM's: the LSTM reads word order, the bag remembers rare phrases.
+With ``ngram_buckets`` a wide branch, a logistic regression on TF-IDF word and hashed-bigram
+features fitted before the LSTM (``ngrams.py``), adds its log-odds to the LSTM's at prediction:
+a product of two experts, one reading word order, one remembering every phrase.
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ from torch import nn
 from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
 from .text import Sequences
-
-NGRAM_DIM = 16  # the bag's embedding width; its logits come from one small linear layer
-
 
 class SentimentLSTM(nn.Module):
     def __init__(self, cfg: ModelConfig, n_classes: int):
@@ -39,10 +37,11 @@ class SentimentLSTM(nn.Module):
             width = size
         self.dense = nn.Sequential(*layers)
         self.out = nn.Linear(width, n_classes)
-        self.ngrams = None
         if cfg.ngram_buckets:
-            self.ngrams = nn.EmbeddingBag(cfg.vocab_size + cfg.ngram_buckets, NGRAM_DIM, mode="mean")
-            self.ngram_out = nn.Linear(NGRAM_DIM, n_classes)
+            features = cfg.vocab_size + cfg.ngram_buckets
+            self.register_buffer("wide_idf", torch.zeros(features))  # (F,)
+            self.register_buffer("wide_weight", torch.zeros(features, n_classes))  # (F, C)
+            self.register_buffer("wide_bias", torch.zeros(n_classes))  # (C,)
         if cfg.init == "keras":
             self._keras_init()
 
@@ -96,9 +95,15 @@ class SentimentLSTM(nn.Module):
                 pooled.append((x * mask[..., None]).sum(dim=1) / lengths[:, None].to(x.dtype))
             features = torch.cat(pooled, dim=1)  # (B, H * dirs * k)
         logits = self.out(self.dense(features))  # (B, C)
-        if self.ngrams is not None:
-            logits = logits + self.ngram_out(self.ngrams(batch.ngrams, batch.ngram_offsets))
+        if self.cfg.ngram_buckets and batch.ngrams is not None:
+            logits = logits + self.wide_bias + nn.functional.embedding_bag(
+                batch.ngrams, self.wide_weight, batch.ngram_offsets, mode="sum",
+                per_sample_weights=batch.ngram_weights)  # (B, C)
         return logits
+
+    def idf(self):
+        """The wide branch's idf as a NumPy array (None without one), for batching."""
+        return self.wide_idf.cpu().numpy() if self.cfg.ngram_buckets else None
 
     def _feature_mask(self, x: torch.Tensor) -> torch.Tensor:
         keep = 1.0 - self.cfg.dropout
@@ -134,8 +139,9 @@ def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int =
     device = device or next(model.parameters()).device
     model.eval()
     out = np.zeros((len(seqs), model.out.out_features), dtype=np.float32)
+    idf = model.idf()
     for index in inference_order(seqs.lengths, batch_size):
-        batch = make_batch(seqs, index, model.cfg.vocab_size, model.cfg.ngram_buckets).to(device)
+        batch = make_batch(seqs, index, idf, model.cfg.vocab_size).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch)
         out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -87,7 +87,8 @@ class Writer:
 
 
 def stdin_records() -> Iterator[tuple[str | None, str]]:
-    for number, line in enumerate(sys.stdin, start=1):
+    """One review per line; blank lines are not reviews."""
+    for line in sys.stdin:
         text = line.rstrip("\n")
         if text.strip():
             yield None, text
@@ -121,12 +122,12 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
             proba = class_probabilities(model, encoder.encode(list(chunk_texts)), batch_size, torch_device)
             writer.write(list(rows(list(ids), proba, classes)))
             done += len(chunk)
+        if done == 0:
+            raise DataError(input or "input", "nothing to predict: give texts, --input FILE or --input -")
     except BaseException:
         writer.close(ok=False)
         raise
     writer.close()
-    if done == 0:
-        raise DataError(input or "input", "nothing to predict: give texts, --input FILE or --input -")
     result = {"predicted": done, "output": output or "stdout"}
     if reader is not None:
         result.update(reader.tally.as_dict())

@@ -14,7 +14,7 @@ class Progress:
 
     def bar(self, total: int, desc: str):
         return tqdm(total=total, desc=desc, unit="batch", disable=not self.enabled, file=sys.stderr,
-                    dynamic_ncols=True, leave=False)
+                    dynamic_ncols=True, leave=False, mininterval=1.0)
 
     def log(self, message: str) -> None:
         if self.enabled:

@@ -26,6 +26,7 @@ from .data import read_labelled, split
 from .errors import ArtifactError, ConfigError
 from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
+from .ngrams import fit_linear
 from .progress import Progress
 from .text import Sequences, TextEncoder
 
@@ -66,6 +67,15 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     if resume and checkpoint is not None:
         state, best_weights, rng = _load_checkpoint(checkpoint, model, optimizer)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
+    elif model.cfg.ngram_buckets:
+        started = time.perf_counter()
+        idf, weight, bias = fit_linear(train_seqs, train_y, model.out.out_features, model.cfg.vocab_size,
+                                       model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed)
+        for name, value in (("wide_idf", idf), ("wide_weight", weight), ("wide_bias", bias)):
+            getattr(model, name).copy_(torch.from_numpy(value))
+        state.seconds += time.perf_counter() - started
+        progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
+        best_weights = copy.deepcopy(model.state_dict())
     loss_fn = nn.CrossEntropyLoss()
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
@@ -77,7 +87,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         total_loss = correct = seen = tokens = 0
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{t.epochs}")
         for index in batches:
-            batch = make_batch(train_seqs, index, model.cfg.vocab_size, model.cfg.ngram_buckets, pin=pin).to(device)
+            batch = make_batch(train_seqs, index, pin=pin).to(device)  # the LSTM learns on its own
             target = train_y_t[batch.index].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(batch)
