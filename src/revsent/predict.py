@@ -6,14 +6,13 @@ import dataclasses
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 import numpy as np
 import orjson
 
-from .artifacts import load_model
+from .artifacts import load_model, temp_beside
 from .data import RecordReader
 from .errors import ConfigError, DataError
 from .model import class_probabilities
@@ -49,7 +48,7 @@ class Writer:
         if path in (None, "-"):
             self._handle: IO[bytes] = sys.stdout.buffer
             return
-        fd, self._tmp = tempfile.mkstemp(dir=Path(path).parent or ".", prefix=f".{Path(path).name}.", suffix=".tmp")
+        fd, self._tmp = temp_beside(Path(path))
         self._handle = os.fdopen(fd, "wb")
 
     def write(self, batch: list[dict]) -> None:

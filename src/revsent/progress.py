@@ -13,7 +13,8 @@ class Progress:
         self.enabled = enabled
 
     def bar(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, unit="batch", disable=not self.enabled, file=sys.stderr,
+        # A bar only on a terminal; logs get the one line per epoch that `log` writes.
+        return tqdm(total=total, desc=desc, unit="batch", disable=not (self.enabled and sys.stderr.isatty()), file=sys.stderr,
                     dynamic_ncols=True, leave=False, mininterval=1.0)
 
     def log(self, message: str) -> None:

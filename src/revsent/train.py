@@ -102,7 +102,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             seen += len(index)
             tokens += int(batch.lengths.sum())
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}")
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}", refresh=False)
             bar.update()
         bar.close()
         train_seconds = time.perf_counter() - started
