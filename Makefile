@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean
+.PHONY: run test install dev clean bench
 
 $(BIN)/revsent: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -31,5 +31,16 @@ run: $(BIN)/revsent
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
+PEERS := bench/.venv-peers
+$(PEERS)/.installed: bench/requirements-peers.txt
+	test -d $(PEERS) || $(PY) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q --upgrade pip
+	$(PEERS)/bin/pip install -q -r bench/requirements-peers.txt
+	touch $@
+
+# revsent against Keras 3 (torch and JAX), fastText and TF-IDF + LR; BENCH_ARGS=--quick for a small run.
+bench: $(BIN)/revsent $(PEERS)/.installed
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(PEERS) runs bench/out

@@ -140,31 +140,25 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
 
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
-    if data_options:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data_options))
-    train_texts = train_y = None
-    if paths:
-        data = read_labelled(cfg, paths, classes=classes)
+    if paths:  # read with the model's data settings, as overridden for these files
+        eval_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data_options))
+        data = read_labelled(eval_cfg, paths, classes=classes)
         texts, y = data.texts, data.y
-    else:
-        own = read_labelled(cfg, classes=classes)
+    if not paths or baseline:
+        own = read_labelled(cfg, classes=classes)  # the files the model was trained on
         if cfg.train.val_data:
+            train_texts, train_y = own.texts, own.y
             held = read_labelled(cfg, cfg.train.val_data, classes=classes)
-            texts, y, train_texts, train_y = held.texts, held.y, own.texts, own.y
+            held_texts, held_y = held.texts, held.y
         else:
             train_idx, val_idx = split(len(own.texts), cfg.train.val_split, cfg.train.seed)
-            texts, y = [own.texts[i] for i in val_idx], own.y[val_idx]
             train_texts, train_y = [own.texts[i] for i in train_idx], own.y[train_idx]
+            held_texts, held_y = [own.texts[i] for i in val_idx], own.y[val_idx]
+        if not paths:
+            texts, y = held_texts, held_y
     proba = class_probabilities(model, encoder.encode(texts), device=torch_device)
     result = classification_metrics(y, proba, classes)
     result["data"] = list(paths) or f"held-out split of {', '.join(cfg.data.paths) or 'imdb'}"
     if baseline:
-        if train_texts is None:
-            own = read_labelled(cfg, classes=classes)
-            if cfg.train.val_data:
-                train_texts, train_y = own.texts, own.y
-            else:
-                train_idx, _ = split(len(own.texts), cfg.train.val_split, cfg.train.seed)
-                train_texts, train_y = [own.texts[i] for i in train_idx], own.y[train_idx]
         result["baseline"] = tfidf_baseline(train_texts, train_y, texts, y, classes, cfg.train.seed)
     return result

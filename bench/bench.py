@@ -1,0 +1,242 @@
+"""revsent against its peers, side by side, on one machine in one run.
+
+    python bench/bench.py [--quick] [--peers-python bench/.venv-peers/bin/python]
+
+Data: the bundled IMDB reviews (the tutorial's 80/20 split, seed 36) and the Rotten Tomatoes
+sentences. Each system runs as its own process; its peak RSS comes from the kernel's
+accounting of that process (wait4). Prints a table with ratios against revsent and writes it to
+bench/RESULTS.md (``--results``) with the date, the machine and the package versions.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def prepare(name: str, limit: int | None, out: Path) -> tuple[Path, Path]:
+    """Write the sample's tutorial split as train/val JSON lines, shared by every system."""
+    from revsent.config import Config
+    from revsent.data import read_labelled, split
+
+    data = read_labelled(Config.from_preset("seed", paths=(name,), limit=limit))
+    train_idx, val_idx = split(len(data.texts), 0.2, 36)
+    paths = []
+    for part, index in (("train", train_idx), ("val", val_idx)):
+        path = out / f"{name}_{part}.jsonl"
+        with open(path, "w", encoding="utf-8") as handle:
+            for i in index:
+                handle.write(json.dumps({"text": data.texts[i], "label": data.classes[data.y[i]]}) + "\n")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def run(cmd: list[str], env: dict | None = None) -> dict:
+    """Run one system as its own process: its last JSON stdout line, its wall time and peak RSS."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)  # the kernel's accounting of this process alone
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        tail = (stderr or stdout).strip().splitlines()
+        return {"error": tail[-1][:200] if tail else f"exit {proc.returncode}"}
+    lines = [line for line in stdout.strip().splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {}
+    result.update(wall_seconds=wall, peak_rss_mb=usage.ru_maxrss / 1024)
+    return result
+
+
+def revsent_train(name: str, preset: str, train: Path, val: Path, out: Path, extra: list[str]) -> dict:
+    model = out / "models" / f"{name}_{preset}"
+    result = run([str(Path(sys.executable).parent / "revsent"), "train", str(train), "--val-data", str(val),
+                  "--preset", preset, "--out", str(model), "--force", "--quiet", *extra])
+    if "error" in result:
+        return result
+    metrics = json.loads((model / "metrics.json").read_text())
+    result.update(accuracy=metrics["accuracy"], train_seconds=metrics["train_seconds"],
+                  train_tokens=metrics["train_tokens"], epochs=metrics["epochs_run"], model=str(model))
+    prediction = run([sys.executable, str(HERE / "revsent_predict.py"), str(model), str(val)])
+    result.update({k: prediction[k] for k in ("predict_per_s", "latency_ms_median") if k in prediction})
+    return result
+
+
+def matmul_gflops(seconds: float = 3.0) -> float:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 2048 ** 3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def startup_seconds(model: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "revsent"), "predict", model, "a fine film"],
+                   capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def fmt(value, spec: str = ".1f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table(rows: list[tuple[str, dict]], reference: dict) -> list[str]:
+    lines = ["| system | held-out acc. | train s | train vs revsent | predict reviews/s | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in rows:
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error']} | | | | |")
+            continue
+        ratio = r.get("train_seconds") / reference["train_seconds"] if r.get("train_seconds") and reference.get("train_seconds") else None
+        acc = f"{100 * r['accuracy']:.2f}%" if "accuracy" in r else "—"
+        lines.append(f"| {name} | {acc} | {fmt(r.get('train_seconds'))} | {fmt(ratio, '.1f')}x | "
+                     f"{fmt(r.get('predict_per_s'), '.0f')} | {fmt(r.get('peak_rss_mb'), '.0f')} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small subsets, a few minutes (CI)")
+    parser.add_argument("--peers-python", default=str(HERE / ".venv-peers" / "bin" / "python"))
+    parser.add_argument("--out", default=str(HERE / "out"))
+    parser.add_argument("--results", default=None, help="markdown file whose generated block to replace (default: bench/RESULTS-quick.md with --quick, else bench/RESULTS.md)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    quick = args.quick
+    peers = args.peers_python
+    imdb_train, imdb_val = prepare("imdb", 2500 if quick else None, out)
+    rt_train, rt_val = prepare("rt", 2000 if quick else None, out)
+    keras_batches = "3" if quick else "20"
+    keras_maxlen = "100" if quick else "400"
+    short = ["--epochs", "1"] if quick else []
+    print(f"data: {out}; measuring matmul rate", file=sys.stderr)
+    gflops = matmul_gflops(1.0 if quick else 3.0)
+
+    results: dict[str, list[tuple[str, dict]]] = {"imdb": [], "rt": []}
+
+    def add(dataset: str, name: str, result: dict) -> dict:
+        print(f"{dataset:5s} {name:45s} {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items() if k != 'model'})}",
+              file=sys.stderr, flush=True)
+        results[dataset].append((name, result))
+        return result
+
+    seed = add("imdb", "revsent --preset seed", revsent_train("imdb", "seed", imdb_train, imdb_val, out, short))
+    default = add("imdb", "revsent (default preset)", revsent_train("imdb", "default", imdb_train, imdb_val, out, short))
+    add("imdb", "TF-IDF 1-2 grams + LR", run([sys.executable, str(HERE / "tfidf_lr.py"), str(imdb_train), str(imdb_val)]))
+    add("imdb", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), str(imdb_train), str(imdb_val), str(out)]))
+    for backend in ("torch", "jax"):
+        add("imdb", f"Keras 3 ({backend}), full length, extrapolated",
+            run([peers, str(HERE / "peer_keras.py"), str(imdb_train), str(imdb_val), "--batches", keras_batches],
+                env={"KERAS_BACKEND": backend}))
+        add("imdb", f"Keras 3 ({backend}), maxlen {keras_maxlen}, one real epoch",
+            run([peers, str(HERE / "peer_keras.py"), str(imdb_train), str(imdb_val), "--maxlen", keras_maxlen],
+                env={"KERAS_BACKEND": backend}))
+
+    rt_seed = add("rt", "revsent --preset seed", revsent_train("rt", "seed", rt_train, rt_val, out, short))
+    add("rt", "revsent (default preset)", revsent_train("rt", "default", rt_train, rt_val, out, short))
+    add("rt", "TF-IDF 1-2 grams + LR", run([sys.executable, str(HERE / "tfidf_lr.py"), str(rt_train), str(rt_val)]))
+    add("rt", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), str(rt_train), str(rt_val), str(out)]))
+    add("rt", "Keras 3 (torch), full length, one real epoch",
+        run([peers, str(HERE / "peer_keras.py"), str(rt_train), str(rt_val)], env={"KERAS_BACKEND": "torch"}))
+
+    # The seed model's LSTM costs 8*H*(E+H) FLOPs per real token forward, about 3x that to train.
+    lstm_flops = 3 * 8 * 200 * (128 + 200) * seed.get("train_tokens", 0)
+    achieved = lstm_flops / seed["train_seconds"] / 1e9 if seed.get("train_seconds") else None
+    startup = startup_seconds(seed["model"]) if "model" in seed else None
+    keras_by_name = dict(results["imdb"])
+    keras_full = keras_by_name.get("Keras 3 (torch), full length, extrapolated", {})
+    keras_400 = keras_by_name.get(f"Keras 3 (torch), maxlen {keras_maxlen}, one real epoch", {})
+
+    lines = [f"## `make bench` ({'quick mode: small subsets' if quick else 'full run'})", "",
+             f"Date: {datetime.date.today().isoformat()}. Machine: {os.cpu_count()} cores, {_cpu_model()}, "
+             f"Python {platform.python_version()}. Command: `python bench/bench.py{' --quick' if quick else ''}` "
+             "(`make bench`).", "",
+             f"Versions: {_versions(peers)}", ""]
+    for dataset, title in (("imdb", "IMDB reviews (bundled sample, 80/20 split, seed 36)"),
+                           ("rt", "Rotten Tomatoes sentences (bundled sample, 80/20 split, seed 36)")):
+        reference = dict(results[dataset]).get("revsent --preset seed", {})
+        lines += [f"## {title}", "", *table(results[dataset], reference), ""]
+    lines += ["Train s: training wall time as each system reports it (revsent: its epochs, Keras: `fit`, or "
+              "per-batch time of N batches at full length times the epoch's steps where it says extrapolated; "
+              "TF-IDF: fit and predict). Train vs revsent: the system's training time over revsent seed's. "
+              "Predict: batch prediction over the held-out set, in process. Peak RSS: the largest of that system's processes.", "",
+              "### Efficiency", "",
+              f"- fp32 matmul rate (torch, 2048x2048, best of several): {gflops:.0f} GFLOP/s",
+              f"- revsent seed preset: {seed.get('train_tokens', 0):,} real tokens in {fmt(seed.get('train_seconds'))} s "
+              f"= {fmt(achieved, '.0f')} GFLOP/s of LSTM work, {fmt(achieved / gflops * 100 if achieved else None, '.0f')}% of the matmul rate",
+              f"- seed epoch vs Keras 3 (torch) at full length: {fmt(keras_full.get('train_seconds', 0) / seed['train_seconds'] if seed.get('train_seconds') and keras_full.get('train_seconds') else None)}x faster",
+              f"- prediction vs Keras `model.predict` at maxlen {keras_maxlen}: "
+              f"{fmt(seed.get('predict_per_s', 0) / keras_400['predict_per_s'] if keras_400.get('predict_per_s') and seed.get('predict_per_s') else None)}x "
+              f"({fmt(seed.get('predict_per_s'), '.0f')} vs {fmt(keras_400.get('predict_per_s'), '.0f')} reviews/s)",
+              f"- single-review latency of a loaded Classifier (median of 100): seed {fmt(seed.get('latency_ms_median'), '.1f')} ms, "
+              f"default {fmt(default.get('latency_ms_median'), '.1f')} ms",
+              f"- `revsent predict` start-up, process start to first answer: {fmt(startup, '.2f')} s",
+              f"- Rotten Tomatoes seed preset: {fmt(rt_seed.get('train_seconds'))} s", ""]
+    text = "\n".join(lines)
+    print(text)
+    target = Path(args.results) if args.results else HERE / ("RESULTS-quick.md" if quick else "RESULTS.md")
+    write_block(target, text)
+    print(f"written to {target}", file=sys.stderr)
+
+
+def write_block(path: Path, text: str) -> None:
+    """Replace the generated block of ``path`` (between the markers), keeping what people wrote."""
+    start, end = "<!-- make bench: start -->", "<!-- make bench: end -->"
+    block = f"{start}\n{text}\n{end}"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if start in old and end in old:
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _versions(peers: str) -> str:
+    ours = {name: metadata.version(name) for name in ("revsent", "torch", "scikit-learn")}
+    probe = ("import json, importlib.metadata as m; print(json.dumps({n: m.version(n) for n in "
+             "('keras', 'jax', 'fasttext-wheel', 'torch')}))")
+    try:
+        theirs = json.loads(subprocess.run([peers, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    except (subprocess.CalledProcessError, OSError, json.JSONDecodeError):
+        theirs = {}
+    return ", ".join(f"{k} {v}" for k, v in {**ours, **{f"peers: {k}": v for k, v in theirs.items()}}.items())
+
+
+if __name__ == "__main__":
+    main()
