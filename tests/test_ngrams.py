@@ -51,3 +51,16 @@ def test_fit_linear_three_classes():
     rows = [[1, 1], [1], [2, 2], [2], [3, 3], [3]]
     _, weight, bias = fit_linear(_seqs(rows), np.array([0, 0, 1, 1, 2, 2]), 3, VOCAB, BUCKETS, c=10.0, seed=0)
     assert weight[1].argmax() == 0 and weight[2].argmax() == 1 and weight[3].argmax() == 2
+
+
+def test_out_of_fold_logits_come_from_models_that_did_not_see_the_review():
+    from revsent.ngrams import out_of_fold_logits
+
+    # Word 1 means positive everywhere except in one review, which a model that saw it would
+    # fit; the out-of-fold model has not, so that review still gets the positive score.
+    rows = [[1, 2]] * 20 + [[3, 4]] * 20 + [[1, 5]]
+    y = np.array([1] * 20 + [0] * 20 + [0])
+    logits = out_of_fold_logits(_seqs(rows), y, 2, VOCAB, BUCKETS, c=10.0, seed=0, folds=2)
+    assert logits.shape == (41, 2) and np.all(logits[:, 0] == 0)
+    assert logits[:20, 1].min() > 0 > logits[20:40, 1].max()
+    assert logits[40, 1] > 0

@@ -64,3 +64,23 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_size: int, 
         weight[:, model.classes_] = model.coef_.T
         bias[model.classes_] = model.intercept_
     return idf, weight, bias
+
+
+def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_size: int, buckets: int,
+                       c: float, seed: int, folds: int = 2) -> np.ndarray:
+    """Each review's wide-branch log-odds from a regression that never saw it: (n, C).
+
+    The LSTM trains on top of these (stacking), so it learns what the n-grams miss instead of
+    what a regression that has memorised the training set already gets right.
+    """
+    logits = np.zeros((len(seqs), n_classes), dtype=np.float32)
+    order = np.random.default_rng(seed).permutation(len(seqs))
+    for fold in np.array_split(order, folds):
+        rest = np.setdiff1d(order, fold)
+        idf, weight, bias = fit_linear(seqs.subset(rest), y[rest], n_classes, vocab_size, buckets, c, seed)
+        ids, weights, offsets = tfidf(seqs, fold, idf, vocab_size)
+        rows = np.repeat(np.arange(len(fold)), np.diff(offsets))
+        scores = np.zeros((len(fold), n_classes), dtype=np.float32)
+        np.add.at(scores, rows, weights[:, None] * weight[ids])
+        logits[fold] = scores + bias
+    return logits

@@ -18,7 +18,7 @@ from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
 PAD, UNK = "[PAD]", "[UNK]"
-CHUNK = 4096  # texts encoded per call: bounds memory on large corpora
+CHUNK = 1024  # texts encoded per call: bounds memory (an Encoding object is large)
 
 
 def _normalizer():

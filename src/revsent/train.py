@@ -26,7 +26,7 @@ from .data import read_labelled, split
 from .errors import ArtifactError, ConfigError
 from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
-from .ngrams import fit_linear
+from .ngrams import fit_linear, out_of_fold_logits
 from .progress import Progress
 from .text import Sequences, TextEncoder
 
@@ -76,6 +76,10 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         state.seconds += time.perf_counter() - started
         progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
         best_weights = copy.deepcopy(model.state_dict())
+    offsets = torch.zeros(len(train_y), model.out.out_features)  # (n, C) added to the LSTM's logits
+    if model.cfg.ngram_buckets:
+        offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, model.out.out_features, model.cfg.vocab_size,
+                                                      model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed))
     loss_fn = nn.CrossEntropyLoss()
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
@@ -87,10 +91,10 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         total_loss = correct = seen = tokens = 0
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{t.epochs}")
         for index in batches:
-            batch = make_batch(train_seqs, index, pin=pin).to(device)  # the LSTM learns on its own
+            batch = make_batch(train_seqs, index, pin=pin).to(device)  # LSTM only: the wide part is in offsets
             target = train_y_t[batch.index].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(batch)
+                logits = model(batch) + offsets[batch.index].to(device)
             loss = loss_fn(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
