@@ -168,7 +168,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {},
         "model": {
             "vocab_size": 100000, "max_len": 400, "embedding_dim": 128, "hidden_size": 128,
-            "bidirectional": True, "dropout": 0.3, "recurrent_dropout": 0.0, "pooling": "max_mean",
+            "bidirectional": True, "dropout": 0.5, "recurrent_dropout": 0.0, "pooling": "max_mean",
             "ngram_buckets": 2000000, "ngram_c": 30.0,
         },
         "train": {"epochs": 3, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0},
