@@ -105,3 +105,12 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
         artifacts.atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]
+
+
+def test_tokenizer_from_a_bigger_vocabulary(saved, tmp_path):
+    path = _copy(saved[1], tmp_path)
+    tokenizer = json.loads((path / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["zzzz"] = 5000
+    (path / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ArtifactError, match="ids do not fit config.json's vocab_size 100"):
+        Classifier.load(path)

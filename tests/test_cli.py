@@ -90,6 +90,7 @@ def test_evaluate_json_and_table(model_dir):
     (["train", "--out", "x", "--dropout", "1.5"], "'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
     (["train", "--out", "x", "--pooling", "avg"], "must be one of last, max, mean, max_mean", 2),
     (["predict", "no-such-model", "text"], "no-such-model: no such model directory", 1),
+    (["train", "--out", "x", "--dense", "128,abc"], "--dense takes layer sizes separated by commas", 2),
 ])
 def test_errors_are_one_line(args, message, code):
     result = runner.invoke(app, args)
@@ -128,3 +129,44 @@ def test_skip_bad_reports_counts(tmp_path):
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["records_skipped"] == {"malformed_json": 1, "label_out_of_range": 1, "empty_text": 1}
     assert metrics["records_read"] == 39 and metrics["records_kept"] == 36
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "'batch_size' parameter must be an int >= 1"),
+    (["--device", "gpu"], "'device' parameter must be one of auto, cpu, cuda"),
+    (["--threads", "0"], "'threads' parameter must be an int >= 1"),
+    (["--output", "no/such/dir/p.jsonl"], "does not exist"),
+])
+def test_predict_option_errors(model_dir, args, message):
+    result = runner.invoke(app, ["predict", str(model_dir[0]), "great", *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_predict_csv_keeps_id_column_for_mixed_input(model_dir, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"review_id": "a", "text": "great food"}\n')
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(model_dir[0]), "nice staff", "--input", str(data), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,label,prob_negative,prob_positive"
+    assert lines[1].startswith(",") and lines[2].startswith("a,positive,")  # the text argument has no id
+
+
+def test_truncated_gzip_is_a_one_line_error(tmp_path):
+    import gzip
+
+    data = tmp_path / "r.json.gz"
+    payload = gzip.compress(("\n".join('{"text": "good food", "stars": 5}' for _ in range(2000)) + "\n").encode())
+    data.write_bytes(payload[: len(payload) // 2])
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m"), *TINY_FLAGS])
+    assert result.exit_code == 2 and "cannot be read to the end" in result.output
+
+
+def test_evaluate_other_file_with_other_fields(model_dir, tmp_path):
+    data = tmp_path / "other.csv"
+    data.write_text("body,sentiment\ngreat food,positive\nrude awful staff,negative\n")
+    result = runner.invoke(app, ["evaluate", str(model_dir[0]), str(data), "--text-field", "body",
+                                 "--label-field", "sentiment", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 2

@@ -31,7 +31,7 @@ def test_input_without_labels_is_fine(model, tmp_path):
     data.write_text("body\ngreat food\n")
     result = predict(model, input=str(data), output=str(tmp_path / "o.csv"), text_field="body")
     assert result["predicted"] == 1
-    assert (tmp_path / "o.csv").read_text().splitlines()[0] == "label,prob_neg,prob_pos"
+    assert (tmp_path / "o.csv").read_text().splitlines()[0] == "id,label,prob_neg,prob_pos"  # id column, empty here
 
 
 def test_bad_record_leaves_no_partial_output(model, write_jsonl, tmp_path):

@@ -108,8 +108,10 @@ def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch
     monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
     with pytest.raises(ArtifactError, match="not empty"):
         train(_cfg(tiny_reviews, epochs=4), out)
-    with pytest.raises(ConfigError, match="same data and model settings"):
+    with pytest.raises(ConfigError, match="same data, split and model settings"):
         train(_cfg(tiny_reviews, epochs=4, hidden_size=8), out, resume=True)
+    with pytest.raises(ConfigError, match="same data, split and model settings"):
+        train(_cfg(tiny_reviews, epochs=4, seed=1), out, resume=True)
     resumed = train(_cfg(tiny_reviews, epochs=4), out, resume=True)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
@@ -143,3 +145,25 @@ def test_baseline_on_the_same_split(tiny_reviews, tmp_path):
     result = train(_cfg(tiny_reviews, baseline=True, epochs=1), tmp_path / "m")
     base = result.metrics["baseline_tfidf_lr"]
     assert base["n"] == result.metrics["n_val"] and base["accuracy"] >= 0.9
+
+
+def test_force_removes_the_old_model_first(tiny_reviews, tmp_path, monkeypatch):
+    """A --force retrain that dies leaves no old weights beside the new vocabulary."""
+    import revsent.train as train_module
+
+    out = tmp_path / "m"
+    train(_cfg(tiny_reviews, epochs=1), out)
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "fit", die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_reviews, epochs=1, vocab_size=50), out, force=True)
+    assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
+
+
+def test_training_split_with_one_class(write_jsonl, tmp_path):
+    path = write_jsonl("r.json", [{"text": "good", "stars": 5}] * 9 + [{"text": "bad", "stars": 1}])
+    with pytest.raises(DataError, match="training split of 8 records holds only one class"):
+        train(_cfg(path, val_split=0.2, seed=1), tmp_path / "m")

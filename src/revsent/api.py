@@ -16,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 from . import artifacts
 from .config import Config
 from .data.records import _is_int
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .model import SentimentLSTM, class_probabilities
 from .progress import Progress
 from .text import TextEncoder
@@ -74,6 +74,8 @@ class Classifier:
         self._check_fitted()
         if isinstance(texts, str):
             raise DataError("texts", "expected a list of texts, got one string; wrap it in a list")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead.")
         device = next(self.model_.parameters()).device
         return class_probabilities(self.model_, self.encoder_.encode(list(texts)), batch_size, device)
 

@@ -59,6 +59,8 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,6 +97,8 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -
         strangers = [p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith(".")]
         if strangers:
             raise ArtifactError(f"{out}: holds files revsent did not write ({', '.join(strangers[:5])}); choose another --out")
+        for name in OUR_FILES:  # the old model goes first: no mix of old weights and new vocabulary
+            (out / name).unlink(missing_ok=True)
     return out
 
 
@@ -153,6 +157,10 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
         raise ArtifactError(f"{tok_path}: missing") from None
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
         raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
+    known = [i for token, i in encoder.vocab.items() if m.oov or token != "[UNK]"]
+    if not known or max(known) >= m.vocab_size:
+        raise ArtifactError(f"{tok_path}: its ids do not fit config.json's vocab_size {m.vocab_size}; "
+                            "the tokenizer belongs to another model")
     weights_path = model_dir / WEIGHTS
     if not weights_path.exists():
         raise ArtifactError(f"{weights_path}: missing")

@@ -6,12 +6,13 @@ name, and turns a :class:`~revsent.errors.RevsentError` into one line on stderr 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Optional
 
 import typer
 
-from .errors import RevsentError
+from .errors import ConfigError, RevsentError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and use LSTM sentiment classifiers on review text.")
@@ -47,6 +48,9 @@ def _run(action):
     except KeyboardInterrupt:
         typer.echo("revsent: interrupted", err=True)
         raise typer.Exit(130)
+    except BrokenPipeError:  # `revsent predict ... | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0)
 
 
 @app.command()
@@ -95,7 +99,10 @@ def train(
     from .train import train as train_model
 
     def action():
-        dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
+        try:
+            dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
+        except ValueError:
+            raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. Got {dense!r} instead.") from None
         cfg = Config.from_preset(preset, **_given(
             paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
             stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,

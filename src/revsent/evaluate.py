@@ -41,7 +41,8 @@ def tfidf_baseline(train_texts: Sequence[str], train_y: np.ndarray, test_texts: 
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=500_000, sublinear_tf=True)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(train_texts) >= 100 else 1,
+                                 max_features=500_000, sublinear_tf=True)
     features = vectorizer.fit_transform(train_texts)
     classifier = LogisticRegression(C=10.0, max_iter=1000, random_state=seed).fit(features, train_y)
     proba = np.zeros((len(test_texts), len(classes)))
@@ -140,9 +141,12 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
 
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
-    if paths:  # read with the model's data settings, as overridden for these files
-        eval_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data_options))
-        data = read_labelled(eval_cfg, paths, classes=classes)
+    if paths:  # the model's label scheme and fields, but nothing tied to its training files
+        fresh = {"paths": tuple(paths), "format": "auto", "category": None, "business": None, "limit": None}
+        if {"label_field", "stars_field"} & set(data_options):
+            fresh.update(label_field=None, stars_field=None)
+        eval_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{**fresh, **data_options}))
+        data = read_labelled(eval_cfg, classes=classes)
         texts, y = data.texts, data.y
     if not paths or baseline:
         own = read_labelled(cfg, classes=classes)  # the files the model was trained on

@@ -77,6 +77,8 @@ def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_siz
     order = np.random.default_rng(seed).permutation(len(seqs))
     for fold in np.array_split(order, folds):
         rest = np.setdiff1d(order, fold)
+        if len(np.unique(y[rest])) < 2:  # too little data for this fold: no offset
+            continue
         idf, weight, bias = fit_linear(seqs.subset(rest), y[rest], n_classes, vocab_size, buckets, c, seed)
         ids, weights, offsets = tfidf(seqs, fold, idf, vocab_size)
         rows = np.repeat(np.arange(len(fold)), np.diff(offsets))

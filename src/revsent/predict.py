@@ -22,11 +22,12 @@ CHUNK = 8192  # records predicted at a time: bounded memory on files of any size
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
-def rows(ids: list[str | None], proba: np.ndarray, classes: list[str]) -> Iterator[dict]:
-    """One output record per input: its id (when it has one), ``label`` and ``prob_<class>`` s."""
+def rows(ids: list[str | None], proba: np.ndarray, classes: list[str], with_id: bool = False) -> Iterator[dict]:
+    """One output record per input: ``id`` (from a file; null where a record has none), ``label``
+    and ``prob_<class>`` s. The columns are the same for every row of a run."""
     best = proba.argmax(axis=1)
     for record_id, p, k in zip(ids, proba, best):
-        row = {} if record_id is None else {"id": record_id}
+        row = {"id": record_id} if with_id else {}
         row["label"] = classes[k]
         row.update({f"prob_{name}": round(float(v), 6) for name, v in zip(classes, p)})
         yield row
@@ -40,6 +41,10 @@ class Writer:
         self.format = "jsonl" if path in (None, "-") else OUTPUT_FORMATS.get(Path(path).suffix.lower())
         if self.format is None:
             raise ConfigError(f"--output {path}: unknown extension; use .jsonl, .csv or .parquet")
+        if path not in (None, "-") and Path(path).is_dir():
+            raise ConfigError(f"--output {path}: is a directory; give a file name")
+        if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
+            raise ConfigError(f"--output {path}: folder {Path(path).parent} does not exist")
         if path not in (None, "-") and Path(path).exists() and not force:
             raise ConfigError(f"--output {path}: file exists; pass --force to overwrite it")
         self._tmp: str | None = None
@@ -87,8 +92,11 @@ class Writer:
 
 def stdin_records() -> Iterator[tuple[str | None, str]]:
     """One review per line; blank lines are not reviews."""
-    for line in sys.stdin:
-        text = line.rstrip("\n")
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise DataError("stdin", "undecodable bytes (not UTF-8)", line=number) from None
         if text.strip():
             yield None, text
 
@@ -101,6 +109,8 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
     Writes to ``output`` (.jsonl/.csv/.parquet; stdout JSON lines when None) and returns counts.
     ``data_options`` are DataConfig fields for reading ``input`` (``text_field``, ``format``...).
     """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead.")
     set_threads(threads)
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
@@ -112,14 +122,15 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
         if input == "-":
             sources.append(stdin_records())
         elif input is not None:
-            data_cfg = dataclasses.replace(cfg.data, paths=(input,), limit=None, category=None, business=None,
-                                           label_field=None, stars_field=None, id_field=None, **data_options)
+            fresh = {"paths": (input,), "format": "auto", "limit": None, "category": None, "business": None,
+                     "label_field": None, "stars_field": None, "id_field": None}
+            data_cfg = dataclasses.replace(cfg.data, **{**fresh, **data_options})
             reader = RecordReader(data_cfg, need_labels=False)
             sources.append((r.id, r.text) for r in reader)
         for chunk in _chunks((pair for source in sources for pair in source), CHUNK):
             ids, chunk_texts = zip(*chunk)
             proba = class_probabilities(model, encoder.encode(list(chunk_texts)), batch_size, torch_device)
-            writer.write(list(rows(list(ids), proba, classes)))
+            writer.write(list(rows(list(ids), proba, classes, with_id=reader is not None)))
             done += len(chunk)
         if done == 0:
             raise DataError(input or "input", "nothing to predict: give texts, --input FILE or --input -")

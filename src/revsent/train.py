@@ -21,9 +21,9 @@ from torch import nn
 
 from . import artifacts
 from .batching import make_batch, train_order
-from .config import Config
+from .config import DEVICES, Config
 from .data import read_labelled, split
-from .errors import ArtifactError, ConfigError
+from .errors import ArtifactError, ConfigError, DataError
 from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
 from .ngrams import fit_linear, out_of_fold_logits
@@ -32,6 +32,8 @@ from .text import Sequences, TextEncoder
 
 
 def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise ConfigError(f"The 'device' parameter must be one of {', '.join(DEVICES)}. Got {name!r} instead.")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device auto or cpu.")
     if name == "auto":
@@ -40,6 +42,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"The 'threads' parameter must be an int >= 1. Got {threads!r} instead.")
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
@@ -66,6 +70,8 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     best_weights = copy.deepcopy(model.state_dict())
     if resume and checkpoint is not None:
         state, best_weights, rng = _load_checkpoint(checkpoint, model, optimizer)
+        for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
+            group.update(lr=t.lr, weight_decay=t.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
     elif model.cfg.ngram_buckets:
         started = time.perf_counter()
@@ -188,8 +194,10 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     out = artifacts.prepare_out(out, resume=resume, force=force)
     if resume:
         saved, _ = artifacts.read_config(out)
-        if saved.model != cfg.model or saved.data != cfg.data:
-            raise ConfigError(f"{out}: --resume needs the same data and model settings as the interrupted run "
+        same_split = (saved.train.seed, saved.train.val_split, saved.train.val_data) == \
+            (cfg.train.seed, cfg.train.val_split, cfg.train.val_data)
+        if saved.model != cfg.model or saved.data != cfg.data or not same_split:
+            raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
     started = time.perf_counter()
     set_threads(cfg.train.threads)
@@ -204,6 +212,8 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         train_idx, val_idx = split(len(data.texts), cfg.train.val_split, cfg.train.seed)
         val_texts, val_y = [data.texts[i] for i in val_idx], data.y[val_idx]
     train_texts, train_y = [data.texts[i] for i in train_idx], data.y[train_idx]
+    if len(np.unique(train_y)) < 2:
+        raise DataError(data.source, f"the training split of {len(train_y)} records holds only one class; give more data")
     progress.log(f"{len(train_texts)} training and {len(val_texts)} validation reviews from {data.source}; "
                  f"classes: {', '.join(data.classes)}")
     m = cfg.model

@@ -54,7 +54,10 @@ def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices: scikit-learn's ``train_test_split``, as the tutorial."""
     if n < 2:
         raise DataError("data", f"{n} record(s) cannot be split into training and validation sets")
-    train_idx, val_idx = train_test_split(np.arange(n), test_size=val_split, random_state=seed)
+    try:
+        train_idx, val_idx = train_test_split(np.arange(n), test_size=val_split, random_state=seed)
+    except ValueError as exc:
+        raise DataError("data", f"{n} records cannot be split with --val-split {val_split} ({exc})") from None
     return np.sort(train_idx), np.sort(val_idx)
 
 

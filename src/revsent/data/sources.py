@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tarfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, Iterator
 
@@ -79,7 +80,10 @@ def open_source(path: str, fmt: str = "auto", kind: str = "review") -> Source:
         raise DataError(path, "no such file")
     if os.path.isdir(path):
         raise DataError(path, "is a directory; give the data file itself")
-    fmt = detect_format(path, fmt)
+    try:
+        fmt = detect_format(path, fmt)
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
     if fmt != "tar":
         return Source(name=path, format=fmt, path=path)
     member = _find_tar_member(path, kind)
@@ -88,6 +92,13 @@ def open_source(path: str, fmt: str = "auto", kind: str = "review") -> Source:
 
 def iter_rows(source: Source) -> Iterator[tuple[int, dict | BadRow]]:
     """Yield ``(line_or_row_number, row)`` for every record of ``source``."""
+    try:
+        yield from _iter_rows(source)
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:  # truncated gzip/tar, permissions
+        raise DataError(source.name, f"cannot be read to the end ({type(exc).__name__}: {exc})") from None
+
+
+def _iter_rows(source: Source) -> Iterator[tuple[int, dict | BadRow]]:
     if source.format == "parquet":
         yield from _parquet_rows(source)
         return
