@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from revsent.ngrams import fit_idf, fit_linear, grams, tfidf
