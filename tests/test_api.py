@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-from sklearn.exceptions import NotFittedError
 
 from revsent import Classifier
-from revsent.errors import DataError
+from revsent.errors import DataError, NotFittedError
 
 from .conftest import NEGATIVE, POSITIVE, TINY
 

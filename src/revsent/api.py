@@ -11,16 +11,15 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 
 from . import artifacts
 from .config import Config
 from .data.records import _is_int
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, NotFittedError
 from .model import SentimentLSTM, class_probabilities
 from .progress import Progress
 from .text import TextEncoder
-from .train import fit, resolve_device, set_threads
+from .device import resolve_device, set_threads
 
 
 class Classifier:
@@ -36,6 +35,8 @@ class Classifier:
 
         With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies).
         """
+        from .train import fit  # training pulls in scikit-learn; prediction does not need it
+
         cfg = Config.from_preset(self.preset, **self.settings)
         texts, labels = _check_pairs(texts, labels, "texts")
         names = [str(label) for label in labels]

@@ -28,6 +28,10 @@ class DataError(RevsentError, ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class NotFittedError(RevsentError, ValueError, AttributeError):
+    """A model was used before ``fit`` (scikit-learn's name and wording)."""
+
+
 class ArtifactError(RevsentError):
     """A model directory or one of its files is missing, corrupt or incompatible."""
 

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn import metrics as skm
 
 from .artifacts import atomic_write
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, per-class and macro precision/recall/F1, ROC-AUC (binary), log loss, confusion matrix."""
+    from sklearn import metrics as skm  # here, not at import: `revsent predict` starts faster
+
     labels = list(range(len(classes)))
     y_pred = proba.argmax(axis=1)
     precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
@@ -137,7 +138,7 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
     from .artifacts import load_model
     from .data import read_labelled, split
     from .model import class_probabilities
-    from .train import resolve_device
+    from .device import resolve_device
 
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)

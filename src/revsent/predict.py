@@ -16,7 +16,7 @@ from .artifacts import load_model, temp_beside
 from .data import RecordReader
 from .errors import ConfigError, DataError
 from .model import class_probabilities
-from .train import resolve_device, set_threads
+from .device import resolve_device, set_threads
 
 CHUNK = 8192  # records predicted at a time: bounded memory on files of any size
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}

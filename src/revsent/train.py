@@ -9,7 +9,6 @@ import copy
 import csv
 import io
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from torch import nn
 
 from . import artifacts
 from .batching import make_batch, train_order
-from .config import DEVICES, Config
+from .config import Config
+from .device import resolve_device, set_threads
 from .data import read_labelled, split
 from .errors import ArtifactError, ConfigError, DataError
 from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
@@ -29,22 +29,6 @@ from .model import SentimentLSTM, class_probabilities
 from .ngrams import fit_linear, out_of_fold_logits
 from .progress import Progress
 from .text import Sequences, TextEncoder
-
-
-def resolve_device(name: str) -> torch.device:
-    if name not in DEVICES:
-        raise ConfigError(f"The 'device' parameter must be one of {', '.join(DEVICES)}. Got {name!r} instead.")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device auto or cpu.")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def set_threads(threads: int | None) -> None:
-    if threads is not None and threads < 1:
-        raise ConfigError(f"The 'threads' parameter must be an int >= 1. Got {threads!r} instead.")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 @dataclass

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..config import Config
 from ..errors import DataError
@@ -52,6 +51,8 @@ def read_labelled(cfg: Config, paths: Iterable[str] | None = None, classes: list
 
 def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices: scikit-learn's ``train_test_split``, as the tutorial."""
+    from sklearn.model_selection import train_test_split
+
     if n < 2:
         raise DataError("data", f"{n} record(s) cannot be split into training and validation sets")
     try:
