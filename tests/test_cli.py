@@ -170,3 +170,11 @@ def test_evaluate_other_file_with_other_fields(model_dir, tmp_path):
                                  "--label-field", "sentiment", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 2
+
+
+def test_predict_id_field(model_dir, tmp_path):
+    data = tmp_path / "in.csv"
+    data.write_text("key,text\nk1,great food\n")
+    result = runner.invoke(app, ["predict", str(model_dir[0]), "--input", str(data), "--id-field", "key"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["id"] == "k1"

@@ -158,7 +158,7 @@ def predict(
     texts: Annotated[Optional[list[str]], typer.Argument(help="Reviews to classify.", show_default=False)] = None,
     input: Annotated[Optional[str], typer.Option("--input", "-i", help="File of reviews (any readable format), or - for one review per line on stdin.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
-    format: Format = None, text_field: TextField = None, skip_bad: SkipBad = None,
+    format: Format = None, text_field: TextField = None, id_field: IdField = None, skip_bad: SkipBad = None,
     batch_size: Annotated[int, typer.Option(help="Reviews per forward pass.")] = 256,
     force: Annotated[bool, typer.Option(help="Overwrite --output if it exists.")] = False,
     device: Device = "auto",
@@ -170,7 +170,7 @@ def predict(
     def action():
         result = predict_texts(model, texts or (), input=input, output=output, force=force, batch_size=batch_size,
                                device=device, threads=threads,
-                               **_given(format=format, text_field=text_field, skip_bad=skip_bad))
+                               **_given(format=format, text_field=text_field, id_field=id_field, skip_bad=skip_bad))
         skipped = sum(result.get("records_skipped", {}).values())
         if output:
             typer.echo(f"{result['predicted']} predictions written to {output}", err=True)
