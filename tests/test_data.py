@@ -693,3 +693,13 @@ def test_bundled_sample_by_default():
     assert all(r.text.strip() for r in records)
     assert reader.paths == ("imdb",)
     assert (reader.tally.read, reader.tally.kept) == (200, 200)
+
+
+def test_a_bad_first_record_is_a_bad_record_not_a_wrong_field(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text('{"stars": 5}\n{"text": "good", "stars": 5}\n{"text": "bad", "stars": 1}\n')
+    with pytest.raises(DataError, match=r"r\.json:1: missing text field 'text'"):
+        list(RecordReader(DataConfig(paths=(str(path),))))
+    reader = RecordReader(DataConfig(paths=(str(path),), skip_bad=True))
+    assert [r.label for r in reader] == ["positive", "negative"]
+    assert dict(reader.tally.skipped) == {"missing_text": 1}

@@ -1,6 +1,7 @@
 """Records: text + label (+ id) out of rows, with the label schemes and the bad-record policy."""
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class RecordReader:
         else:
             source = open_source(path, self.cfg.format)
             rows = iter_rows(source)
+        head, rows = _peek(rows, self.cfg.text_field)
         text_field = label_field = id_field = None
         for line, row in rows:
             self.tally.read += 1
@@ -128,7 +130,7 @@ class RecordReader:
                 self._bad(source, line, row.reason, row.problem)
                 continue
             if text_field is None:
-                text_field, label_field, id_field = self._resolve_fields(source, source_fields(source) or list(row))
+                text_field, label_field, id_field = self._resolve_fields(source, source_fields(source) or list(head or row))
             record, problem = self._make_record(row, text_field, label_field, id_field)
             if problem is not None:
                 reason, message = problem
@@ -200,6 +202,21 @@ class RecordReader:
         if not self.cfg.skip_bad:
             raise DataError(source.name, f"{problem} (use --skip-bad to skip bad records)", line=line, reason=reason)
         self.tally.skipped[reason] += 1
+
+
+PEEK = 100  # rows looked at to tell a bad first record from a wrong field name
+
+
+def _peek(rows, text_field: str):
+    """The first of the next ``PEEK`` rows that has ``text_field`` (None if none does), and all rows.
+
+    Fields are resolved from that row, so a first record that lacks the text is a bad record
+    (skippable with --skip-bad) rather than a reason to reject the file.
+    """
+    rows = iter(rows)
+    seen = list(itertools.islice(rows, PEEK))
+    found = next((row for _, row in seen if isinstance(row, dict) and text_field in row), None)
+    return found, itertools.chain(seen, rows)
 
 
 def _is_int(name: str) -> bool:
