@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from . import artifacts
 from .config import Config
@@ -19,7 +18,7 @@ from .errors import ConfigError, DataError, NotFittedError
 from .model import SentimentLSTM, class_probabilities
 from .progress import Progress
 from .text import TextEncoder
-from .device import resolve_device, set_threads
+from .device import resolve_device, start_run
 
 
 class Classifier:
@@ -46,11 +45,9 @@ class Classifier:
         classes = sorted(seen, key=int) if all(_is_int(n) for n in seen) else sorted(seen)
         index = {name: i for i, name in enumerate(classes)}
         y = np.array([index[n] for n in names], dtype=np.int64)
-        set_threads(cfg.train.threads)
-        device = resolve_device(cfg.train.device)
-        torch.manual_seed(cfg.train.seed)
+        device = start_run(cfg.train)
         m = cfg.model
-        encoder = TextEncoder.fit(texts, m.vocab_size, m.oov, m.max_len, m.truncate)
+        encoder = TextEncoder.fit_config(texts, m)
         val_seqs = val_y = None
         if val_texts is not None:
             val_texts, val_labels = _check_pairs(val_texts, val_labels, "val_texts")

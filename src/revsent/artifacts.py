@@ -152,7 +152,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     tok_path = model_dir / TOKENIZER
     m = cfg.model
     try:
-        encoder = TextEncoder.from_str(tok_path.read_text(encoding="utf-8"), m.vocab_size, m.oov, m.max_len, m.truncate)
+        encoder = TextEncoder.from_str_config(tok_path.read_text(encoding="utf-8"), m)
     except FileNotFoundError:
         raise ArtifactError(f"{tok_path}: missing") from None
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON

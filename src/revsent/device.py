@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from .config import DEVICES
+from .config import DEVICES, TrainConfig
 from .errors import ConfigError
 
 
@@ -17,6 +17,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def start_run(cfg: TrainConfig) -> torch.device:
+    """What every training run sets first: threads, device and the seed."""
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    return device
 
 
 def set_threads(threads: int | None) -> None:

@@ -1,13 +1,17 @@
 """Honest numbers: held-out metrics, the confusion matrix, plots and a TF-IDF baseline."""
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .artifacts import atomic_write
+from .artifacts import atomic_write, load_model
+from .data import read_labelled, split
+from .device import resolve_device
+from .model import class_probabilities
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
@@ -133,13 +137,6 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
     ``baseline`` also fits TF-IDF + logistic regression on the model's training split (re-read
     from the files it was trained on) and scores it on the same data: ``result["baseline"]``.
     """
-    import dataclasses
-
-    from .artifacts import load_model
-    from .data import read_labelled, split
-    from .model import class_probabilities
-    from .device import resolve_device
-
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
     if paths:  # the model's label scheme and fields, but nothing tied to its training files

@@ -17,6 +17,8 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 
+from .config import ModelConfig
+
 PAD, UNK = "[PAD]", "[UNK]"
 CHUNK = 1024  # texts encoded per call: bounds memory (an Encoding object is large)
 
@@ -93,6 +95,16 @@ class TextEncoder:
         if not oov:
             vocab[UNK] = vocab_size  # outside the embedding: dropped by `encode`
         return cls(_empty_tokenizer(vocab), vocab_size, oov, max_len, truncate)
+
+    @classmethod
+    def fit_config(cls, texts: Iterable[str], cfg: ModelConfig) -> "TextEncoder":
+        """``fit`` with the tokenizer settings of a model config."""
+        return cls.fit(texts, cfg.vocab_size, cfg.oov, cfg.max_len, cfg.truncate)
+
+    @classmethod
+    def from_str_config(cls, data: str, cfg: ModelConfig) -> "TextEncoder":
+        """``from_str`` with the tokenizer settings of a model config."""
+        return cls.from_str(data, cfg.vocab_size, cfg.oov, cfg.max_len, cfg.truncate)
 
     def encode(self, texts: Sequence[str]) -> Sequences:
         """Token ids of each text, unknown words dropped (or mapped to 1), long texts truncated."""

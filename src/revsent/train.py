@@ -21,7 +21,7 @@ from torch import nn
 from . import artifacts
 from .batching import make_batch, train_order
 from .config import Config
-from .device import resolve_device, set_threads
+from .device import start_run
 from .data import read_labelled, split
 from .errors import ArtifactError, ConfigError, DataError
 from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
@@ -184,9 +184,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
             raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
     started = time.perf_counter()
-    set_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
+    device = start_run(cfg.train)
     data = read_labelled(cfg)
     if cfg.train.val_data:
         train_idx, val_idx = np.arange(len(data.texts)), None
@@ -203,9 +201,9 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     m = cfg.model
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        encoder = TextEncoder.from_str((out / artifacts.TOKENIZER).read_text("utf-8"), m.vocab_size, m.oov, m.max_len, m.truncate)
+        encoder = TextEncoder.from_str_config((out / artifacts.TOKENIZER).read_text("utf-8"), m)
     else:
-        encoder = TextEncoder.fit(train_texts, m.vocab_size, m.oov, m.max_len, m.truncate)
+        encoder = TextEncoder.fit_config(train_texts, m)
         artifacts.atomic_write(out / artifacts.TOKENIZER, encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, data.classes))
     train_seqs, val_seqs = encoder.encode(train_texts), encoder.encode(val_texts)
