@@ -240,7 +240,7 @@ def test_encoding_in_chunks_gives_the_same_sequences(monkeypatch):
     assert chunked.offsets.tolist() == whole.offsets.tolist() == [0, 2, 2, 2, 5, 6, 6]
 
 
-def test_sequences_subset():
+def test_sequences_subset_copies():
     sequences = Sequences(np.array([1, 2, 3, 4, 5, 6], dtype=np.int32), np.array([0, 3, 3, 5, 6], dtype=np.int64))
     sub = sequences.subset(np.array([3, 0, 2]))
     assert len(sub) == 3
@@ -267,3 +267,13 @@ def test_to_str_from_str_round_trip(oov):
     assert after.offsets.tolist() == before.offsets.tolist()
     assert loaded.to_str() == saved
     assert loaded.unk_id == encoder.unk_id
+
+
+def test_sequences_take_is_a_view_with_the_same_rows():
+    sequences = Sequences(np.array([1, 2, 3, 4, 5, 6], dtype=np.uint16), np.array([0, 3, 3, 5, 6], dtype=np.int64))
+    view = sequences.take(np.array([3, 0, 2]))
+    assert view.ids is sequences.ids  # no tokens copied
+    assert [view[i].tolist() for i in range(3)] == [[6], [1, 2, 3], [4, 5]]
+    assert view.lengths.tolist() == [1, 3, 2] and view.n_tokens == 6
+    again = view.take(np.array([2, 0]))  # a view of a view indexes the original rows
+    assert [again[i].tolist() for i in range(2)] == [[4, 5], [6]]

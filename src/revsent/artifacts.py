@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from .text import TextEncoder
 FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
+DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
 OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, "training_curves.png", "confusion_matrix.png")
 
 
@@ -99,6 +101,7 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -
             raise ArtifactError(f"{out}: holds files revsent did not write ({', '.join(strangers[:5])}); choose another --out")
         for name in OUR_FILES:  # the old model goes first: no mix of old weights and new vocabulary
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / DATASET, ignore_errors=True)
     return out
 
 

@@ -86,14 +86,16 @@ def train(
     val_data: Annotated[Optional[list[str]], typer.Option(help="Validate on this file instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split and initialisation seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
     baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
+    class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
     force: Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
-    """Train a model on review data and write it to --out."""
+    """Train a model on review data (files, or a dataset made by `revsent prepare`) and write it to --out."""
     from .config import Config
+    from .data.store import check_settings, is_dataset
     from .evaluate import format_report
     from .progress import Progress
     from .train import train as train_model
@@ -103,7 +105,7 @@ def train(
             dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
         except ValueError:
             raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. Got {dense!r} instead.") from None
-        cfg = Config.from_preset(preset, **_given(
+        options = _given(
             paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
             stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
             limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
@@ -111,8 +113,11 @@ def train(
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_split=val_split,
-            val_data=tuple(val_data) if val_data else None, seed=seed, baseline=baseline, device=device,
-            threads=threads))
+            val_data=tuple(val_data) if val_data else None, seed=seed, baseline=baseline, class_weight=class_weight,
+            device=device, threads=threads)
+        cfg = Config.from_preset(preset, **options)
+        if data and len(data) == 1 and is_dataset(data[0]):
+            check_settings(data[0], cfg, set(options))
         result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
         m = result.metrics
         skipped = sum(m["records_skipped"].values())
@@ -122,6 +127,50 @@ def train(
         if skipped:
             typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in m["records_skipped"].items()))
         typer.echo(f"model written to {result.out}")
+
+    _run(action)
+
+
+@app.command()
+def prepare(
+    data: Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet); 'imdb' or 'rt' for a bundled sample (default imdb).", show_default=False)] = None,
+    out: Annotated[str, typer.Option(help="Dataset directory to write.", rich_help_panel=RUN)] = ...,
+    preset: Annotated[str, typer.Option(help="Tokenizer settings of this preset: seed | default | quick.", rich_help_panel=RUN)] = "default",
+    format: Format = None, text_field: TextField = None, label_field: LabelField = None,
+    stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
+    business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent (of the training split).", rich_help_panel=MODEL)] = None,
+    oov: Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)] = None,
+    max_len: Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)] = None,
+    truncate: Annotated[Optional[str], typer.Option(help="Which end of a long review to keep: head | tail.", rich_help_panel=MODEL)] = None,
+    val_split: Annotated[Optional[float], typer.Option(help="Held-out fraction (default 0.2).", rich_help_panel=TRAIN)] = None,
+    val_data: Annotated[Optional[list[str]], typer.Option(help="Hold out this file instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Split seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
+    force: Annotated[bool, typer.Option(help="Replace the dataset already in --out.", rich_help_panel=RUN)] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
+):
+    """Read review data once into a dataset directory (memory-mapped token ids, labels, split) for train and evaluate."""
+    from .config import Config
+    from .data.store import prepare as prepare_dataset
+    from .progress import Progress
+
+    def action():
+        cfg = Config.from_preset(preset, **_given(
+            paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
+            stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
+            limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
+            val_split=val_split, val_data=tuple(val_data) if val_data else None, seed=seed))
+        ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet))
+        m = ds.manifest
+        typer.echo(f"{m['n']} reviews ({m['n_train']} training, {m['n_heldout']} held out), {m['n_tokens']} tokens, "
+                   f"classes: {', '.join(m['classes'])}; {m['seconds']:.1f}s")
+        skipped = m["counts"]["records_skipped"]
+        if skipped:
+            typer.echo(f"skipped {sum(skipped.values())} bad record(s): " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+        filtered = m["counts"]["records_filtered"]
+        if filtered:
+            typer.echo(f"filtered {sum(filtered.values())} record(s): " + ", ".join(f"{k} {v}" for k, v in filtered.items()))
+        typer.echo(f"dataset written to {ds.path}")
 
     _run(action)
 

@@ -18,6 +18,7 @@ LABEL_SCHEMES = ("binary", "polarity", "stars")
 POOLINGS = ("last", "max", "mean", "max_mean")
 TRUNCATE = ("head", "tail")
 DEVICES = ("auto", "cpu", "cuda")
+CLASS_WEIGHTS = ("balanced",)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class TrainConfig:
     device: str = "auto"  # CUDA when present
     threads: int | None = None  # None: every core
     baseline: bool = False  # also fit TF-IDF + logistic regression on the same split
+    class_weight: str | None = None  # "balanced": classes weighted n / (k * count), as scikit-learn's
 
     def __post_init__(self):
         _check_range(self, "epochs", 1, None)
@@ -109,6 +111,8 @@ class TrainConfig:
         _check_range(self, "val_split", 0.0, 1.0, left_open=True, right_open=True)
         _check_choice(self, "device", DEVICES)
         _check_range(self, "threads", 1, None, optional=True)
+        if self.class_weight is not None:
+            _check_choice(self, "class_weight", CLASS_WEIGHTS)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,21 @@
 """Honest numbers: held-out metrics, the confusion matrix, plots and a TF-IDF baseline."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import itertools
+import json
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifacts import atomic_write, load_model
-from .data import read_labelled, split
+from .artifacts import METRICS, atomic_write, load_model
+from .data import RecordReader, store
+from .errors import ArtifactError, DataError
 from .device import resolve_device
 from .model import class_probabilities
 
@@ -131,36 +137,119 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> N
 
 def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool = False,
              device: str = "auto", **data_options) -> dict:
-    """Score a saved model on ``paths`` (read with the model's own data settings, overridable),
-    or, with no paths, on the held-out part of its own training data.
+    """Score a saved model on ``paths``, or with no paths on the held-out part of its own data.
 
-    ``baseline`` also fits TF-IDF + logistic regression on the model's training split (re-read
-    from the files it was trained on) and scores it on the same data: ``result["baseline"]``.
+    ``paths`` are labelled files (streamed in chunks, read with the model's label scheme and
+    fields unless ``data_options`` say otherwise) or one prepared dataset (its held-out part when
+    the model was trained on it, else every review). Without paths the model's own data is
+    prepared again and refused if it no longer matches what the model was trained on.
+    ``baseline`` also fits TF-IDF + logistic regression on the model's training split and scores
+    it on the same reviews: ``result["baseline"]``.
     """
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
-    if paths:  # the model's label scheme and fields, but nothing tied to its training files
-        fresh = {"paths": tuple(paths), "format": "auto", "category": None, "business": None, "limit": None}
-        if {"label_field", "stars_field"} & set(data_options):
-            fresh.update(label_field=None, stars_field=None)
-        eval_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{**fresh, **data_options}))
-        data = read_labelled(eval_cfg, classes=classes)
-        texts, y = data.texts, data.y
-    if not paths or baseline:
-        own = read_labelled(cfg, classes=classes)  # the files the model was trained on
-        if cfg.train.val_data:
-            train_texts, train_y = own.texts, own.y
-            held = read_labelled(cfg, cfg.train.val_data, classes=classes)
-            held_texts, held_y = held.texts, held.y
-        else:
-            train_idx, val_idx = split(len(own.texts), cfg.train.val_split, cfg.train.seed)
-            train_texts, train_y = [own.texts[i] for i in train_idx], own.y[train_idx]
-            held_texts, held_y = [own.texts[i] for i in val_idx], own.y[val_idx]
+    texts: list[str] | None = None
+    with _own_dataset(model_dir, cfg, needed=not paths or baseline) as own:
         if not paths:
-            texts, y = held_texts, held_y
-    proba = class_probabilities(model, encoder.encode(texts), device=torch_device)
-    result = classification_metrics(y, proba, classes)
-    result["data"] = list(paths) or f"held-out split of {', '.join(cfg.data.paths) or 'imdb'}"
-    if baseline:
-        result["baseline"] = tfidf_baseline(train_texts, train_y, texts, y, classes, cfg.train.seed)
+            rows = own.rows(1)
+            y, proba = own.y[rows], class_probabilities(model, own.seqs.take(rows), device=torch_device)
+            described = f"held-out split of {', '.join(cfg.data.paths) or 'imdb'}"
+        elif len(paths) == 1 and store.is_dataset(paths[0]):
+            ds = store.Dataset.open(paths[0])
+            if ds.encoder.vocab != encoder.vocab or ds.manifest["tokenizer"] != {
+                    k: getattr(cfg.model, k) for k in store.TOKENIZER_FIELDS}:
+                raise DataError(paths[0], "was prepared with another vocabulary or tokenizer settings than the model's; "
+                                "evaluate the data files instead")
+            trained_on = _trained_dataset(model_dir).get("id")
+            rows = ds.rows(1) if ds.id == trained_on else np.arange(ds.manifest["n"])
+            y = _map_classes(ds.y[rows], ds.classes, classes, paths[0])
+            proba = class_probabilities(model, ds.seqs.take(rows), device=torch_device)
+            if baseline:
+                wanted = set(rows.tolist()) if len(rows) < ds.manifest["n"] else None
+                texts = [text for row, text in store.iter_texts(ds) if wanted is None or row in wanted]
+            described = f"{'held-out split' if len(rows) < ds.manifest['n'] else 'all reviews'} of dataset {paths[0]}"
+        else:  # the model's label scheme and fields, but nothing tied to its training files
+            fresh = {"paths": tuple(paths), "format": "auto", "category": None, "business": None, "limit": None}
+            if {"label_field", "stars_field"} & set(data_options):
+                fresh.update(label_field=None, stars_field=None)
+            data_cfg = dataclasses.replace(cfg.data, **{**fresh, **data_options})
+            y, proba, texts = _score_files(model, encoder, data_cfg, classes, torch_device, keep_texts=baseline)
+            described = list(paths)
+        result = classification_metrics(y, proba, classes)
+        result["data"] = described
+        if baseline:
+            train_texts, held_texts = store.texts_by_part(own, limit=BASELINE_MAX)
+            train_y = own.y[own.rows(0)]
+            if texts is None:
+                texts = held_texts
+            result["baseline"] = tfidf_baseline(train_texts, train_y, texts, y, classes, cfg.train.seed)
     return result
+
+
+BASELINE_MAX = 500_000  # training reviews scikit-learn's TF-IDF + LR baseline may hold in memory
+SCORE_CHUNK = 8192  # reviews scored at a time when streaming a file
+
+
+def _trained_dataset(model_dir: str | Path) -> dict:
+    """What metrics.json recorded about the training data (empty for models saved from Python)."""
+    try:
+        return json.loads((Path(model_dir) / METRICS).read_text("utf-8")).get("dataset") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def _own_dataset(model_dir: str | Path, cfg, needed: bool) -> Iterator[store.Dataset | None]:
+    """The model's training data as a dataset: its own prepared dataset, or its files prepared
+    again in a temporary folder and checked against the digest recorded at training."""
+    if not needed:
+        yield None
+        return
+    record = _trained_dataset(model_dir)
+    if not record:
+        raise ArtifactError(f"{Path(model_dir) / METRICS}: records no training split (a model saved from Python?); "
+                            "give labelled DATA to evaluate on")
+    paths = cfg.data.paths
+    if len(paths) == 1 and store.is_dataset(paths[0]):
+        ds = store.Dataset.open(paths[0])
+        if ds.id != record["id"]:
+            raise DataError(paths[0], "is not the dataset this model was trained on (it changed since); give DATA to evaluate on")
+        yield ds
+        return
+    work = Path(tempfile.mkdtemp(prefix="revsent-evaluate-"))
+    try:
+        ds = store.prepare(cfg, work / "dataset", work_dir=work)
+        if store.digest(ds.seqs.take(ds.rows(1)), ds.y[ds.rows(1)]) != record.get("heldout_digest"):
+            raise DataError(", ".join(paths) or "imdb", "no longer holds the data this model was trained on (its "
+                            "held-out split differs); give DATA to evaluate on")
+        yield ds
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _map_classes(y: np.ndarray, names: list[str], classes: list[str], source: str) -> np.ndarray:
+    unknown = sorted(set(names[i] for i in np.unique(y)) - set(classes))
+    if unknown:
+        raise DataError(source, f"labels {unknown[:5]} are not among the model's classes {classes}")
+    return np.array([classes.index(name) for name in names], dtype=np.int64)[y]
+
+
+def _score_files(model, encoder, data_cfg, classes: list[str], device, keep_texts: bool):
+    """Labels and probabilities for every record of ``data_cfg``, streamed in chunks."""
+    reader = RecordReader(data_cfg)
+    index = {name: i for i, name in enumerate(classes)}
+    ys, probas, texts = [], [], []
+    source = ", ".join(reader.paths)
+    records = iter(reader)
+    while chunk := list(itertools.islice(records, SCORE_CHUNK)):
+        unknown = sorted({r.label for r in chunk} - set(classes))
+        if unknown:
+            raise DataError(source, f"labels {unknown[:5]} are not among the model's classes {classes}")
+        chunk_texts = [r.text for r in chunk]
+        ys.append(np.array([index[r.label] for r in chunk], dtype=np.int64))
+        probas.append(class_probabilities(model, encoder.encode(chunk_texts), device=device))
+        if keep_texts:
+            texts.extend(chunk_texts)
+    if not ys:
+        raise DataError(source, f"no usable records (read {reader.tally.read})")
+    return np.concatenate(ys), np.concatenate(probas), texts if keep_texts else None

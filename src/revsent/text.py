@@ -6,95 +6,140 @@ which separate words; split on white space; keep the N-1 most frequent words as 
 (0 is padding); drop unknown words, or map them to id 1 with ``oov``. Unlike the tutorial's
 ASCII-only ``[^a-zA-z0-9\\s]`` this keeps accented and non-Latin letters. Ties in frequency
 are broken alphabetically (Keras breaks them by first appearance).
+
+Words are cut by :func:`words` (Python's Unicode-aware ``re``; measured faster here than the
+``tokenizers`` pipeline, whose per-character alignment tracking costs more than the split
+itself). The vocabulary is saved in the Hugging Face ``tokenizers`` WordLevel format
+(``tokenizer.json``), which other tools can load.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import re
+from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
-from tokenizers.trainers import WordLevelTrainer
 
 from .config import ModelConfig
 
 PAD, UNK = "[PAD]", "[UNK]"
-CHUNK = 1024  # texts encoded per call: bounds memory (an Encoding object is large)
+CHUNK = 8192  # texts encoded per step: bounds the Python lists alive at once
+
+_SEPARATORS = str.maketrans({c: " " for c in "[\\]^_`"})  # kept by the tutorial's regex, split by Keras
+_PUNCTUATION = re.compile(r"[^\w\s]")  # \w and \s are Unicode-aware in Python 3
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` as the tokenizer sees them (before the vocabulary is applied)."""
+    return _PUNCTUATION.sub("", text.lower().translate(_SEPARATORS)).split()
 
 
 def _normalizer():
+    """The same normalisation as :func:`words`, recorded in tokenizer.json for other tools."""
     return normalizers.Sequence([
         normalizers.Lowercase(),
-        normalizers.Replace(Regex(r"[\[\\\]^_`]"), " "),  # kept by the tutorial's regex, split by Keras
-        normalizers.Replace(Regex(r"[^\w\s]"), ""),  # \w is Unicode-aware here
+        normalizers.Replace(Regex(r"[\[\\\]^_`]"), " "),
+        normalizers.Replace(Regex(r"[^\w\s]"), ""),
     ])
 
 
-def _empty_tokenizer(vocab: dict[str, int] | None = None) -> Tokenizer:
-    tokenizer = Tokenizer(WordLevel(vocab or {PAD: 0, UNK: 1}, unk_token=UNK))
+def _tokenizer_file(vocab: dict[str, int]) -> Tokenizer:
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
     tokenizer.normalizer = _normalizer()
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return tokenizer
 
 
-def words(text: str) -> list[str]:
-    """The words of ``text`` as the tokenizer sees them (before the vocabulary is applied)."""
-    normalized = _normalizer().normalize_str(text)
-    return [word for word, _ in pre_tokenizers.WhitespaceSplit().pre_tokenize_str(normalized)]
+def rank_vocabulary(counts: Iterable[tuple[str, int]], vocab_size: int, oov: bool = False) -> dict[str, int]:
+    """Keras' ``num_words`` vocabulary from word counts: the most frequent first, ties alphabetically.
+
+    Ids 1..N-1 (2..N-1 with ``oov``, whose id is 1); 0 is padding. Without ``oov`` the unknown
+    token gets id ``vocab_size``, outside the embedding, and ``encode`` drops it.
+    """
+    first = 2 if oov else 1
+    kept = sorted(counts, key=lambda item: (-item[1], item[0]))[: vocab_size - first]
+    vocab = {PAD: 0}
+    if oov:
+        vocab[UNK] = 1
+    for word, _ in kept:
+        vocab[word] = len(vocab)
+    if not oov:
+        vocab[UNK] = vocab_size
+    return vocab
 
 
-@dataclass
+def truncate(ids: np.ndarray, lengths: np.ndarray, max_len: int | None, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """Keep at most ``max_len`` ids of each flat-stored sequence: the last (``tail``) or first (``head``)."""
+    if max_len is None or not len(lengths) or lengths.max() <= max_len:
+        return ids, lengths
+    ends = np.cumsum(lengths)
+    kept = np.minimum(lengths, max_len)
+    starts = ends - kept if side == "tail" else ends - lengths
+    index = np.repeat(starts - (np.cumsum(kept) - kept), kept) + np.arange(kept.sum())
+    return ids[index], kept
+
+
 class Sequences:
-    """Variable-length id sequences stored flat: ``ids[offsets[i]:offsets[i+1]]`` is sequence i."""
+    """Variable-length id sequences stored flat: sequence i is ``ids[start_i : start_i + length_i]``.
 
-    ids: np.ndarray  # (total_tokens,) int32
-    offsets: np.ndarray  # (n + 1,) int64
+    ``ids`` and ``offsets`` may be memory maps of a prepared dataset; ``take`` makes a view of
+    some rows without copying tokens. Lengths are computed once, so per-batch work is O(batch).
+    """
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None):
+        self.ids, self.offsets, self.rows = ids, offsets, rows
+        starts, lengths = np.asarray(offsets[:-1]), np.diff(offsets)
+        self.starts = starts if rows is None else starts[rows]  # (n,)
+        self.lengths = lengths if rows is None else lengths[rows]  # (n,)
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return len(self.lengths)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.ids[self.offsets[i]: self.offsets[i + 1]]
+        start = self.starts[i]
+        return self.ids[start: start + self.lengths[i]]
+
+    def take(self, index: np.ndarray) -> "Sequences":
+        """The rows ``index`` as a view over the same ids (no tokens copied)."""
+        index = np.asarray(index, dtype=np.int64)
+        return Sequences(self.ids, self.offsets, index if self.rows is None else self.rows[index])
 
     def subset(self, index: np.ndarray) -> "Sequences":
+        """The rows ``index`` copied into a compact Sequences of their own."""
+        index = np.asarray(index, dtype=np.int64)
         lengths = self.lengths[index]
         offsets = np.zeros(len(index) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         ids = np.concatenate([self[i] for i in index]) if len(index) else np.zeros(0, np.int32)
         return Sequences(ids.astype(np.int32, copy=False), offsets)
 
+    @property
+    def n_tokens(self) -> int:
+        return int(self.lengths.sum())
+
 
 class TextEncoder:
     """A fitted vocabulary: ``fit`` builds it, ``encode`` turns texts into :class:`Sequences`."""
 
-    def __init__(self, tokenizer: Tokenizer, vocab_size: int, oov: bool = False,
+    def __init__(self, vocab: dict[str, int], vocab_size: int, oov: bool = False,
                  max_len: int | None = None, truncate: str = "tail"):
-        self.tokenizer, self.vocab_size, self.oov = tokenizer, vocab_size, oov
+        self.vocab, self.vocab_size, self.oov = vocab, vocab_size, oov
         self.max_len, self.truncate = max_len, truncate
-        self.unk_id = tokenizer.token_to_id(UNK)
+        self.unk_id = vocab.get(UNK)
+        self._ids = {word: i for word, i in vocab.items() if word not in (PAD, UNK)}
+        self._id_words = {i: word for word, i in vocab.items()}
 
     @classmethod
     def fit(cls, texts: Iterable[str], vocab_size: int, oov: bool = False,
             max_len: int | None = None, truncate: str = "tail") -> "TextEncoder":
         """Count words over ``texts`` and keep the ``vocab_size - 1`` most frequent (``-2`` with oov)."""
-        counter = _empty_tokenizer()
-        counter.train_from_iterator(texts, trainer=WordLevelTrainer(vocab_size=1 << 31, special_tokens=[]),
-                                    length=None)
-        ranked = sorted(counter.get_vocab().items(), key=lambda item: item[1])  # trainer ids are ranks
-        first = 2 if oov else 1
-        vocab = {PAD: 0}
-        if oov:
-            vocab[UNK] = 1
-        for word, _ in ranked[: vocab_size - first]:
-            vocab[word] = len(vocab)
-        if not oov:
-            vocab[UNK] = vocab_size  # outside the embedding: dropped by `encode`
-        return cls(_empty_tokenizer(vocab), vocab_size, oov, max_len, truncate)
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update(words(text))
+        return cls(rank_vocabulary(counts.items(), vocab_size, oov), vocab_size, oov, max_len, truncate)
 
     @classmethod
     def fit_config(cls, texts: Iterable[str], cfg: ModelConfig) -> "TextEncoder":
@@ -110,50 +155,34 @@ class TextEncoder:
         """Token ids of each text, unknown words dropped (or mapped to 1), long texts truncated."""
         id_chunks, length_chunks = [], []
         for start in range(0, len(texts), CHUNK):
-            encodings = self.tokenizer.encode_batch_fast(list(texts[start: start + CHUNK]), add_special_tokens=False)
-            lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-            ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
-            if not self.oov:
-                keep = ids != self.unk_id
-                kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept ids before each position
-                ends = np.cumsum(lengths)
-                lengths = kept_before[ends] - kept_before[ends - lengths]
-                ids = ids[keep]
+            ids, lengths = self.encode_flat(texts[start: start + CHUNK])
             id_chunks.append(ids)
             length_chunks.append(lengths)
         ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int32)
         lengths = np.concatenate(length_chunks) if length_chunks else np.zeros(0, np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        sequences = Sequences(ids, offsets)
-        if self.max_len is not None and (lengths > self.max_len).any():
-            sequences = self._truncated(sequences)
-        return sequences
+        return Sequences(ids, offsets)
 
-    def _truncated(self, seqs: Sequences) -> Sequences:
-        lengths = seqs.lengths
-        kept = np.minimum(lengths, self.max_len)
-        if self.truncate == "tail":  # keep the end of the review
-            starts = seqs.offsets[1:] - kept
+    def encode_flat(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``texts`` concatenated (int32) and their lengths (int64), truncated."""
+        get = self._ids.get
+        if self.oov:
+            seqs = [[get(w, 1) for w in words(text)] for text in texts]
         else:
-            starts = seqs.offsets[:-1]
-        index = np.repeat(starts - np.concatenate([[0], np.cumsum(kept)[:-1]]), kept) + np.arange(kept.sum())
-        offsets = np.zeros(len(kept) + 1, dtype=np.int64)
-        np.cumsum(kept, out=offsets[1:])
-        return Sequences(seqs.ids[index], offsets)
+            seqs = [[i for i in map(get, words(text)) if i is not None] for text in texts]
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
+        return truncate(ids, lengths, self.max_len, self.truncate)
 
     def tokens(self, text: str) -> list[str]:
         """The vocabulary words of ``text`` in order (unknown words dropped or shown as [UNK])."""
-        return [self.tokenizer.id_to_token(i) for i in self.encode([text])[0]]
-
-    @property
-    def vocab(self) -> dict[str, int]:
-        return self.tokenizer.get_vocab()
+        return [self._id_words[int(i)] for i in self.encode([text])[0]]
 
     def to_str(self) -> str:
-        return self.tokenizer.to_str()
+        return _tokenizer_file(self.vocab).to_str()
 
     @classmethod
     def from_str(cls, data: str, vocab_size: int, oov: bool = False,
                  max_len: int | None = None, truncate: str = "tail") -> "TextEncoder":
-        return cls(Tokenizer.from_str(data), vocab_size, oov, max_len, truncate)
+        return cls(Tokenizer.from_str(data).get_vocab(), vocab_size, oov, max_len, truncate)

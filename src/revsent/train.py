@@ -9,6 +9,7 @@ import copy
 import csv
 import io
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,9 @@ from . import artifacts
 from .batching import make_batch, train_order
 from .config import Config
 from .device import start_run
-from .data import read_labelled, split
+from .data import store
 from .errors import ArtifactError, ConfigError, DataError
-from .evaluate import classification_metrics, plot_confusion, plot_history, tfidf_baseline
+from .evaluate import BASELINE_MAX, classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
 from .ngrams import fit_linear, out_of_fold_logits
 from .progress import Progress
@@ -57,20 +58,24 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
             group.update(lr=t.lr, weight_decay=t.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
-    elif model.cfg.ngram_buckets:
+    n_classes = model.out.out_features
+    weights = class_weights(train_y, n_classes, t.class_weight)
+    if model.cfg.ngram_buckets and not resume:
         started = time.perf_counter()
-        idf, weight, bias = fit_linear(train_seqs, train_y, model.out.out_features, model.cfg.vocab_size,
-                                       model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed)
+        idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, model.cfg.vocab_size,
+                                       model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed, weights)
         for name, value in (("wide_idf", idf), ("wide_weight", weight), ("wide_bias", bias)):
             getattr(model, name).copy_(torch.from_numpy(value))
         state.seconds += time.perf_counter() - started
         progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
         best_weights = copy.deepcopy(model.state_dict())
-    offsets = torch.zeros(len(train_y), model.out.out_features)  # (n, C) added to the LSTM's logits
+    offsets = torch.zeros(len(train_y), n_classes)  # (n, C) added to the LSTM's logits
     if model.cfg.ngram_buckets:
-        offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, model.out.out_features, model.cfg.vocab_size,
-                                                      model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed))
-    loss_fn = nn.CrossEntropyLoss()
+        offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, n_classes, model.cfg.vocab_size,
+                                                      model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed,
+                                                      class_weights=weights))
+    weight_t = None if weights is None else torch.from_numpy(weights).float()
+    loss_fn = nn.CrossEntropyLoss(weight=None if weight_t is None else weight_t.to(device))
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
     pin = device.type == "cuda"
@@ -107,7 +112,8 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
                "tokens_per_s": round(tokens / train_seconds, 1)}
         if val_seqs is not None and len(val_seqs):
             proba = class_probabilities(model, val_seqs, device=device)
-            val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)), torch.from_numpy(val_y)))
+            val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)),
+                                                    torch.from_numpy(val_y), weight=weight_t))
             row.update(val_loss=val_loss, val_accuracy=float((proba.argmax(1) == val_y).mean()))
             if val_loss < state.best_val_loss:
                 state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
@@ -125,6 +131,14 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng)
     model.load_state_dict(best_weights)
     return state
+
+
+def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarray | None:
+    """Per-class loss weights: None, or ``balanced`` as scikit-learn's ``n / (k * count)``."""
+    if scheme is None:
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
 
 
 def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, rng) -> None:
@@ -173,9 +187,16 @@ class TrainResult:
 
 def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False,
           progress: Progress | None = None) -> TrainResult:
-    """Read data, split it, fit the vocabulary and the model, evaluate and save ``out``."""
+    """Prepare (or open) the data, fit the model on the training split, evaluate and save ``out``.
+
+    Data reaches the model one way only: a prepared dataset. ``cfg.data.paths`` is either one
+    dataset directory (``revsent prepare``) or data files, which are prepared into ``out/.dataset``
+    first (kept until the run ends, so that ``--resume`` need not read them again).
+    """
     progress = progress or Progress(False)
     out = artifacts.prepare_out(out, resume=resume, force=force)
+    started = time.perf_counter()
+    ds, cfg = _open_dataset(cfg, out, resume, progress)
     if resume:
         saved, _ = artifacts.read_config(out)
         same_split = (saved.train.seed, saved.train.val_split, saved.train.val_data) == \
@@ -183,47 +204,61 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         if saved.model != cfg.model or saved.data != cfg.data or not same_split:
             raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
-    started = time.perf_counter()
     device = start_run(cfg.train)
-    data = read_labelled(cfg)
-    if cfg.train.val_data:
-        train_idx, val_idx = np.arange(len(data.texts)), None
-        val = read_labelled(cfg, cfg.train.val_data, classes=data.classes)
-        val_texts, val_y = val.texts, val.y
-    else:
-        train_idx, val_idx = split(len(data.texts), cfg.train.val_split, cfg.train.seed)
-        val_texts, val_y = [data.texts[i] for i in val_idx], data.y[val_idx]
-    train_texts, train_y = [data.texts[i] for i in train_idx], data.y[train_idx]
+    train_rows, val_rows = ds.rows(0), ds.rows(1)
+    train_seqs, val_seqs = ds.seqs.take(train_rows), ds.seqs.take(val_rows)
+    train_y, val_y = ds.y[train_rows], ds.y[val_rows]
+    source = ", ".join(cfg.data.paths) or "imdb"
     if len(np.unique(train_y)) < 2:
-        raise DataError(data.source, f"the training split of {len(train_y)} records holds only one class; give more data")
-    progress.log(f"{len(train_texts)} training and {len(val_texts)} validation reviews from {data.source}; "
-                 f"classes: {', '.join(data.classes)}")
-    m = cfg.model
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        encoder = TextEncoder.from_str_config((out / artifacts.TOKENIZER).read_text("utf-8"), m)
-    else:
-        encoder = TextEncoder.fit_config(train_texts, m)
-        artifacts.atomic_write(out / artifacts.TOKENIZER, encoder.to_str())
-        artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, data.classes))
-    train_seqs, val_seqs = encoder.encode(train_texts), encoder.encode(val_texts)
-    model = SentimentLSTM(m, len(data.classes)).to(device)
+        raise DataError(source, f"the training split of {len(train_y)} records holds only one class; give more data")
+    progress.log(f"{len(train_y)} training and {len(val_y)} validation reviews from {source}; "
+                 f"classes: {', '.join(ds.classes)}")
+    if not resume:
+        artifacts.atomic_write(out / artifacts.TOKENIZER, ds.encoder.to_str())
+        artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, ds.classes))
+    model = SentimentLSTM(cfg.model, len(ds.classes)).to(device)
     state = fit(model, cfg, train_seqs, train_y, val_seqs, val_y, device=device, progress=progress,
                 checkpoint=out / artifacts.CHECKPOINT, resume=resume)
     proba = class_probabilities(model, val_seqs, device=device)
-    metrics = classification_metrics(val_y, proba, data.classes)
+    metrics = classification_metrics(val_y, proba, ds.classes)
     metrics.update({
-        "n_train": len(train_texts), "n_val": len(val_texts), "epochs_run": state.epoch,
+        "n_train": len(train_y), "n_val": len(val_y), "epochs_run": state.epoch,
         "best_epoch": state.best_epoch, "train_seconds": round(state.seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2), "device": device.type,
-        "train_tokens": int(train_seqs.lengths.sum()), **data.tally.as_dict(),
+        "train_tokens": train_seqs.n_tokens, **ds.manifest["counts"],
+        "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(val_seqs, val_y)},
     })
+    weights = class_weights(train_y, len(ds.classes), cfg.train.class_weight)
+    if weights is not None:
+        metrics["class_weights"] = dict(zip(ds.classes, map(float, weights)))
     if cfg.train.baseline:
         progress.log("fitting the TF-IDF + logistic regression baseline on the same split")
-        metrics["baseline_tfidf_lr"] = tfidf_baseline(train_texts, train_y, val_texts, val_y, data.classes, cfg.train.seed)
-    save_run(out, cfg, data.classes, encoder, model, metrics, state.history)
+        train_texts, val_texts = store.texts_by_part(ds, limit=BASELINE_MAX)
+        metrics["baseline_tfidf_lr"] = tfidf_baseline(train_texts, train_y, val_texts, val_y, ds.classes, cfg.train.seed)
+    save_run(out, cfg, ds.classes, ds.encoder, model, metrics, state.history)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
+    shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
     return TrainResult(out, metrics, state.history)
+
+
+def _open_dataset(cfg: Config, out: Path, resume: bool, progress: Progress) -> tuple[store.Dataset, Config]:
+    """The run's dataset, and ``cfg`` with the dataset's own settings where it was prepared already."""
+    paths = cfg.data.paths
+    if any(store.is_dataset(p) for p in paths):
+        if len(paths) > 1:
+            raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
+        ds = store.Dataset.open(paths[0])
+        progress.log(f"dataset {paths[0]}: {ds.manifest['n']} reviews, vocabulary {ds.manifest['tokenizer']['vocab_size']}")
+        return ds, ds.run_config(cfg)
+    cached = out / artifacts.DATASET
+    if resume and store.is_dataset(cached):
+        try:
+            ds = store.Dataset.open(cached)
+            if store.prepared_with(ds, cfg):
+                return ds, cfg
+        except ArtifactError:
+            pass
+    return store.prepare(cfg, cached, force=True, work_dir=out.parent, progress=progress), cfg
 
 
 def save_run(out: Path, cfg: Config, classes: list[str], encoder: TextEncoder, model: SentimentLSTM,

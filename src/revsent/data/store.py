@@ -1,0 +1,490 @@
+"""Prepared datasets: token ids on disk, read through memory maps, by any number of processes.
+
+    DATA ──► records ──► words ──► provisional word ids ──► spool.bin  (one pass over the input;
+               │                   (worker processes)                  texts never all in memory)
+               └──► labels, split
+    spool.bin ──► counts over the training split ──► vocabulary ──► ids.bin  (NumPy, in chunks)
+
+A dataset directory holds:
+
+    manifest.json   settings, classes, counts, sizes and SHA-256 of every file, revsent version
+    tokenizer.json  the vocabulary (fitted on the training split only)
+    ids.bin         every review's token ids, concatenated: uint16 when the vocabulary fits, else uint32
+    offsets.npy     (n + 1,) int64: review i is ids[offsets[i]:offsets[i + 1]]
+    labels.npy      (n,) class ids
+    split.npy       (n,) uint8: 0 training, 1 held out
+
+It is built in a hidden folder beside its destination and renamed when complete, so a killed or
+failed ``prepare`` never leaves a directory that opens as a dataset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..config import Config, DataConfig, ModelConfig
+from ..errors import ArtifactError, ConfigError, DataError
+from ..text import PAD, UNK, Sequences, TextEncoder, rank_vocabulary, truncate, words
+from .dataset import split as split_indices
+from .records import RecordReader, Tally
+
+FORMAT, FORMAT_VERSION = "revsent-dataset", 1
+MANIFEST, TOKENIZER, IDS, OFFSETS, LABELS, SPLIT = (
+    "manifest.json", "tokenizer.json", "ids.bin", "offsets.npy", "labels.npy", "split.npy")
+CHUNK = 8192  # records tokenized per task
+TOKEN_CHUNK = 1 << 24  # provisional ids processed per NumPy step in the later passes
+POOL_AFTER = 4  # chunks tokenized in-process before worker processes pay for themselves
+TOKENIZER_FIELDS = ("vocab_size", "oov", "max_len", "truncate")
+
+
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a prepared dataset directory (rather than a data file)."""
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+@dataclass
+class Dataset:
+    """An opened dataset: ``seqs`` over the memory-mapped ids, ``y`` class ids, ``split`` 0/1."""
+
+    path: Path
+    manifest: dict
+    seqs: Sequences
+    y: np.ndarray  # (n,) int64
+    split: np.ndarray  # (n,) uint8
+    encoder: TextEncoder
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def id(self) -> str:
+        """A fingerprint of the dataset's contents: equal ids, equal data."""
+        return self.manifest["id"]
+
+    def rows(self, part: int) -> np.ndarray:
+        """Row numbers of the training (0) or held-out (1) part."""
+        return np.flatnonzero(self.split == part)
+
+    def model_config(self, model: ModelConfig) -> ModelConfig:
+        """``model`` with this dataset's tokenizer settings."""
+        return dataclasses.replace(model, **self.manifest["tokenizer"])
+
+    def run_config(self, cfg: Config) -> Config:
+        """``cfg`` as a run on this dataset: its tokenizer, split and data settings replace cfg's."""
+        m = self.manifest
+        data = dataclasses.replace(DataConfig(**_tuples(m["data"])), paths=(str(self.path),))
+        train = dataclasses.replace(cfg.train, val_split=m["split"]["val_split"], seed=m["split"]["seed"],
+                                    val_data=tuple(m["split"]["val_data"]))
+        return dataclasses.replace(cfg, data=data, model=self.model_config(cfg.model), train=train)
+
+    @classmethod
+    def open(cls, path: str | Path, verify: bool = True) -> "Dataset":
+        """Open a prepared dataset, checking every file against the manifest (size and SHA-256)."""
+        path = Path(path)
+        manifest = _read_manifest(path)
+        files = manifest["files"]
+        for name, expected in files.items():
+            file = path / name
+            if not file.is_file():
+                raise ArtifactError(f"{file}: missing from the dataset; prepare it again")
+            if file.stat().st_size != expected["bytes"]:
+                raise ArtifactError(f"{file}: {file.stat().st_size} bytes, the manifest says {expected['bytes']} "
+                                    "(truncated or edited); prepare the dataset again")
+            if verify and _sha256(file) != expected["sha256"]:
+                raise ArtifactError(f"{file}: contents differ from the manifest's checksum (edited or damaged); "
+                                    "prepare the dataset again")
+        n, dtype = manifest["n"], np.dtype(manifest["ids_dtype"])
+        try:
+            ids = np.memmap(path / IDS, dtype=dtype, mode="r") if files[IDS]["bytes"] else np.zeros(0, dtype)
+            offsets = np.load(path / OFFSETS, mmap_mode="r")
+            labels = np.load(path / LABELS).astype(np.int64)
+            split = np.load(path / SPLIT)
+            encoder = TextEncoder.from_str((path / TOKENIZER).read_text("utf-8"), **manifest["tokenizer"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"{path}: unreadable dataset file ({exc}); prepare it again") from None
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise ArtifactError(f"{path / TOKENIZER}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
+        if not (len(offsets) == n + 1 == len(labels) + 1 == len(split) + 1 and int(offsets[-1]) == len(ids)):
+            raise ArtifactError(f"{path / MANIFEST}: the dataset's files disagree in size; prepare it again")
+        return cls(path, manifest, Sequences(ids, offsets), labels, split, encoder)
+
+
+def _tuples(raw: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+
+
+def _read_manifest(path: Path) -> dict:
+    file = path / MANIFEST
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such dataset directory")
+    try:
+        manifest = json.loads(file.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{file}: missing; is {path} a dataset made by `revsent prepare`?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{file}: corrupt JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{file}: not a revsent dataset manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{file}: dataset format {manifest.get('format_version')!r} is not supported "
+                            f"(this revsent reads format {FORMAT_VERSION}); prepare it again with this version")
+    missing = {"n", "ids_dtype", "files", "classes", "tokenizer", "split", "data", "id"} - set(manifest)
+    if missing:
+        raise ArtifactError(f"{file}: incomplete manifest (no {', '.join(sorted(missing))})")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- building ------------------------------------------------------------------------------------
+
+_WORKER_VOCAB: dict[str, int] = {}
+
+
+def _tokenize(texts: list[str]) -> tuple[int, np.ndarray, np.ndarray, list[str]]:
+    """Provisional ids of ``texts`` from this process's own word table, and the words it added."""
+    table, before = _WORKER_VOCAB, len(_WORKER_VOCAB)
+    seqs = [[table.setdefault(w, len(table)) for w in words(text)] for text in texts]
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.uint32, count=int(lengths.sum()))
+    added = list(itertools.islice(table, before, None))  # dicts keep insertion order
+    return os.getpid(), ids, lengths, added
+
+
+class _Spool:
+    """Provisional ids written to disk as they come, with one global word table merged from the
+    workers' tables (each worker numbers its words itself, so no process waits for another)."""
+
+    def __init__(self, path: Path):
+        self.handle = open(path, "wb")
+        self.words: list[str] = []
+        self.index: dict[str, int] = {}
+        self.remaps: dict[int, np.ndarray] = {}
+        self.lengths: list[np.ndarray] = []
+
+    def add(self, result) -> None:
+        worker, ids, lengths, added = result
+        fresh = np.fromiter((self._global(w) for w in added), dtype=np.uint32, count=len(added))
+        self.remaps[worker] = np.concatenate([self.remaps.get(worker, np.zeros(0, np.uint32)), fresh])
+        self.handle.write(self.remaps[worker][ids].tobytes())
+        self.lengths.append(lengths)
+
+    def _global(self, word: str) -> int:
+        gid = self.index.get(word)
+        if gid is None:
+            gid = self.index[word] = len(self.words)
+            self.words.append(word)
+        return gid
+
+
+def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str | Path | None = None,
+            progress=None) -> Dataset:
+    """Read ``cfg.data``, fit the vocabulary on the training split and write the dataset ``out``.
+
+    ``cfg.model`` gives the tokenizer (vocab_size, oov, max_len, truncate); ``cfg.train`` the
+    split (val_split and seed, or val_data files as the held-out part). Built in ``work_dir``
+    (default: beside ``out``) and renamed into place when complete.
+    """
+    out = Path(out)
+    _check_out(out, force)
+    work = Path(work_dir) if work_dir is not None else out.parent
+    work.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=work))
+    try:
+        _build(cfg, build, progress)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():  # --force: the old dataset goes only once the new one is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "dataset")
+            os.replace(build, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(build, out)
+    except OSError as exc:
+        shutil.rmtree(build, ignore_errors=True)
+        raise ArtifactError(f"{out}: cannot be written ({exc.strerror or exc}); no dataset was published") from None
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return Dataset.open(out, verify=False)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_dataset(out):
+            raise ArtifactError(f"{out}: directory is not empty and holds no dataset; choose another --out")
+        if not force:
+            raise ArtifactError(f"{out}: a dataset is already there; pass --force to replace it")
+
+
+def _build(cfg: Config, build: Path, progress) -> dict:
+    started = time.perf_counter()
+    log = progress.log if progress is not None else (lambda message: None)
+    spool = _Spool(build / "spool.bin")
+    labels: list[str] = []
+    reader = RecordReader(cfg.data)
+    parts = [(reader, 0)]
+    val_reader = None
+    if cfg.train.val_data:
+        val_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.val_data, limit=None))
+        parts.append((val_reader, 1))
+    sizes = []
+    with _Tokenizers() as tokenize:
+        for part_reader, part in parts:
+            before = len(labels)
+            for chunk in _chunks(part_reader, CHUNK):
+                labels.extend(record.label for record in chunk)
+                tokenize.submit([record.text for record in chunk], spool.add)
+            tokenize.drain(spool.add)
+            sizes.append(len(labels) - before)
+            _check_read(part_reader, sizes[-1])
+    spool.handle.close()
+    source = ", ".join(reader.paths)
+    classes = reader.classes(set(labels[: sizes[0]]))
+    if len(set(labels[: sizes[0]])) < 2:
+        raise DataError(source, f"only one class ({labels[0]!r}) in {sizes[0]} records; a classifier needs at least two")
+    if val_reader is not None:
+        unknown = sorted(set(labels[sizes[0]:]) - set(classes))
+        if unknown:
+            raise DataError(", ".join(val_reader.paths), f"labels {unknown[:5]} are not among the training classes {classes}")
+    class_id = {name: i for i, name in enumerate(classes)}
+    y = np.fromiter((class_id[label] for label in labels), dtype=np.int64, count=len(labels))
+    del labels
+    n = len(y)
+    if val_reader is not None:
+        split = np.concatenate([np.zeros(sizes[0], np.uint8), np.ones(sizes[1], np.uint8)])
+    else:
+        split = np.zeros(n, np.uint8)
+        split[split_indices(n, cfg.train.val_split, cfg.train.seed)[1]] = 1
+    lengths = np.concatenate(spool.lengths) if spool.lengths else np.zeros(0, np.int64)
+    log(f"read {n} records from {source} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
+
+    m = cfg.model
+    counts = _train_counts(build / "spool.bin", lengths, split, len(spool.words))
+    vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), m.vocab_size, m.oov)
+    table = np.full(len(spool.words), 1 if m.oov else -1, dtype=np.int64)  # provisional -> final id
+    for word, i in vocab.items():
+        if word not in (PAD, UNK):
+            table[spool.index[word]] = i
+    del spool.index, spool.words
+    dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
+    digests: dict[str, hashlib._Hash] = {IDS: hashlib.sha256()}
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    with open(build / IDS, "wb") as handle:
+        for first, ids, chunk_lengths in _spooled(build / "spool.bin", lengths):
+            final = table[ids]
+            if not m.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
+                keep = final >= 0
+                kept_before = np.concatenate([[0], np.cumsum(keep)])
+                ends = np.cumsum(chunk_lengths)
+                chunk_lengths = kept_before[ends] - kept_before[ends - chunk_lengths]
+                final = final[keep]
+            final, chunk_lengths = truncate(final, chunk_lengths, m.max_len, m.truncate)
+            data = final.astype(dtype).tobytes()
+            handle.write(data)
+            digests[IDS].update(data)
+            offsets[first + 1: first + 1 + len(chunk_lengths)] = chunk_lengths
+        handle.flush()
+        os.fsync(handle.fileno())
+    (build / "spool.bin").unlink()
+    np.cumsum(offsets, out=offsets)
+    encoder = TextEncoder(vocab, m.vocab_size, m.oov, m.max_len, m.truncate)
+    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": digests[IDS].hexdigest()}}
+    label_dtype = np.uint8 if len(classes) <= 255 else np.int32
+    for name, write in ((OFFSETS, lambda f: np.save(f, offsets)), (LABELS, lambda f: np.save(f, y.astype(label_dtype))),
+                        (SPLIT, lambda f: np.save(f, split)), (TOKENIZER, lambda f: f.write(encoder.to_str().encode()))):
+        with open(build / name, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        files[name] = {"bytes": (build / name).stat().st_size, "sha256": _sha256(build / name)}
+    from importlib import metadata
+
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "revsent_version": metadata.version("revsent"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "id": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:32],
+        "n": n, "n_train": int((split == 0).sum()), "n_heldout": int((split == 1).sum()),
+        "n_tokens": int(offsets[-1]), "ids_dtype": dtype.name, "classes": classes,
+        "label_scheme": reader.star_scheme or "labels",
+        "data": dataclasses.asdict(cfg.data),
+        "tokenizer": {name: getattr(m, name) for name in TOKENIZER_FIELDS},
+        "split": {"val_split": cfg.train.val_split, "seed": cfg.train.seed, "val_data": list(cfg.train.val_data)},
+        "counts": reader.tally.as_dict(),
+        "heldout_counts": val_reader.tally.as_dict() if val_reader is not None else None,
+        "seconds": round(time.perf_counter() - started, 2),
+        "files": files,
+    }
+    with open(build / MANIFEST, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    log(f"prepared {n} reviews ({manifest['n_tokens']} tokens, vocabulary {len(vocab) - 1 - (not m.oov)} words) "
+        f"in {manifest['seconds']:.1f}s")
+    return manifest
+
+
+def _check_read(reader: RecordReader, count: int) -> None:
+    if count == 0:
+        raise DataError(", ".join(reader.paths), f"no usable records (read {reader.tally.read}: {_describe(reader.tally)})")
+
+
+def _describe(tally: Tally) -> str:
+    parts = [f"{count} {reason}" for reason, count in {**tally.skipped, **tally.filtered}.items()]
+    return ", ".join(parts) or "the input is empty"
+
+
+def _chunks(items, size: int) -> Iterator[list]:
+    items = iter(items)
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _spooled(path: Path, lengths: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first_row, provisional_ids, lengths)`` for runs of whole reviews, about TOKEN_CHUNK ids each."""
+    spool = np.memmap(path, dtype=np.uint32, mode="r") if lengths.sum() else np.zeros(0, np.uint32)
+    ends = np.cumsum(lengths)
+    row = token = 0
+    while row < len(lengths):
+        last = max(int(np.searchsorted(ends, token + TOKEN_CHUNK, side="right")), row + 1)
+        chunk_lengths = lengths[row:last]
+        stop = int(ends[last - 1])
+        yield row, np.asarray(spool[token:stop]), chunk_lengths
+        row, token = last, stop
+
+
+def _train_counts(path: Path, lengths: np.ndarray, split: np.ndarray, n_words: int) -> np.ndarray:
+    """How often each provisional word occurs in the training split."""
+    counts = np.zeros(n_words, dtype=np.int64)
+    for first, ids, chunk_lengths in _spooled(path, lengths):
+        train = np.repeat(split[first: first + len(chunk_lengths)] == 0, chunk_lengths)
+        counts += np.bincount(ids[train], minlength=n_words)
+    return counts
+
+
+class _Tokenizers:
+    """Tokenizes chunks in this process first, then in worker processes (one per core) once the
+    input proves large enough to repay starting them. Results come back in submission order."""
+
+    def __init__(self):
+        self.pool = None
+        self.pending = []
+        self.done = 0
+
+    def __enter__(self):
+        _WORKER_VOCAB.clear()  # this process's table starts afresh with each dataset
+        return self
+
+    def submit(self, texts: list[str], handle) -> None:
+        self.done += 1
+        if self.done <= POOL_AFTER or (os.cpu_count() or 1) < 2:
+            handle(_tokenize(texts))
+            return
+        if self.pool is None:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(os.cpu_count())
+        self.pending.append(self.pool.apply_async(_tokenize, (texts,)))
+        while len(self.pending) > 2 * (os.cpu_count() or 1) or (self.pending and self.pending[0].ready()):
+            handle(self.pending.pop(0).get())
+
+    def drain(self, handle) -> None:
+        while self.pending:
+            handle(self.pending.pop(0).get())
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+def iter_texts(ds: Dataset) -> Iterator[tuple[int, str]]:
+    """``(row, text)`` for every record of the files ``ds`` was prepared from, re-read in order.
+
+    Refuses when the files no longer give the records the dataset was prepared from.
+    """
+    data = DataConfig(**_tuples(ds.manifest["data"]))
+    paths = [data.paths] + ([tuple(ds.manifest["split"]["val_data"])] if ds.manifest["split"]["val_data"] else [])
+    row = 0
+    for part, paths_of_part in enumerate(paths):
+        cfg = data if part == 0 else dataclasses.replace(data, paths=paths_of_part, limit=None)
+        for record in RecordReader(cfg):
+            if row >= ds.manifest["n"]:
+                break
+            yield row, record.text
+            row += 1
+    if row != ds.manifest["n"]:
+        raise DataError(", ".join(data.paths) or "imdb", f"now gives {row} records, not the {ds.manifest['n']} "
+                        "the dataset was prepared from: the data changed")
+
+
+def check_settings(path: str | Path, cfg: Config, given: set[str]) -> None:
+    """Refuse explicitly given settings that contradict the dataset's (they would need a new prepare)."""
+    manifest = _read_manifest(Path(path))
+    fixed = {**manifest["tokenizer"], "val_split": manifest["split"]["val_split"], "seed": manifest["split"]["seed"],
+             "val_data": tuple(manifest["split"]["val_data"])}
+    owners = {**{k: cfg.model for k in TOKENIZER_FIELDS}, "val_split": cfg.train, "seed": cfg.train, "val_data": cfg.train}
+    for name, value in fixed.items():
+        if name in given and getattr(owners[name], name) != value:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(owners[name], name)!r} differs from the dataset's "
+                              f"{value!r} ({path}); prepare the dataset again with the new setting")
+    data_given = sorted(given & {f.name for f in dataclasses.fields(DataConfig)} - {"paths"})
+    if data_given:
+        raise ConfigError(f"--{data_given[0].replace('_', '-')}: a prepared dataset's records were chosen when it was "
+                          f"prepared ({path}); prepare it again with the new setting")
+
+
+def prepared_with(ds: Dataset, cfg: Config) -> bool:
+    """Whether ``ds`` holds exactly what preparing ``cfg`` would give (same data, tokenizer, split)."""
+    m = ds.manifest
+    return (m["data"] == json.loads(json.dumps(dataclasses.asdict(cfg.data)))
+            and m["tokenizer"] == {name: getattr(cfg.model, name) for name in TOKENIZER_FIELDS}
+            and m["split"] == {"val_split": cfg.train.val_split, "seed": cfg.train.seed,
+                               "val_data": list(cfg.train.val_data)})
+
+
+def digest(seqs: Sequences, y: np.ndarray) -> str:
+    """A fingerprint of some reviews' token ids and labels: the same data gives the same digest."""
+    hasher = hashlib.sha256(np.asarray(y, dtype=np.int64).tobytes())
+    hasher.update(np.asarray(seqs.lengths, dtype=np.int64).tobytes())
+    for start in range(0, len(seqs), CHUNK):
+        chunk = [np.asarray(seqs[i], dtype=np.int64) for i in range(start, min(start + CHUNK, len(seqs)))]
+        if chunk:
+            hasher.update(np.concatenate(chunk).tobytes())
+    return hasher.hexdigest()[:32]
+
+
+def texts_by_part(ds: Dataset, limit: int) -> tuple[list[str], list[str]]:
+    """The raw texts of the training and held-out parts, re-read from the dataset's files.
+
+    For scikit-learn's in-memory TF-IDF baseline, so bounded by ``limit`` training reviews.
+    """
+    if ds.manifest["n_train"] > limit:
+        raise ConfigError(f"--baseline fits scikit-learn's TF-IDF + logistic regression in memory, up to {limit:,} "
+                          f"training reviews; this dataset has {ds.manifest['n_train']:,}. Use --limit, or leave "
+                          "--baseline off")
+    parts: tuple[list[str], list[str]] = ([], [])
+    for row, text in iter_texts(ds):
+        parts[int(ds.split[row])].append(text)
+    return parts
