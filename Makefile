@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean bench
+.PHONY: run test install dev clean bench bench-scale
 
 $(BIN)/revsent: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ $(PEERS)/.installed: bench/requirements-peers.txt
 # revsent against Keras 3 (torch and JAX), fastText and TF-IDF + LR; BENCH_ARGS=--quick for a small run.
 bench: $(BIN)/revsent $(PEERS)/.installed
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# revsent on Yelp-format corpora of 100k, 1M and 7M reviews (about 12 GB of disk under bench/out/scale);
+# BENCH_ARGS=--quick for tiny sizes (CI runs this).
+bench-scale: $(BIN)/revsent
+	$(BIN)/python bench/scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) runs bench/out

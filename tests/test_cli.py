@@ -178,3 +178,47 @@ def test_predict_id_field(model_dir, tmp_path):
     result = runner.invoke(app, ["predict", str(model_dir[0]), "--input", str(data), "--id-field", "key"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[0])["id"] == "k1"
+
+
+PREPARE_FLAGS = ["--preset", "seed", "--vocab-size", "100", "--quiet"]
+
+
+def test_prepare_then_train_and_evaluate_the_dataset(model_dir, tmp_path):
+    _, data = model_dir
+    ds = tmp_path / "ds"
+    result = runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS])
+    assert result.exit_code == 0, result.output
+    assert "96 reviews (76 training, 20 held out)" in result.output and f"dataset written to {ds}" in result.output
+    again = runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS])
+    assert again.exit_code == 1 and "already there; pass --force" in again.output
+    model = tmp_path / "m"
+    trained = runner.invoke(app, ["train", str(ds), "--out", str(model), *TINY_FLAGS, "--epochs", "2", "--class-weight", "balanced"])
+    assert trained.exit_code == 0, trained.output
+    assert "held-out metrics (20 reviews, 2 epoch(s)" in trained.output
+    report = runner.invoke(app, ["evaluate", str(model), str(ds), "--json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["n"] == 20
+    conflict = runner.invoke(app, ["train", str(ds), "--out", str(tmp_path / "m2"), *TINY_FLAGS[:2], "--vocab-size", "50"])
+    assert conflict.exit_code == 2 and "--vocab-size 50 differs from the dataset's 100" in conflict.output
+    assert len(conflict.output.strip().splitlines()) == 1
+
+
+def test_prepare_bad_record_and_skip_bad(tmp_path):
+    data = tmp_path / "bad.json"
+    data.write_text('{"text": "fine", "stars": 5}\n{"text": "no stars"}\n{"text": "awful", "stars": 1}\n' * 4)
+    result = runner.invoke(app, ["prepare", str(data), "--out", str(tmp_path / "ds"), *PREPARE_FLAGS])
+    assert result.exit_code == 2 and f"{data}:2: missing star rating in field 'stars'" in result.output
+    assert not (tmp_path / "ds").exists()
+    skipped = runner.invoke(app, ["prepare", str(data), "--out", str(tmp_path / "ds"), *PREPARE_FLAGS, "--skip-bad"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped 4 bad record(s): missing_label 4" in skipped.output
+
+
+def test_damaged_dataset_is_a_one_line_error(model_dir, tmp_path):
+    _, data = model_dir
+    ds = tmp_path / "ds"
+    assert runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS]).exit_code == 0
+    (ds / "offsets.npy").write_bytes((ds / "offsets.npy").read_bytes()[:-8])
+    result = runner.invoke(app, ["train", str(ds), "--out", str(tmp_path / "m"), *TINY_FLAGS])
+    assert result.exit_code == 1 and "offsets.npy:" in result.output and "prepare the dataset again" in result.output
+    assert len(result.output.strip().splitlines()) == 1

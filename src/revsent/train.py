@@ -213,6 +213,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         raise DataError(source, f"the training split of {len(train_y)} records holds only one class; give more data")
     progress.log(f"{len(train_y)} training and {len(val_y)} validation reviews from {source}; "
                  f"classes: {', '.join(ds.classes)}")
+    out.mkdir(parents=True, exist_ok=True)
     if not resume:
         artifacts.atomic_write(out / artifacts.TOKENIZER, ds.encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, ds.classes))
