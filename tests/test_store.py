@@ -280,3 +280,15 @@ def test_baseline_above_its_size_limit_is_a_clear_error(tiny_reviews, tmp_path):
         store.texts_by_part(ds, limit=10)
     train_texts, held_texts = store.texts_by_part(ds, limit=1000)
     assert len(train_texts) == 76 and len(held_texts) == 20
+
+
+def test_a_killed_prepares_leftovers_are_removed_by_the_next(tiny_reviews, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".ds.building-{dead.stdout.strip()}-abc123"  # what a SIGKILL leaves
+    stale.mkdir()
+    (stale / "spool.bin").write_bytes(b"\0" * 64)
+    _prepare(tiny_reviews, tmp_path / "ds")
+    assert not stale.exists() and store.is_dataset(tmp_path / "ds")

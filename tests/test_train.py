@@ -167,3 +167,30 @@ def test_training_split_with_one_class(write_jsonl, tmp_path):
     path = write_jsonl("r.json", [{"text": "good", "stars": 5}] * 9 + [{"text": "bad", "stars": 1}])
     with pytest.raises(DataError, match="training split of 8 records holds only one class"):
         train(_cfg(path, val_split=0.2, seed=1), tmp_path / "m")
+
+
+def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_path, monkeypatch):
+    """Checkpoints every batch (checkpoint_minutes=0); a kill in the middle of epoch 2 loses nothing."""
+    import revsent.train as train_module
+
+    full = train(_cfg(tiny_reviews, epochs=3), tmp_path / "full")
+    real_save = train_module._save_checkpoint
+    saves = []
+
+    def save_then_die(path, model, optimizer, state, best, rng):
+        real_save(path, model, optimizer, state, best, rng)
+        saves.append((state.epoch, state.step))
+        if state.epoch == 1 and state.step == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_reviews, epochs=3, checkpoint_minutes=0.0), out)
+    assert saves[-1] == (1, 4) and (0, 1) in saves and (1, 0) in saves  # mid-epoch and end-of-epoch saves
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    resumed = train(_cfg(tiny_reviews, epochs=3, checkpoint_minutes=0.0), out, resume=True)
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history], rel=1e-5)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)

@@ -31,6 +31,12 @@ Category = Annotated[Optional[str], typer.Option(help="Keep only reviews of busi
 Limit = Annotated[Optional[int], typer.Option(help="Use the first N usable records.", rich_help_panel=DATA)]
 SkipBad = Annotated[Optional[bool], typer.Option("--skip-bad/--no-skip-bad", help="Skip bad records and count them instead of stopping at the first.", rich_help_panel=DATA)]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
+DataArg = Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet), 'imdb' or 'rt' for a bundled sample (default imdb), or (train) a dataset made by `revsent prepare`.", show_default=False)]
+# Tokenizer options, shared by train and prepare (names match ModelConfig fields).
+VocabSize = Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent of the training split.", rich_help_panel=MODEL)]
+Oov = Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)]
+MaxLen = Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)]
+Truncate = Annotated[Optional[str], typer.Option(help="Which end of a long review to keep: head | tail.", rich_help_panel=MODEL)]
 
 
 def _given(**options) -> dict:
@@ -55,16 +61,13 @@ def _run(action):
 
 @app.command()
 def train(
-    data: Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet); 'imdb' or 'rt' for a bundled sample (default imdb).", show_default=False)] = None,
+    data: DataArg = None,
     out: Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)] = ...,
     preset: Annotated[str, typer.Option(help="seed (the tutorial's model) | default | quick.", rich_help_panel=RUN)] = "default",
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
-    vocab_size: Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent.", rich_help_panel=MODEL)] = None,
-    oov: Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)] = None,
-    max_len: Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)] = None,
-    truncate: Annotated[Optional[str], typer.Option(help="Which end of a long review to keep: head | tail.", rich_help_panel=MODEL)] = None,
+    vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
     embedding_dim: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
     hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
     layers: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
@@ -89,6 +92,7 @@ def train(
     class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
+    checkpoint_minutes: Annotated[Optional[float], typer.Option(help="Also checkpoint mid-epoch this often (default 10).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
     force: Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
@@ -114,7 +118,7 @@ def train(
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_split=val_split,
             val_data=tuple(val_data) if val_data else None, seed=seed, baseline=baseline, class_weight=class_weight,
-            device=device, threads=threads)
+            device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)
         cfg = Config.from_preset(preset, **options)
         if data and len(data) == 1 and is_dataset(data[0]):
             check_settings(data[0], cfg, set(options))
@@ -133,16 +137,13 @@ def train(
 
 @app.command()
 def prepare(
-    data: Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet); 'imdb' or 'rt' for a bundled sample (default imdb).", show_default=False)] = None,
+    data: DataArg = None,
     out: Annotated[str, typer.Option(help="Dataset directory to write.", rich_help_panel=RUN)] = ...,
     preset: Annotated[str, typer.Option(help="Tokenizer settings of this preset: seed | default | quick.", rich_help_panel=RUN)] = "default",
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
-    vocab_size: Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent (of the training split).", rich_help_panel=MODEL)] = None,
-    oov: Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)] = None,
-    max_len: Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)] = None,
-    truncate: Annotated[Optional[str], typer.Option(help="Which end of a long review to keep: head | tail.", rich_help_panel=MODEL)] = None,
+    vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
     val_split: Annotated[Optional[float], typer.Option(help="Held-out fraction (default 0.2).", rich_help_panel=TRAIN)] = None,
     val_data: Annotated[Optional[list[str]], typer.Option(help="Hold out this file instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,

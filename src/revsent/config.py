@@ -100,6 +100,7 @@ class TrainConfig:
     threads: int | None = None  # None: every core
     baseline: bool = False  # also fit TF-IDF + logistic regression on the same split
     class_weight: str | None = None  # "balanced": classes weighted n / (k * count), as scikit-learn's
+    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a killed run loses at most this much
 
     def __post_init__(self):
         _check_range(self, "epochs", 1, None)
@@ -111,6 +112,7 @@ class TrainConfig:
         _check_range(self, "val_split", 0.0, 1.0, left_open=True, right_open=True)
         _check_choice(self, "device", DEVICES)
         _check_range(self, "threads", 1, None, optional=True)
+        _check_range(self, "checkpoint_minutes", 0.0, None)
         if self.class_weight is not None:
             _check_choice(self, "class_weight", CLASS_WEIGHTS)
 

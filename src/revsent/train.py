@@ -42,6 +42,9 @@ class FitState:
     best_epoch: int = 0
     bad_epochs: int = 0
     seconds: float = 0.0
+    step: int = 0  # batches done in the epoch under way (a checkpoint taken mid-epoch)
+    epoch_rng: dict | None = None  # the shuffling RNG as that epoch began, to draw its batch order again
+    partial: dict = field(default_factory=dict)  # that epoch's running loss, accuracy and counts
 
 
 def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.ndarray,
@@ -79,13 +82,19 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
     pin = device.type == "cuda"
+    saved_at = time.perf_counter()
     while state.epoch < t.epochs and not (t.patience and state.bad_epochs >= t.patience):
-        started = time.perf_counter()
-        model.train()
+        if state.step:  # resuming mid-epoch: the same batch order, less the batches already done
+            rng.bit_generator.state = state.epoch_rng
+        state.epoch_rng = rng.bit_generator.state
         batches = train_order(lengths, t.batch_size, rng)
-        total_loss = correct = seen = tokens = 0
+        partial = state.partial or {"loss": 0.0, "correct": 0, "seen": 0, "tokens": 0, "seconds": 0.0}
+        total_loss, correct, seen, tokens = partial["loss"], partial["correct"], partial["seen"], partial["tokens"]
+        started = time.perf_counter() - partial["seconds"]
+        model.train()
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{t.epochs}")
-        for index in batches:
+        bar.update(state.step)
+        for step, index in enumerate(batches[state.step:], start=state.step + 1):
             batch = make_batch(train_seqs, index, pin=pin).to(device)  # LSTM only: the wide part is in offsets
             target = train_y_t[batch.index].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -103,7 +112,13 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}", refresh=False)
             bar.update()
+            if checkpoint is not None and step < len(batches) and time.perf_counter() - saved_at >= t.checkpoint_minutes * 60:
+                state.step, state.partial = step, {"loss": total_loss, "correct": correct, "seen": seen,
+                                                   "tokens": tokens, "seconds": elapsed}
+                _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng)
+                saved_at = time.perf_counter()
         bar.close()
+        state.step, state.partial = 0, {}
         train_seconds = time.perf_counter() - started
         state.epoch += 1
         state.seconds += train_seconds
@@ -129,6 +144,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         state.history.append(row)
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng)
+            saved_at = time.perf_counter()
     model.load_state_dict(best_weights)
     return state
 

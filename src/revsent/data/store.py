@@ -43,7 +43,7 @@ FORMAT, FORMAT_VERSION = "revsent-dataset", 1
 MANIFEST, TOKENIZER, IDS, OFFSETS, LABELS, SPLIT = (
     "manifest.json", "tokenizer.json", "ids.bin", "offsets.npy", "labels.npy", "split.npy")
 CHUNK = 8192  # records tokenized per task
-TOKEN_CHUNK = 1 << 24  # provisional ids processed per NumPy step in the later passes
+TOKEN_CHUNK = 1 << 22  # provisional ids per NumPy step in the later passes (~150 MB of temporaries)
 POOL_AFTER = 4  # chunks tokenized in-process before worker processes pay for themselves
 TOKENIZER_FIELDS = ("vocab_size", "oov", "max_len", "truncate")
 
@@ -207,7 +207,8 @@ def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str 
     _check_out(out, force)
     work = Path(work_dir) if work_dir is not None else out.parent
     work.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=work))
+    _remove_stale_builds(work, out.name)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=work))
     try:
         _build(cfg, build, progress)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,18 @@ def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str 
     return Dataset.open(out, verify=False)
 
 
+def _remove_stale_builds(work: Path, name: str) -> None:
+    """Remove what killed prepares of ``name`` left behind (their process is gone)."""
+    for folder in work.glob(f".{name}.building-*"):
+        try:
+            pid = int(folder.name[len(f".{name}.building-"):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
@@ -237,47 +250,55 @@ def _check_out(out: Path, force: bool) -> None:
             raise ArtifactError(f"{out}: a dataset is already there; pass --force to replace it")
 
 
+def _read(cfg: Config, spool: "_Spool"):
+    """One pass over the inputs: texts to the spool; labels, classes and the split kept."""
+    names: dict[str, int] = {}  # label -> code in order of appearance; class ids come later
+    codes: list[np.ndarray] = []
+    reader = RecordReader(cfg.data)
+    parts = [reader]
+    val_reader = None
+    if cfg.train.val_data:
+        val_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.val_data, limit=None))
+        parts.append(val_reader)
+    sizes, seen = [], []
+    with _Tokenizers() as tokenize:
+        for part_reader in parts:
+            count = 0
+            for chunk in _chunks(part_reader, CHUNK):
+                codes.append(np.fromiter((names.setdefault(r.label, len(names)) for r in chunk), np.int64, len(chunk)))
+                tokenize.submit([record.text for record in chunk], spool.add)
+                count += len(chunk)
+            tokenize.drain(spool.add)
+            _check_read(part_reader, count)
+            sizes.append(count)
+            seen.append(set(np.unique(np.concatenate(codes)[-count:]).tolist()))
+    spool.handle.close()
+    label_of = list(names)  # code -> label
+    train_labels = {label_of[c] for c in seen[0]}
+    classes = reader.classes(train_labels)
+    if len(train_labels) < 2:
+        raise DataError(", ".join(reader.paths), f"only one class ({label_of[0]!r}) in {sizes[0]} records; "
+                        "a classifier needs at least two")
+    if val_reader is not None:
+        unknown = sorted({label_of[c] for c in seen[1]} - set(classes))
+        if unknown:
+            raise DataError(", ".join(val_reader.paths), f"labels {unknown[:5]} are not among the training classes {classes}")
+    y = np.array([classes.index(label) for label in label_of], dtype=np.int64)[np.concatenate(codes)]
+    if val_reader is not None:
+        split = np.concatenate([np.zeros(sizes[0], np.uint8), np.ones(sizes[1], np.uint8)])
+    else:
+        split = np.zeros(len(y), np.uint8)
+        split[split_indices(len(y), cfg.train.val_split, cfg.train.seed)[1]] = 1
+    return reader, val_reader, y, split, classes
+
+
 def _build(cfg: Config, build: Path, progress) -> dict:
     started = time.perf_counter()
     log = progress.log if progress is not None else (lambda message: None)
     spool = _Spool(build / "spool.bin")
-    labels: list[str] = []
-    reader = RecordReader(cfg.data)
-    parts = [(reader, 0)]
-    val_reader = None
-    if cfg.train.val_data:
-        val_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.val_data, limit=None))
-        parts.append((val_reader, 1))
-    sizes = []
-    with _Tokenizers() as tokenize:
-        for part_reader, part in parts:
-            before = len(labels)
-            for chunk in _chunks(part_reader, CHUNK):
-                labels.extend(record.label for record in chunk)
-                tokenize.submit([record.text for record in chunk], spool.add)
-            tokenize.drain(spool.add)
-            sizes.append(len(labels) - before)
-            _check_read(part_reader, sizes[-1])
-    spool.handle.close()
-    source = ", ".join(reader.paths)
-    classes = reader.classes(set(labels[: sizes[0]]))
-    if len(set(labels[: sizes[0]])) < 2:
-        raise DataError(source, f"only one class ({labels[0]!r}) in {sizes[0]} records; a classifier needs at least two")
-    if val_reader is not None:
-        unknown = sorted(set(labels[sizes[0]:]) - set(classes))
-        if unknown:
-            raise DataError(", ".join(val_reader.paths), f"labels {unknown[:5]} are not among the training classes {classes}")
-    class_id = {name: i for i, name in enumerate(classes)}
-    y = np.fromiter((class_id[label] for label in labels), dtype=np.int64, count=len(labels))
-    del labels
-    n = len(y)
-    if val_reader is not None:
-        split = np.concatenate([np.zeros(sizes[0], np.uint8), np.ones(sizes[1], np.uint8)])
-    else:
-        split = np.zeros(n, np.uint8)
-        split[split_indices(n, cfg.train.val_split, cfg.train.seed)[1]] = 1
-    lengths = np.concatenate(spool.lengths) if spool.lengths else np.zeros(0, np.int64)
-    log(f"read {n} records from {source} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
+    reader, val_reader, y, split, classes = _read(cfg, spool)
+    n, lengths = len(y), np.concatenate(spool.lengths) if spool.lengths else np.zeros(0, np.int64)
+    log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
 
     m = cfg.model
     counts = _train_counts(build / "spool.bin", lengths, split, len(spool.words))
@@ -288,28 +309,9 @@ def _build(cfg: Config, build: Path, progress) -> dict:
             table[spool.index[word]] = i
     del spool.index, spool.words
     dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
-    digests: dict[str, hashlib._Hash] = {IDS: hashlib.sha256()}
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    with open(build / IDS, "wb") as handle:
-        for first, ids, chunk_lengths in _spooled(build / "spool.bin", lengths):
-            final = table[ids]
-            if not m.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
-                keep = final >= 0
-                kept_before = np.concatenate([[0], np.cumsum(keep)])
-                ends = np.cumsum(chunk_lengths)
-                chunk_lengths = kept_before[ends] - kept_before[ends - chunk_lengths]
-                final = final[keep]
-            final, chunk_lengths = truncate(final, chunk_lengths, m.max_len, m.truncate)
-            data = final.astype(dtype).tobytes()
-            handle.write(data)
-            digests[IDS].update(data)
-            offsets[first + 1: first + 1 + len(chunk_lengths)] = chunk_lengths
-        handle.flush()
-        os.fsync(handle.fileno())
-    (build / "spool.bin").unlink()
-    np.cumsum(offsets, out=offsets)
+    offsets, ids_sha256 = _write_ids(build, lengths, table, m, dtype)
     encoder = TextEncoder(vocab, m.vocab_size, m.oov, m.max_len, m.truncate)
-    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": digests[IDS].hexdigest()}}
+    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": ids_sha256}}
     label_dtype = np.uint8 if len(classes) <= 255 else np.int32
     for name, write in ((OFFSETS, lambda f: np.save(f, offsets)), (LABELS, lambda f: np.save(f, y.astype(label_dtype))),
                         (SPLIT, lambda f: np.save(f, split)), (TOKENIZER, lambda f: f.write(encoder.to_str().encode()))):
@@ -345,6 +347,32 @@ def _build(cfg: Config, build: Path, progress) -> dict:
     return manifest
 
 
+def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConfig, dtype) -> tuple[np.ndarray, str]:
+    """The final ids (``table`` applied to the spool, unknown words dropped, truncated) into ids.bin;
+    returns the offsets and the file's SHA-256."""
+    digest = hashlib.sha256()
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    with open(build / IDS, "wb") as handle:
+        for first, ids, chunk_lengths in _spooled(build / "spool.bin", lengths):
+            final = table[ids]
+            if not m.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
+                keep = final >= 0
+                kept_before = np.concatenate([[0], np.cumsum(keep)])
+                ends = np.cumsum(chunk_lengths)
+                chunk_lengths = kept_before[ends] - kept_before[ends - chunk_lengths]
+                final = final[keep]
+            final, chunk_lengths = truncate(final, chunk_lengths, m.max_len, m.truncate)
+            data = final.astype(dtype).tobytes()
+            handle.write(data)
+            digest.update(data)
+            offsets[first + 1: first + 1 + len(chunk_lengths)] = chunk_lengths
+        handle.flush()
+        os.fsync(handle.fileno())
+    (build / "spool.bin").unlink()
+    np.cumsum(offsets, out=offsets)
+    return offsets, digest.hexdigest()
+
+
 def _check_read(reader: RecordReader, count: int) -> None:
     if count == 0:
         raise DataError(", ".join(reader.paths), f"no usable records (read {reader.tally.read}: {_describe(reader.tally)})")
@@ -362,16 +390,18 @@ def _chunks(items, size: int) -> Iterator[list]:
 
 
 def _spooled(path: Path, lengths: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(first_row, provisional_ids, lengths)`` for runs of whole reviews, about TOKEN_CHUNK ids each."""
-    spool = np.memmap(path, dtype=np.uint32, mode="r") if lengths.sum() else np.zeros(0, np.uint32)
+    """``(first_row, provisional_ids, lengths)`` for runs of whole reviews, about TOKEN_CHUNK ids each.
+
+    Read with plain reads, not a memory map: mapped pages of a spool this size would count as
+    the process' own memory."""
     ends = np.cumsum(lengths)
     row = token = 0
-    while row < len(lengths):
-        last = max(int(np.searchsorted(ends, token + TOKEN_CHUNK, side="right")), row + 1)
-        chunk_lengths = lengths[row:last]
-        stop = int(ends[last - 1])
-        yield row, np.asarray(spool[token:stop]), chunk_lengths
-        row, token = last, stop
+    with open(path, "rb") as handle:
+        while row < len(lengths):
+            last = max(int(np.searchsorted(ends, token + TOKEN_CHUNK, side="right")), row + 1)
+            stop = int(ends[last - 1])
+            yield row, np.fromfile(handle, dtype=np.uint32, count=stop - token), lengths[row:last]
+            row, token = last, stop
 
 
 def _train_counts(path: Path, lengths: np.ndarray, split: np.ndarray, n_words: int) -> np.ndarray:
