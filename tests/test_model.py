@@ -129,3 +129,10 @@ def test_wide_branch_adds_its_log_odds_only_when_predicting():
         w = 1 + np.log(counts)
         expected.append(w.sum() / np.sqrt((w * w).sum()) + 0.5)
     np.testing.assert_allclose(delta[:, 1].numpy(), expected, rtol=1e-5)
+
+
+def test_inference_batches_of_long_reviews_hold_fewer_reviews():
+    lengths = np.array([5, 1000, 3, 1000, 1000, 2])
+    batches = inference_order(lengths, batch_size=4, max_tokens=2000)
+    assert [b.tolist() for b in batches] == [[5, 2, 0], [1, 3], [4]]  # 2 reviews of 1000 fill the budget
+    assert sorted(i for b in batches for i in b.tolist()) == list(range(6))

@@ -103,6 +103,8 @@ def test_the_reference_pipeline_is_what_the_tutorial_did():
     ("مرحبا بالعالم", ["مرحبا", "بالعالم"]),
     ("Great food 😀👍!", ["great", "food"]),  # emoji are not letters
     ("Très bon — vraiment «super»", ["très", "bon", "vraiment", "super"]),
+    ("बहुत अच्छा खाना!", ["बहुत", "अच्छा", "खाना"]),  # vowel signs are combining marks: kept
+    ("cafe\u0301 1½ stars, 10²", ["cafe\u0301", "1", "stars", "10"]),  # other numbers (½, ²) are deleted like punctuation
 ])
 def test_words_keep_accented_and_non_latin_letters(text, expected):
     assert words(text) == expected

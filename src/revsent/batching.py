@@ -44,10 +44,20 @@ def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def inference_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Index batches sorted by length: the least padding; callers restore the order via ``Batch.index``."""
+def inference_order(lengths: np.ndarray, batch_size: int, max_tokens: int = 1 << 16) -> list[np.ndarray]:
+    """Index batches sorted by length: the least padding; callers restore the order via ``Batch.index``.
+
+    A batch holds ``batch_size`` reviews, fewer where they are long (at most ``max_tokens``
+    padded positions), so memory is bounded by the budget, not by the longest review."""
     order = np.argsort(lengths, kind="stable")
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    while start < len(order):
+        candidates = np.maximum(lengths[order[start: start + batch_size]], 1)  # ascending
+        padded = np.arange(1, len(candidates) + 1) * candidates  # (k,) positions if the batch ends there
+        end = start + max(1, int(np.searchsorted(padded, max_tokens, side="right")))
+        batches.append(order[start:end])
+        start = end
+    return batches
 
 
 def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, vocab_size: int = 0,

@@ -14,8 +14,11 @@ itself). The vocabulary is saved in the Hugging Face ``tokenizers`` WordLevel fo
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import re
+import sys
+import unicodedata
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -29,12 +32,40 @@ PAD, UNK = "[PAD]", "[UNK]"
 CHUNK = 8192  # texts encoded per step: bounds the Python lists alive at once
 
 _SEPARATORS = str.maketrans({c: " " for c in "[\\]^_`"})  # kept by the tutorial's regex, split by Keras
-_PUNCTUATION = re.compile(r"[^\w\s]")  # \w and \s are Unicode-aware in Python 3
+_PUNCTUATION = re.compile(r"[^\w\s]")  # what is not a word character or space: enough for ASCII text
+
+
+@functools.cache
+def _unicode_punctuation() -> re.Pattern:
+    """What to delete from any text: not a letter, mark, digit or space (Unicode's word
+    characters). Python's \\w alone would delete combining marks (the vowel signs of Hindi,
+    accents written apart) and keep other numbers (½, ²); built on first use (a third of a
+    second), so that ASCII-only work never pays for it."""
+    marks, numbers = [], []
+    for code in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(code))
+        if category[0] == "M":
+            marks.append(code)
+        elif category == "No":
+            numbers.append(code)
+    return re.compile(f"[^\\w\\s{_ranges(marks)}]|[{_ranges(numbers)}]")
+
+
+def _ranges(codes: list[int]) -> str:
+    """A regex character-class body for these code points, as ranges."""
+    parts, start = [], 0
+    for i in range(1, len(codes) + 1):
+        if i == len(codes) or codes[i] != codes[i - 1] + 1:
+            first, last = codes[start], codes[i - 1]
+            parts.append(re.escape(chr(first)) + (f"-{re.escape(chr(last))}" if last > first else ""))
+            start = i
+    return "".join(parts)
 
 
 def words(text: str) -> list[str]:
     """The words of ``text`` as the tokenizer sees them (before the vocabulary is applied)."""
-    return _PUNCTUATION.sub("", text.lower().translate(_SEPARATORS)).split()
+    text = text.lower().translate(_SEPARATORS)
+    return (_PUNCTUATION if text.isascii() else _unicode_punctuation()).sub("", text).split()
 
 
 def _normalizer():
