@@ -292,3 +292,21 @@ def test_a_killed_prepares_leftovers_are_removed_by_the_next(tiny_reviews, tmp_p
     (stale / "spool.bin").write_bytes(b"\0" * 64)
     _prepare(tiny_reviews, tmp_path / "ds")
     assert not stale.exists() and store.is_dataset(tmp_path / "ds")
+
+
+def test_prepare_from_a_script_without_a_main_guard(tiny_reviews, tmp_path):
+    """Worker processes must not re-run the calling script (as spawned ones would)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import revsent.data.store as store\n"
+        "from revsent.config import Config\n"
+        "store.CHUNK, store.POOL_AFTER = 7, 1\n"
+        "store.os.cpu_count = lambda: 2\n"
+        f"ds = store.prepare(Config.from_preset('seed', paths=({str(tiny_reviews)!r},)), {str(tmp_path / 'ds')!r})\n"
+        "print('prepared', ds.manifest['n'])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("prepared 96") == 1

@@ -434,7 +434,11 @@ class _Tokenizers:
         if self.pool is None:
             import multiprocessing
 
-            self.pool = multiprocessing.get_context("spawn").Pool(os.cpu_count())
+            # fork where there is one: a spawned worker would re-run a user's script that calls
+            # prepare() without a `__main__` guard. The workers run only Python and NumPy code.
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self.pool = context.Pool(os.cpu_count(), initializer=_WORKER_VOCAB.clear)
         self.pending.append(self.pool.apply_async(_tokenize, (texts,)))
         while len(self.pending) > 2 * (os.cpu_count() or 1) or (self.pending and self.pending[0].ready()):
             handle(self.pending.pop(0).get())
