@@ -36,8 +36,8 @@ import numpy as np
 from ..config import Config, DataConfig, ModelConfig
 from ..errors import ArtifactError, ConfigError, DataError
 from ..text import PAD, UNK, Sequences, TextEncoder, rank_vocabulary, truncate, words
-from .dataset import split as split_indices
-from .records import RecordReader, Tally
+from .dataset import _describe, split as split_indices
+from .records import RecordReader
 
 FORMAT, FORMAT_VERSION = "revsent-dataset", 1
 MANIFEST, TOKENIZER, IDS, OFFSETS, LABELS, SPLIT = (
@@ -376,11 +376,6 @@ def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConf
 def _check_read(reader: RecordReader, count: int) -> None:
     if count == 0:
         raise DataError(", ".join(reader.paths), f"no usable records (read {reader.tally.read}: {_describe(reader.tally)})")
-
-
-def _describe(tally: Tally) -> str:
-    parts = [f"{count} {reason}" for reason, count in {**tally.skipped, **tally.filtered}.items()]
-    return ", ".join(parts) or "the input is empty"
 
 
 def _chunks(items, size: int) -> Iterator[list]:
