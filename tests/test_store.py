@@ -36,7 +36,7 @@ def test_prepare_writes_a_complete_dataset(tiny_reviews, tmp_path):
     assert m["split"] == {"val_split": 0.2, "seed": 36, "val_data": []}
     assert set(m["files"]) == names - {"manifest.json"} and all(len(f["sha256"]) == 64 for f in m["files"].values())
     assert "revsent_version" in m
-    assert isinstance(ds.seqs.ids, np.memmap) and ds.seqs.ids.dtype == np.uint16
+    assert isinstance(ds.seqs.ids.base, np.memmap) and ds.seqs.ids.dtype == np.uint16
 
 
 def test_dataset_holds_what_the_in_memory_pipeline_gives(tiny_reviews, tmp_path):
@@ -90,6 +90,37 @@ def test_worker_processes_give_the_same_dataset(tiny_reviews, tmp_path, monkeypa
     assert parts.encoder.vocab == whole.encoder.vocab
     assert np.array_equal(parts.seqs.ids, whole.seqs.ids) and np.array_equal(parts.seqs.offsets, whole.seqs.offsets)
     assert parts.y.tolist() == whole.y.tolist()
+
+
+def test_word_tables_started_afresh_give_the_same_dataset(tiny_reviews, tmp_path, monkeypatch):
+    """Workers empty their word tables beyond WORKER_WORDS (bounded memory on any corpus); the
+    main table still merges every word once, so nothing changes in the dataset."""
+    whole = _prepare(tiny_reviews, tmp_path / "a")
+    monkeypatch.setattr(store, "CHUNK", 5)
+    monkeypatch.setattr(store, "POOL_AFTER", 2)
+    monkeypatch.setattr(store, "WORKER_WORDS", 10)
+    monkeypatch.setattr(store.os, "cpu_count", lambda: 2)
+    reset = _prepare(tiny_reviews, tmp_path / "b")
+    assert reset.encoder.vocab == whole.encoder.vocab
+    assert np.array_equal(reset.seqs.ids, whole.seqs.ids) and np.array_equal(reset.seqs.offsets, whole.seqs.offsets)
+    assert reset.manifest["id"] == whole.manifest["id"]
+
+
+def test_released_pages_read_back_the_same(tiny_reviews, tmp_path, monkeypatch):
+    """Sequences.release() unmaps the pages read so far (RSS stays flat over an epoch); reading
+    after it gives the same reviews, whether called by hand or every RELEASE_EVERY reviews."""
+    import revsent.text as text
+
+    ds = _prepare(tiny_reviews, tmp_path / "ds")
+    before = [ds.seqs[i].copy() for i in range(len(ds.seqs))]
+    ds.seqs.release()
+    monkeypatch.setattr(text, "RELEASE_EVERY", 3)
+    calls = []
+    monkeypatch.setattr(text.Sequences, "release", lambda self, real=text.Sequences.release: (calls.append(1), real(self)))
+    view = ds.seqs.take(ds.rows(1))
+    assert all(np.array_equal(view[k], before[row]) for k, row in enumerate(ds.rows(1)))
+    assert len(calls) == len(view) // 3
+    assert view.lengths.dtype == np.int32 and view.lengths.tolist() == [len(before[row]) for row in ds.rows(1)]
 
 
 def test_val_data_becomes_the_held_out_part(tiny_reviews, write_jsonl, tmp_path):

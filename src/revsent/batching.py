@@ -36,6 +36,8 @@ class Batch:
 def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
     """Index batches for one epoch: random, but each drawn from a pool sorted by length."""
     order = rng.permutation(len(lengths))
+    if len(order) < 1 << 31:  # the same order, half the memory
+        order = order.astype(np.int32)
     batches = []
     for start in range(0, len(order), batch_size * pool):
         chunk = order[start: start + batch_size * pool]
@@ -44,7 +46,7 @@ def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def inference_order(lengths: np.ndarray, batch_size: int, max_tokens: int = 1 << 16) -> list[np.ndarray]:
+def inference_order(lengths: np.ndarray, batch_size: int, max_tokens: int = 1 << 13) -> list[np.ndarray]:
     """Index batches sorted by length: the least padding; callers restore the order via ``Batch.index``.
 
     A batch holds ``batch_size`` reviews, fewer where they are long (at most ``max_tokens``
@@ -66,10 +68,11 @@ def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None
 
     With ``idf`` the batch also carries the wide branch's TF-IDF features.
     """
+    index = np.asarray(index, dtype=np.int64)
     lengths = seqs.lengths[index]
     order = np.argsort(-lengths, kind="stable")
     index, lengths = index[order], lengths[order]
-    steps = np.maximum(lengths, 1)
+    steps = np.maximum(lengths, 1).astype(np.int64)
     tokens = np.zeros((len(index), int(steps[0]) if len(index) else 1), dtype=np.int64)
     for row, i in enumerate(index):
         tokens[row, : lengths[row]] = seqs[i]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import mmap
 import re
 import sys
 import unicodedata
@@ -113,6 +114,9 @@ def truncate(ids: np.ndarray, lengths: np.ndarray, max_len: int | None, side: st
     return ids[index], kept
 
 
+RELEASE_EVERY = 1 << 16  # reviews read between two Sequences.release() calls
+
+
 class Sequences:
     """Variable-length id sequences stored flat: sequence i is ``ids[start_i : start_i + length_i]``.
 
@@ -122,21 +126,47 @@ class Sequences:
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None):
         self.ids, self.offsets, self.rows = ids, offsets, rows
-        starts, lengths = np.asarray(offsets[:-1]), np.diff(offsets)
-        self.starts = starts if rows is None else starts[rows]  # (n,)
-        self.lengths = lengths if rows is None else lengths[rows]  # (n,)
+        self._lengths: np.ndarray | None = None
+        self._reads = 0  # reviews read since the last release()
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) int32, computed once: per-review memory is the row number and this."""
+        if self._lengths is None:
+            if self.rows is None:
+                self._lengths = np.diff(self.offsets).astype(np.int32)
+            else:
+                self._lengths = (self.offsets[self.rows + 1] - self.offsets[self.rows]).astype(np.int32)
+        return self._lengths
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        start = self.starts[i]
-        return self.ids[start: start + self.lengths[i]]
+        row = i if self.rows is None else self.rows[i]
+        self._reads += 1
+        if self._reads >= RELEASE_EVERY:
+            self.release()
+        return self.ids[self.offsets[row]: self.offsets[row + 1]]
 
     def take(self, index: np.ndarray) -> "Sequences":
         """The rows ``index`` as a view over the same ids (no tokens copied)."""
-        index = np.asarray(index, dtype=np.int64)
+        index = np.asarray(index)
+        if index.dtype.kind not in "iu":
+            index = index.astype(np.int64)
         return Sequences(self.ids, self.offsets, index if self.rows is None else self.rows[index])
+
+    def release(self) -> None:
+        """Let the kernel unmap the pages of memory-mapped ids this process has read (they stay in
+        the page cache, so reading them again is cheap): the process's RSS then stays flat over an
+        epoch instead of growing to the dataset's size. Called every RELEASE_EVERY reviews read."""
+        self._reads = 0
+        for array in (self.ids, self.offsets):
+            base = array
+            while base is not None and not isinstance(base, mmap.mmap):
+                base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+            if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+                base.madvise(mmap.MADV_DONTNEED)
 
     def subset(self, index: np.ndarray) -> "Sequences":
         """The rows ``index`` copied into a compact Sequences of their own."""

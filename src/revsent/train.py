@@ -72,7 +72,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         state.seconds += time.perf_counter() - started
         progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
         best_weights = copy.deepcopy(model.state_dict())
-    offsets = torch.zeros(len(train_y), n_classes)  # (n, C) added to the LSTM's logits
+    offsets = None  # (n, C) added to the LSTM's logits: the wide branch's out-of-fold log-odds
     if model.cfg.ngram_buckets:
         offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, n_classes, model.cfg.vocab_size,
                                                       model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed,
@@ -96,9 +96,11 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         bar.update(state.step)
         for step, index in enumerate(batches[state.step:], start=state.step + 1):
             batch = make_batch(train_seqs, index, pin=pin).to(device)  # LSTM only: the wide part is in offsets
-            target = train_y_t[batch.index].to(device, non_blocking=True)
+            target = train_y_t[batch.index].to(device, non_blocking=True).long()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(batch) + offsets[batch.index].to(device)
+                logits = model(batch)
+                if offsets is not None:
+                    logits = logits + offsets[batch.index].to(device)
             loss = loss_fn(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -128,7 +130,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         if val_seqs is not None and len(val_seqs):
             proba = class_probabilities(model, val_seqs, device=device)
             val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)),
-                                                    torch.from_numpy(val_y), weight=weight_t))
+                                                    torch.from_numpy(val_y).long(), weight=weight_t))
             row.update(val_loss=val_loss, val_accuracy=float((proba.argmax(1) == val_y).mean()))
             if val_loss < state.best_val_loss:
                 state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
@@ -223,7 +225,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     device = start_run(cfg.train)
     train_rows, val_rows = ds.rows(0), ds.rows(1)
     train_seqs, val_seqs = ds.seqs.take(train_rows), ds.seqs.take(val_rows)
-    train_y, val_y = ds.y[train_rows], ds.y[val_rows]
+    train_y, val_y = ds.y[train_rows], ds.y[val_rows].astype(np.int64)
     source = ", ".join(cfg.data.paths) or "imdb"
     if len(np.unique(train_y)) < 2:
         raise DataError(source, f"the training split of {len(train_y)} records holds only one class; give more data")

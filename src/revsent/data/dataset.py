@@ -50,16 +50,26 @@ def read_labelled(cfg: Config, paths: Iterable[str] | None = None, classes: list
 
 
 def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices: scikit-learn's ``train_test_split``, as the tutorial."""
-    from sklearn.model_selection import train_test_split
+    """Train and validation indices, sorted: scikit-learn's ``train_test_split``, as the tutorial."""
+    mask = heldout_mask(n, val_split, seed)
+    return np.flatnonzero(mask == 0), np.flatnonzero(mask)
+
+
+def heldout_mask(n: int, val_split: float, seed: int) -> np.ndarray:
+    """(n,) uint8, 1 for the validation records of ``train_test_split(test_size=val_split,
+    random_state=seed)`` over ``n`` records in order. Drawn by the ShuffleSplit that
+    train_test_split uses, over no features, so the only O(n) array is its permutation."""
+    from sklearn.model_selection import ShuffleSplit
 
     if n < 2:
         raise DataError("data", f"{n} record(s) cannot be split into training and validation sets")
     try:
-        train_idx, val_idx = train_test_split(np.arange(n), test_size=val_split, random_state=seed)
+        _, val_idx = next(ShuffleSplit(n_splits=1, test_size=val_split, random_state=seed).split(np.empty((n, 0))))
     except ValueError as exc:
         raise DataError("data", f"{n} records cannot be split with --val-split {val_split} ({exc})") from None
-    return np.sort(train_idx), np.sort(val_idx)
+    mask = np.zeros(n, dtype=np.uint8)
+    mask[val_idx] = 1
+    return mask
 
 
 def _describe(tally: Tally) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 from ..config import Config, DataConfig, ModelConfig
 from ..errors import ArtifactError, ConfigError, DataError
 from ..text import PAD, UNK, Sequences, TextEncoder, rank_vocabulary, truncate, words
-from .dataset import _describe, split as split_indices
+from .dataset import _describe, heldout_mask
 from .records import RecordReader
 
 FORMAT, FORMAT_VERSION = "revsent-dataset", 1
@@ -60,7 +60,7 @@ class Dataset:
     path: Path
     manifest: dict
     seqs: Sequences
-    y: np.ndarray  # (n,) int64
+    y: np.ndarray  # (n,) class ids, uint8 (int32 beyond 255 classes)
     split: np.ndarray  # (n,) uint8
     encoder: TextEncoder
 
@@ -74,8 +74,9 @@ class Dataset:
         return self.manifest["id"]
 
     def rows(self, part: int) -> np.ndarray:
-        """Row numbers of the training (0) or held-out (1) part."""
-        return np.flatnonzero(self.split == part)
+        """Row numbers of the training (0) or held-out (1) part (int32 while they fit)."""
+        rows = np.flatnonzero(self.split == part)
+        return rows.astype(np.int32) if len(self.split) < 1 << 31 else rows
 
     def model_config(self, model: ModelConfig) -> ModelConfig:
         """``model`` with this dataset's tokenizer settings."""
@@ -107,9 +108,10 @@ class Dataset:
                                     "prepare the dataset again")
         n, dtype = manifest["n"], np.dtype(manifest["ids_dtype"])
         try:
-            ids = np.memmap(path / IDS, dtype=dtype, mode="r") if files[IDS]["bytes"] else np.zeros(0, dtype)
-            offsets = np.load(path / OFFSETS, mmap_mode="r")
-            labels = np.load(path / LABELS).astype(np.int64)
+            # plain ndarray views of the maps: indexing a np.memmap subclass costs more per call
+            ids = np.memmap(path / IDS, dtype=dtype, mode="r").view(np.ndarray) if files[IDS]["bytes"] else np.zeros(0, dtype)
+            offsets = np.load(path / OFFSETS, mmap_mode="r").view(np.ndarray)
+            labels = np.load(path / LABELS)
             split = np.load(path / SPLIT)
             encoder = TextEncoder.from_str((path / TOKENIZER).read_text("utf-8"), **manifest["tokenizer"])
         except (OSError, ValueError, KeyError) as exc:
@@ -157,16 +159,25 @@ def _sha256(path: Path) -> str:
 # --- building ------------------------------------------------------------------------------------
 
 _WORKER_VOCAB: dict[str, int] = {}
+_WORKER_GENERATION = [0]  # bumped each time this process's word table starts afresh
+WORKER_WORDS = 1 << 20  # a worker's table is emptied beyond this many words (the main table has them)
 
 
-def _tokenize(texts: list[str]) -> tuple[int, np.ndarray, np.ndarray, list[str]]:
+def _reset_worker() -> None:
+    _WORKER_VOCAB.clear()
+    _WORKER_GENERATION[0] += 1
+
+
+def _tokenize(texts: list[str]) -> tuple[tuple[int, int], np.ndarray, np.ndarray, list[str]]:
     """Provisional ids of ``texts`` from this process's own word table, and the words it added."""
+    if len(_WORKER_VOCAB) > WORKER_WORDS:  # bounded, whatever the corpus's count of distinct words
+        _reset_worker()
     table, before = _WORKER_VOCAB, len(_WORKER_VOCAB)
     seqs = [[table.setdefault(w, len(table)) for w in words(text)] for text in texts]
-    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    lengths = np.fromiter(map(len, seqs), dtype=np.int32, count=len(seqs))
     ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.uint32, count=int(lengths.sum()))
     added = list(itertools.islice(table, before, None))  # dicts keep insertion order
-    return os.getpid(), ids, lengths, added
+    return (os.getpid(), _WORKER_GENERATION[0]), ids, lengths, added
 
 
 class _Spool:
@@ -177,11 +188,14 @@ class _Spool:
         self.handle = open(path, "wb")
         self.words: list[str] = []
         self.index: dict[str, int] = {}
-        self.remaps: dict[int, np.ndarray] = {}
+        self.remaps: dict[tuple[int, int], np.ndarray] = {}  # (pid, generation) -> its ids' global ids
         self.lengths: list[np.ndarray] = []
 
     def add(self, result) -> None:
         worker, ids, lengths, added = result
+        if worker not in self.remaps:  # a worker's table started afresh: its older one is done with
+            for old in [key for key in self.remaps if key[0] == worker[0]]:
+                del self.remaps[old]
         fresh = np.fromiter((self._global(w) for w in added), dtype=np.uint32, count=len(added))
         self.remaps[worker] = np.concatenate([self.remaps.get(worker, np.zeros(0, np.uint32)), fresh])
         self.handle.write(self.remaps[worker][ids].tobytes())
@@ -265,7 +279,7 @@ def _read(cfg: Config, spool: "_Spool"):
         for part_reader in parts:
             count = 0
             for chunk in _chunks(part_reader, CHUNK):
-                codes.append(np.fromiter((names.setdefault(r.label, len(names)) for r in chunk), np.int64, len(chunk)))
+                codes.append(np.fromiter((names.setdefault(r.label, len(names)) for r in chunk), np.int32, len(chunk)))
                 tokenize.submit([record.text for record in chunk], spool.add)
                 count += len(chunk)
             tokenize.drain(spool.add)
@@ -283,12 +297,13 @@ def _read(cfg: Config, spool: "_Spool"):
         unknown = sorted({label_of[c] for c in seen[1]} - set(classes))
         if unknown:
             raise DataError(", ".join(val_reader.paths), f"labels {unknown[:5]} are not among the training classes {classes}")
-    y = np.array([classes.index(label) for label in label_of], dtype=np.int64)[np.concatenate(codes)]
+    label_dtype = np.uint8 if len(classes) <= 255 else np.int32
+    y = np.array([classes.index(label) for label in label_of], dtype=label_dtype)[np.concatenate(codes)]
+    del codes
     if val_reader is not None:
         split = np.concatenate([np.zeros(sizes[0], np.uint8), np.ones(sizes[1], np.uint8)])
     else:
-        split = np.zeros(len(y), np.uint8)
-        split[split_indices(len(y), cfg.train.val_split, cfg.train.seed)[1]] = 1
+        split = heldout_mask(len(y), cfg.train.val_split, cfg.train.seed)
     return reader, val_reader, y, split, classes
 
 
@@ -297,7 +312,8 @@ def _build(cfg: Config, build: Path, progress) -> dict:
     log = progress.log if progress is not None else (lambda message: None)
     spool = _Spool(build / "spool.bin")
     reader, val_reader, y, split, classes = _read(cfg, spool)
-    n, lengths = len(y), np.concatenate(spool.lengths) if spool.lengths else np.zeros(0, np.int64)
+    n, lengths = len(y), np.concatenate(spool.lengths) if spool.lengths else np.zeros(0, np.int32)
+    spool.lengths.clear()
     log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
 
     m = cfg.model
@@ -309,12 +325,13 @@ def _build(cfg: Config, build: Path, progress) -> dict:
             table[spool.index[word]] = i
     del spool.index, spool.words
     dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
-    offsets, ids_sha256 = _write_ids(build, lengths, table, m, dtype)
+    n_tokens, ids_sha256 = _write_ids(build, lengths, table, m, dtype)
+    del lengths, table
     encoder = TextEncoder(vocab, m.vocab_size, m.oov, m.max_len, m.truncate)
-    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": ids_sha256}}
-    label_dtype = np.uint8 if len(classes) <= 255 else np.int32
-    for name, write in ((OFFSETS, lambda f: np.save(f, offsets)), (LABELS, lambda f: np.save(f, y.astype(label_dtype))),
-                        (SPLIT, lambda f: np.save(f, split)), (TOKENIZER, lambda f: f.write(encoder.to_str().encode()))):
+    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": ids_sha256},
+             OFFSETS: {"bytes": (build / OFFSETS).stat().st_size, "sha256": _sha256(build / OFFSETS)}}
+    for name, write in ((LABELS, lambda f: np.save(f, y)), (SPLIT, lambda f: np.save(f, split)),
+                        (TOKENIZER, lambda f: f.write(encoder.to_str().encode()))):
         with open(build / name, "wb") as handle:
             write(handle)
             handle.flush()
@@ -328,7 +345,7 @@ def _build(cfg: Config, build: Path, progress) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "id": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:32],
         "n": n, "n_train": int((split == 0).sum()), "n_heldout": int((split == 1).sum()),
-        "n_tokens": int(offsets[-1]), "ids_dtype": dtype.name, "classes": classes,
+        "n_tokens": n_tokens, "ids_dtype": dtype.name, "classes": classes,
         "label_scheme": reader.star_scheme or "labels",
         "data": dataclasses.asdict(cfg.data),
         "tokenizer": {name: getattr(m, name) for name in TOKENIZER_FIELDS},
@@ -347,13 +364,17 @@ def _build(cfg: Config, build: Path, progress) -> dict:
     return manifest
 
 
-def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConfig, dtype) -> tuple[np.ndarray, str]:
-    """The final ids (``table`` applied to the spool, unknown words dropped, truncated) into ids.bin;
-    returns the offsets and the file's SHA-256."""
+def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConfig, dtype) -> tuple[int, str]:
+    """The final ids (``table`` applied to the spool, unknown words dropped, truncated) into ids.bin
+    and their offsets into offsets.npy, both streamed; returns the token count and ids.bin's SHA-256."""
     digest = hashlib.sha256()
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    with open(build / IDS, "wb") as handle:
-        for first, ids, chunk_lengths in _spooled(build / "spool.bin", lengths):
+    total = 0
+    with open(build / IDS, "wb") as handle, open(build / OFFSETS, "wb") as offsets:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)), "fortran_order": False,
+                  "shape": (len(lengths) + 1,)}
+        np.lib.format.write_array_header_1_0(offsets, header)
+        offsets.write(np.zeros(1, np.int64).tobytes())
+        for _, ids, chunk_lengths in _spooled(build / "spool.bin", lengths):
             final = table[ids]
             if not m.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
                 keep = final >= 0
@@ -365,12 +386,14 @@ def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConf
             data = final.astype(dtype).tobytes()
             handle.write(data)
             digest.update(data)
-            offsets[first + 1: first + 1 + len(chunk_lengths)] = chunk_lengths
-        handle.flush()
-        os.fsync(handle.fileno())
+            ends = total + np.cumsum(chunk_lengths, dtype=np.int64)
+            offsets.write(ends.tobytes())
+            total = int(ends[-1]) if len(ends) else total
+        for file in (handle, offsets):
+            file.flush()
+            os.fsync(file.fileno())
     (build / "spool.bin").unlink()
-    np.cumsum(offsets, out=offsets)
-    return offsets, digest.hexdigest()
+    return total, digest.hexdigest()
 
 
 def _check_read(reader: RecordReader, count: int) -> None:
@@ -418,7 +441,7 @@ class _Tokenizers:
         self.done = 0
 
     def __enter__(self):
-        _WORKER_VOCAB.clear()  # this process's table starts afresh with each dataset
+        _reset_worker()  # this process's table starts afresh with each dataset
         return self
 
     def submit(self, texts: list[str], handle) -> None:
@@ -433,7 +456,7 @@ class _Tokenizers:
             # prepare() without a `__main__` guard. The workers run only Python and NumPy code.
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self.pool = context.Pool(os.cpu_count(), initializer=_WORKER_VOCAB.clear)
+            self.pool = context.Pool(os.cpu_count(), initializer=_reset_worker)
         self.pending.append(self.pool.apply_async(_tokenize, (texts,)))
         while len(self.pending) > 2 * (os.cpu_count() or 1) or (self.pending and self.pending[0].ready()):
             handle(self.pending.pop(0).get())
