@@ -65,7 +65,7 @@ def run(cmd: list[str], env: dict | None = None) -> dict:
 
 def revsent_train(name: str, preset: str, train: Path, val: Path, out: Path, extra: list[str]) -> dict:
     model = out / "models" / f"{name}_{preset}"
-    result = run([str(Path(sys.executable).parent / "revsent"), "train", str(train), "--val-data", str(val),
+    result = run([str(Path(sys.executable).parent / "revsent"), "train", str(train), "--test-data", str(val),
                   "--preset", preset, "--out", str(model), "--force", "--quiet", *extra])
     if "error" in result:
         return result

@@ -22,18 +22,22 @@ def model_dir(tmp_path_factory):
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     result = runner.invoke(app, ["train", str(data), "--out", str(folder / "m"), *TINY_FLAGS])
     assert result.exit_code == 0, result.output
-    return folder / "m", data
+    return folder / "m", data, result.output
 
 
 def test_train_prints_metrics(model_dir):
-    assert (model_dir[0] / "model.safetensors").exists()
+    out, _, output = model_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test metrics (20 held-out reviews, scored once; 8 epoch(s)" in output
+    assert f"accuracy{metrics['accuracy']:22.4f}" in output and metrics["accuracy"] >= 0.9
+    assert f"model written to {out}" in output and "validation (" not in output  # the seed preset has no slice
 
 
 def test_train_output(tmp_path, model_dir):
     _, data = model_dir
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m2"), *TINY_FLAGS, "--epochs", "1", "--baseline"])
     assert result.exit_code == 0, result.output
-    assert "held-out metrics (20 reviews, 1 epoch(s)" in result.output
+    assert "test metrics (20 held-out reviews, scored once; 1 epoch(s)" in result.output
     assert "TF-IDF+LR" in result.output and "confusion matrix" in result.output
 
 
@@ -169,7 +173,8 @@ def test_evaluate_other_file_with_other_fields(model_dir, tmp_path):
     result = runner.invoke(app, ["evaluate", str(model_dir[0]), str(data), "--text-field", "body",
                                  "--label-field", "sentiment", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["n"] == 2
+    report = json.loads(result.stdout)
+    assert report["n"] == 2 and report["accuracy"] == 1.0 and report["confusion_matrix"] == [[1, 0], [0, 1]]
 
 
 def test_predict_id_field(model_dir, tmp_path):
@@ -194,7 +199,7 @@ def test_prepare_then_train_and_evaluate_the_dataset(model_dir, tmp_path):
     model = tmp_path / "m"
     trained = runner.invoke(app, ["train", str(ds), "--out", str(model), *TINY_FLAGS, "--epochs", "2", "--class-weight", "balanced"])
     assert trained.exit_code == 0, trained.output
-    assert "held-out metrics (20 reviews, 2 epoch(s)" in trained.output
+    assert "test metrics (20 held-out reviews, scored once; 2 epoch(s)" in trained.output
     report = runner.invoke(app, ["evaluate", str(model), str(ds), "--json"])
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["n"] == 20

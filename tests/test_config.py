@@ -19,11 +19,11 @@ def test_seed_preset_is_the_tutorial():
     assert (m.dropout, m.recurrent_dropout) == (0.2, 0.2)
     assert (m.layers, m.bidirectional, m.pooling, m.max_len, m.oov) == (1, False, "last", None, False)
     assert (m.dense, m.ngram_buckets, m.init) == ((), 0, "keras")
-    assert (t.batch_size, t.epochs, t.lr, t.val_split, t.seed) == (32, 1, 1e-3, 0.2, 36)
+    assert (t.batch_size, t.epochs, t.lr, t.test_split, t.seed) == (32, 1, 1e-3, 0.2, 36)
     assert (t.weight_decay, t.clip_norm, t.patience) == (0.0, None, None)
     assert (d.labels, d.text_field, d.paths, d.limit, d.skip_bad) == ("binary", "text", (), None, False)
-    # the seed preset is the dataclass defaults
-    assert cfg == Config(preset="seed")
+    assert (t.val_fraction, t.test_data, t.class_weight, t.baseline, t.device) == (0.0, (), None, False, "auto")
+    assert (m.truncate, d.format, d.label_field, d.stars_field, d.business, d.category) == ("tail", "auto", None, None, None, None)
 
 
 def test_default_and_quick_presets_are_the_better_model():
@@ -32,8 +32,8 @@ def test_default_and_quick_presets_are_the_better_model():
         m = cfg.model
         assert cfg.preset == name and m.bidirectional and m.pooling == "max_mean" and m.ngram_buckets > 0
         assert m.vocab_size > 2500 and m.max_len is not None and cfg.train.epochs > 1
-        assert (cfg.train.val_split, cfg.train.seed) == (0.2, 36)
-        assert cfg.data == DataConfig()
+        assert (cfg.train.test_split, cfg.train.seed) == (0.2, 36)
+        assert (cfg.train.val_fraction, cfg.train.patience, cfg.train.clip_norm) == (0.1, 1, 5.0)
     assert Config.from_preset("quick").model.max_len < Config.from_preset("default").model.max_len
 
 
@@ -85,8 +85,8 @@ def test_wrong_types(override, message):
     ({"dropout": 1.5}, "The 'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0). Got 1.5 instead."),
     ({"recurrent_dropout": -0.1}, "The 'recurrent_dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0). Got -0.1 instead."),
     ({"epochs": 0}, "The 'epochs' parameter of TrainConfig must be an int in the range [1, inf). Got 0 instead."),
-    ({"val_split": 1.0}, "The 'val_split' parameter of TrainConfig must be a float in the range (0.0, 1.0). Got 1.0 instead."),
-    ({"val_split": 0.0}, "The 'val_split' parameter of TrainConfig must be a float in the range (0.0, 1.0). Got 0.0 instead."),
+    ({"test_split": 1.0}, "The 'test_split' parameter of TrainConfig must be a float in the range (0.0, 1.0). Got 1.0 instead."),
+    ({"test_split": 0.0}, "The 'test_split' parameter of TrainConfig must be a float in the range (0.0, 1.0). Got 0.0 instead."),
     ({"lr": 0}, "The 'lr' parameter of TrainConfig must be a float in the range (0.0, inf). Got 0.0 instead."),
     ({"vocab_size": 2}, "The 'vocab_size' parameter of ModelConfig must be an int in the range [3, inf). Got 2 instead."),
     ({"max_len": 0}, "The 'max_len' parameter of ModelConfig must be an int in the range [1, inf). Got 0 instead."),
@@ -99,8 +99,8 @@ def test_out_of_range(override, message):
 
 
 def test_edges_inside_the_range():
-    cfg = Config.from_preset("default", dropout=0.0, epochs=1, val_split=0.99, vocab_size=3, limit=1)
-    assert (cfg.model.dropout, cfg.train.epochs, cfg.train.val_split, cfg.model.vocab_size, cfg.data.limit) == (0.0, 1, 0.99, 3, 1)
+    cfg = Config.from_preset("default", dropout=0.0, epochs=1, test_split=0.99, vocab_size=3, limit=1)
+    assert (cfg.model.dropout, cfg.train.epochs, cfg.train.test_split, cfg.model.vocab_size, cfg.data.limit) == (0.0, 1, 0.99, 3, 1)
 
 
 @pytest.mark.parametrize("override,message", [
@@ -140,7 +140,7 @@ def test_configs_are_frozen():
 
 def test_to_dict_from_dict_round_trip_through_json():
     cfg = Config.from_preset(
-        "quick", paths=("a.json", "b.parquet"), val_data=("v.csv",), dense=(64, 32), label_field="y",
+        "quick", paths=("a.json", "b.parquet"), test_data=("v.csv",), dense=(64, 32), label_field="y",
         limit=100, skip_bad=True, max_len=None, clip_norm=None, threads=2, lr=5e-4,
     )
     raw = json.loads(json.dumps(cfg.to_dict()))
@@ -160,10 +160,10 @@ def test_to_dict_layout():
 
 
 def test_from_dict_json_lists_become_tuples():
-    cfg = Config.from_dict({"data": {"paths": ["x.json", "y.json"]}, "model": {"dense": [8, 4]}, "train": {"val_data": ["v.json"]}})
+    cfg = Config.from_dict({"data": {"paths": ["x.json", "y.json"]}, "model": {"dense": [8, 4]}, "train": {"test_data": ["v.json"]}})
     assert cfg.data.paths == ("x.json", "y.json") and type(cfg.data.paths) is tuple
     assert cfg.model.dense == (8, 4) and type(cfg.model.dense) is tuple
-    assert cfg.train.val_data == ("v.json",) and type(cfg.train.val_data) is tuple
+    assert cfg.train.test_data == ("v.json",) and type(cfg.train.test_data) is tuple
 
 
 def test_from_dict_missing_sections_take_the_defaults():

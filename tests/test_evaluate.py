@@ -25,8 +25,10 @@ def test_three_classes_have_no_roc_auc():
 def test_report_shows_baseline_column():
     proba = np.array([[.9, .1], [.2, .8]])
     m = classification_metrics(np.array([0, 1]), proba, ["neg", "pos"])
-    text = format_report(m, m)
-    assert "TF-IDF+LR" in text and "accuracy" in text and "confusion matrix" in text
+    base = classification_metrics(np.array([0, 1]), np.array([[.2, .8], [.9, .1]]), ["neg", "pos"])  # all wrong
+    text = format_report(m, base)
+    assert f"{'accuracy':20s}{1.0:10.4f}{0.0:12.4f}" in text.splitlines()
+    assert "confusion matrix" in text and "TF-IDF+LR" not in format_report(m)
 
 
 def test_tfidf_baseline_learns():

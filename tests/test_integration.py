@@ -9,6 +9,7 @@ from revsent import Classifier
 from revsent.cli import app
 from revsent.config import DataConfig
 from revsent.data import RecordReader
+from revsent.evaluate import evaluate
 
 
 @pytest.mark.slow
@@ -19,7 +20,8 @@ def test_imdb_train_save_load_same_predictions(tmp_path):
         "--out", str(out), "--quiet", "--threads", "2"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_train"] == 4000 and metrics["n_val"] == 1000
+    assert metrics["n_train"] == 3600 and metrics["n_validation"] == 400 and metrics["n_test"] == 1000
+    assert metrics["validation"]["accuracy"] > 0.75 and 1 <= metrics["best_epoch"] <= metrics["epochs_run"]
     assert metrics["accuracy"] > 0.8, metrics["accuracy"]  # chance is 0.5
 
     reader = RecordReader(DataConfig(paths=("imdb",), limit=300))
@@ -28,6 +30,8 @@ def test_imdb_train_save_load_same_predictions(tmp_path):
     first = clf.predict_proba(texts)
     again = Classifier.load(out).predict_proba(texts)
     np.testing.assert_array_equal(first, again)
+    rescored = evaluate(out)  # the reloaded model scores the test part as training did
+    assert rescored["accuracy"] == metrics["accuracy"] and rescored["confusion_matrix"] == metrics["confusion_matrix"]
 
     predicted = CliRunner().invoke(app, ["predict", str(out), texts[0], texts[1]])
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]

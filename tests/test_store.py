@@ -33,7 +33,7 @@ def test_prepare_writes_a_complete_dataset(tiny_reviews, tmp_path):
     assert m["ids_dtype"] == "uint16" and m["classes"] == ["negative", "positive"]
     assert m["counts"] == {"records_read": 96, "records_kept": 96, "records_skipped": {}, "records_filtered": {}}
     assert m["tokenizer"] == {"vocab_size": 100, "oov": False, "max_len": None, "truncate": "tail"}
-    assert m["split"] == {"val_split": 0.2, "seed": 36, "val_data": []}
+    assert m["split"] == {"test_split": 0.2, "seed": 36, "test_data": []}
     assert set(m["files"]) == names - {"manifest.json"} and all(len(f["sha256"]) == 64 for f in m["files"].values())
     assert "revsent_version" in m
     assert isinstance(ds.seqs.ids.base, np.memmap) and ds.seqs.ids.dtype == np.uint16
@@ -66,7 +66,7 @@ def test_tokenizer_settings_are_applied(write_jsonl, tmp_path, oov, max_len, tru
     texts = ["a b c d", "a b", "c d e", "a a a a a"] * 5 + ["zzz a b c"]
     rows = [{"text": t, "label": "x" if i % 2 else "y"} for i, t in enumerate(texts)]
     path = write_jsonl("r.json", rows)
-    ds = _prepare(path, tmp_path / "ds", vocab_size=4, oov=oov, max_len=max_len, truncate=truncate, val_split=0.1)
+    ds = _prepare(path, tmp_path / "ds", vocab_size=4, oov=oov, max_len=max_len, truncate=truncate, test_split=0.1)
     encoder = TextEncoder.fit([texts[i] for i in ds.rows(0)], 4, oov, max_len, truncate)
     assert ds.encoder.vocab == encoder.vocab
     expected = encoder.encode(texts)
@@ -123,9 +123,9 @@ def test_released_pages_read_back_the_same(tiny_reviews, tmp_path, monkeypatch):
     assert view.lengths.dtype == np.int32 and view.lengths.tolist() == [len(before[row]) for row in ds.rows(1)]
 
 
-def test_val_data_becomes_the_held_out_part(tiny_reviews, write_jsonl, tmp_path):
+def test_test_data_becomes_the_held_out_part(tiny_reviews, write_jsonl, tmp_path):
     val = write_jsonl("val.json", [{"text": "great food", "stars": 5}, {"text": "rude staff", "stars": 1}])
-    ds = _prepare(tiny_reviews, tmp_path / "ds", val_data=(val,))
+    ds = _prepare(tiny_reviews, tmp_path / "ds", test_data=(val,))
     assert ds.manifest["n_train"] == 96 and ds.manifest["n_heldout"] == 2
     assert ds.rows(1).tolist() == [96, 97] and ds.y[96:].tolist() == [1, 0]
     assert ds.manifest["heldout_counts"]["records_kept"] == 2
@@ -142,7 +142,7 @@ def test_bad_record_stops_prepare_and_publishes_nothing(write_jsonl, tmp_path):
 def test_skip_bad_counts_per_reason(write_jsonl, tmp_path):
     rows = [{"text": "good", "stars": 5}, "{not json", {"text": "", "stars": 1}, {"text": "bad", "stars": "five"},
             {"text": "bad", "stars": 1}, {"text": "meh", "stars": 3}] * 3
-    ds = _prepare(write_jsonl("r.json", rows), tmp_path / "ds", skip_bad=True, labels="polarity", val_split=0.3)
+    ds = _prepare(write_jsonl("r.json", rows), tmp_path / "ds", skip_bad=True, labels="polarity", test_split=0.3)
     counts = ds.manifest["counts"]
     assert counts["records_skipped"] == {"malformed_json": 3, "empty_text": 3, "bad_label": 3}
     assert counts["records_filtered"] == {"neutral_3_stars": 3}
@@ -215,10 +215,10 @@ def _edit_manifest(path, **changes):
 def test_train_from_a_file_equals_train_from_its_dataset(tiny_reviews, tmp_path):
     ds_path = tmp_path / "ds"
     _prepare(tiny_reviews, ds_path)
-    from_file = train(_cfg(tiny_reviews, epochs=3), tmp_path / "a")
-    from_dataset = train(_cfg(ds_path, epochs=3), tmp_path / "b")
+    from_file = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3), tmp_path / "a")
+    from_dataset = train(_cfg(ds_path, val_fraction=0.25, epochs=3), tmp_path / "b")
     assert [r["val_loss"] for r in from_file.history] == [r["val_loss"] for r in from_dataset.history]
-    for key in ("accuracy", "log_loss", "n_train", "n_val", "records_read", "confusion_matrix"):
+    for key in ("accuracy", "log_loss", "n_train", "n_test", "records_read", "confusion_matrix"):
         assert from_file.metrics[key] == from_dataset.metrics[key]
     assert from_file.metrics["dataset"]["heldout_digest"] == from_dataset.metrics["dataset"]["heldout_digest"]
     assert not (tmp_path / "a" / ".dataset").exists()  # the run's own prepared copy goes when it ends
@@ -228,11 +228,11 @@ def test_train_from_a_file_equals_train_from_its_dataset(tiny_reviews, tmp_path)
 
 def test_train_from_a_dataset_uses_its_tokenizer_and_split(tiny_reviews, tmp_path):
     ds_path = tmp_path / "ds"
-    store.prepare(_cfg(tiny_reviews, vocab_size=30, val_split=0.25, seed=5), ds_path)
+    store.prepare(_cfg(tiny_reviews, vocab_size=30, test_split=0.25, seed=5), ds_path)
     result = train(_cfg(ds_path, epochs=1), tmp_path / "m")  # the preset says vocab 100, split 0.2 / 36
-    assert result.metrics["n_val"] == 24
+    assert result.metrics["n_test"] == 24
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert saved["model"]["vocab_size"] == 30 and saved["train"]["val_split"] == 0.25 and saved["train"]["seed"] == 5
+    assert saved["model"]["vocab_size"] == 30 and saved["train"]["test_split"] == 0.25 and saved["train"]["seed"] == 5
 
 
 def test_given_settings_that_contradict_the_dataset_are_refused(tiny_reviews, tmp_path):
@@ -261,7 +261,7 @@ def test_evaluate_on_datasets(tiny_reviews, write_jsonl, tmp_path):
     again = evaluate(model, [str(ds_path)])  # the same dataset given: still only its held-out part
     assert again["n"] == 20 and again["accuracy"] == own["accuracy"] and "held-out" in again["data"]
     other = tmp_path / "other"
-    store.prepare(_cfg(tiny_reviews, val_split=0.5), other)  # same records, another split: another dataset
+    store.prepare(_cfg(tiny_reviews, test_split=0.5), other)  # same records, another split: another dataset
     with pytest.raises(DataError, match="another vocabulary"):
         evaluate(model, [str(other)])
     with_baseline = evaluate(model, baseline=True)

@@ -25,10 +25,10 @@ def test_train_writes_a_complete_model_directory(tiny_reviews, tmp_path):
     assert "checkpoint.safetensors" not in names
     assert not [n for n in names if n.endswith(".tmp")]
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("accuracy", "f1_macro", "n_train", "n_val", "epochs_run", "train_seconds", "records_read",
+    for key in ("accuracy", "f1_macro", "n_train", "n_test", "epochs_run", "train_seconds", "records_read",
                 "records_kept", "records_skipped"):
         assert key in metrics
-    assert metrics["n_train"] + metrics["n_val"] == 96 and metrics["n_val"] == 20
+    assert metrics["n_train"] + metrics["n_test"] == 96 and metrics["n_test"] == 20
     assert metrics["records_read"] == 96 and metrics["records_kept"] == 96 and metrics["records_skipped"] == {}
     assert metrics["epochs_run"] == 8
     assert result.metrics["accuracy"] == metrics["accuracy"]
@@ -41,9 +41,11 @@ def test_train_writes_a_complete_model_directory(tiny_reviews, tmp_path):
 
 
 def test_same_seed_same_metrics(tiny_reviews, tmp_path):
-    a = train(_cfg(tiny_reviews, epochs=2), tmp_path / "a").history
-    b = train(_cfg(tiny_reviews, epochs=2), tmp_path / "b").history
-    assert [row["val_loss"] for row in a] == [row["val_loss"] for row in b]
+    a = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=2), tmp_path / "a").history
+    b = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=2), tmp_path / "b").history
+    assert len(a) == 2 and [row["val_loss"] for row in a] == [row["val_loss"] for row in b]
+    other = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=2, seed=37), tmp_path / "c").history
+    assert [row["val_loss"] for row in other] != [row["val_loss"] for row in a]
 
 
 def test_refuses_to_overwrite_without_force(tiny_reviews, tmp_path):
@@ -71,26 +73,27 @@ def test_early_stopping_keeps_best_epoch(write_jsonl, tmp_path):
     words = [f"w{i}" for i in range(40)]
     rows = [{"text": " ".join(rng.choice(words, 6)), "stars": float(rng.choice([1, 5]))} for _ in range(200)]
     path = write_jsonl("noisy.json", rows)
-    result = train(_cfg(path, epochs=30, patience=2, lr=0.05, hidden_size=32), tmp_path / "m")
+    result = train(_cfg(path, epochs=30, patience=2, lr=0.05, hidden_size=32, val_fraction=0.25), tmp_path / "m")
     losses = [row["val_loss"] for row in result.history]
     assert result.metrics["epochs_run"] < 30
     best = int(np.argmin(losses)) + 1
     assert result.metrics["best_epoch"] == best and best < len(losses)
-    assert result.metrics["log_loss"] == pytest.approx(min(losses), rel=1e-4)
+    assert result.metrics["validation"]["loss"] == pytest.approx(min(losses), rel=1e-6)
+    assert result.metrics["n_validation"] == 40 and result.metrics["n_train"] == 120 and result.metrics["n_test"] == 40
     assert losses[-1] > min(losses) * 1.01
 
 
-def test_val_data_replaces_the_split(tiny_reviews, write_jsonl, tmp_path):
+def test_test_data_replaces_the_split(tiny_reviews, write_jsonl, tmp_path):
     val = write_jsonl("val.json", [{"text": "great food", "stars": 5}, {"text": "rude staff", "stars": 1}])
-    result = train(_cfg(tiny_reviews, val_data=(val,)), tmp_path / "m")
-    assert result.metrics["n_val"] == 2 and result.metrics["n_train"] == 96
+    result = train(_cfg(tiny_reviews, test_data=(val,)), tmp_path / "m")
+    assert result.metrics["n_test"] == 2 and result.metrics["n_train"] == 96
 
 
 def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch):
     """Kill a run after epoch 2 of 4; --resume finishes it exactly as an uninterrupted run."""
     import revsent.train as train_module
 
-    full = train(_cfg(tiny_reviews, epochs=4), tmp_path / "full")
+    full = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), tmp_path / "full")
     calls = {"n": 0}
     real_save = train_module._save_checkpoint
 
@@ -103,16 +106,16 @@ def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch
     monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tiny_reviews, epochs=4), out)
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), out)
     assert (out / "checkpoint.safetensors").exists() and not (out / "model.safetensors").exists()
     monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
     with pytest.raises(ArtifactError, match="not empty"):
-        train(_cfg(tiny_reviews, epochs=4), out)
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), out)
     with pytest.raises(ConfigError, match="same data, split and model settings"):
-        train(_cfg(tiny_reviews, epochs=4, hidden_size=8), out, resume=True)
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4, hidden_size=8), out, resume=True)
     with pytest.raises(ConfigError, match="same data, split and model settings"):
-        train(_cfg(tiny_reviews, epochs=4, seed=1), out, resume=True)
-    resumed = train(_cfg(tiny_reviews, epochs=4), out, resume=True)
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4, seed=1), out, resume=True)
+    resumed = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), out, resume=True)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
@@ -144,7 +147,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tiny_reviews, tmp_path):
 def test_baseline_on_the_same_split(tiny_reviews, tmp_path):
     result = train(_cfg(tiny_reviews, baseline=True, epochs=1), tmp_path / "m")
     base = result.metrics["baseline_tfidf_lr"]
-    assert base["n"] == result.metrics["n_val"] and base["accuracy"] >= 0.9
+    assert base["n"] == result.metrics["n_test"] and base["accuracy"] >= 0.9
 
 
 def test_force_removes_the_old_model_first(tiny_reviews, tmp_path, monkeypatch):
@@ -166,14 +169,14 @@ def test_force_removes_the_old_model_first(tiny_reviews, tmp_path, monkeypatch):
 def test_training_split_with_one_class(write_jsonl, tmp_path):
     path = write_jsonl("r.json", [{"text": "good", "stars": 5}] * 9 + [{"text": "bad", "stars": 1}])
     with pytest.raises(DataError, match="training split of 8 records holds only one class"):
-        train(_cfg(path, val_split=0.2, seed=1), tmp_path / "m")
+        train(_cfg(path, test_split=0.2, seed=1), tmp_path / "m")
 
 
 def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_path, monkeypatch):
     """Checkpoints every batch (checkpoint_minutes=0); a kill in the middle of epoch 2 loses nothing."""
     import revsent.train as train_module
 
-    full = train(_cfg(tiny_reviews, epochs=3), tmp_path / "full")
+    full = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3), tmp_path / "full")
     real_save = train_module._save_checkpoint
     saves = []
 
@@ -186,10 +189,10 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
     monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tiny_reviews, epochs=3, checkpoint_minutes=0.0), out)
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0), out)
     assert saves[-1] == (1, 4) and (0, 1) in saves and (1, 0) in saves  # mid-epoch and end-of-epoch saves
     monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
-    resumed = train(_cfg(tiny_reviews, epochs=3, checkpoint_minutes=0.0), out, resume=True)
+    resumed = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0), out, resume=True)
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")

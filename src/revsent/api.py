@@ -13,6 +13,7 @@ import numpy as np
 
 from . import artifacts
 from .config import Config
+from .data.dataset import validation_mask
 from .data.records import _is_int
 from .errors import ConfigError, DataError, NotFittedError
 from .model import SentimentLSTM, class_probabilities
@@ -32,7 +33,8 @@ class Classifier:
             val_labels: Sequence | None = None, verbose: bool = False) -> "Classifier":
         """Train on ``texts`` / ``labels`` (any hashable labels; predictions are their ``str``).
 
-        With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies).
+        With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies);
+        without them, a ``val_fraction`` slice of ``texts`` (the default preset's 0.1) plays that role.
         """
         from .train import fit  # training pulls in scikit-learn; prediction does not need it
 
@@ -56,8 +58,13 @@ class Classifier:
                 raise DataError("val_labels", f"labels {sorted(unknown)[:5]} do not occur in the training labels")
             val_seqs = encoder.encode(val_texts)
             val_y = np.array([index[str(v)] for v in val_labels], dtype=np.int64)
+        seqs = encoder.encode(texts)
+        if val_texts is None and cfg.train.val_fraction:
+            in_val = validation_mask(len(texts), cfg.train.val_fraction, cfg.train.seed)
+            keep, held = np.flatnonzero(in_val == 0), np.flatnonzero(in_val)
+            seqs, y, val_seqs, val_y = seqs.take(keep), y[keep], seqs.take(held), y[held]
         model = SentimentLSTM(m, len(classes)).to(device)
-        state = fit(model, cfg, encoder.encode(texts), y, val_seqs, val_y, device=device, progress=Progress(verbose))
+        state = fit(model, cfg, seqs, y, val_seqs, val_y, device=device, progress=Progress(verbose))
         self.config_, self.classes_, self.encoder_, self.model_ = cfg, classes, encoder, model
         self.history_ = state.history
         return self

@@ -85,8 +85,9 @@ def train(
     weight_decay: Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)] = None,
     clip_norm: Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without a better validation loss.", rich_help_panel=TRAIN)] = None,
-    val_split: Annotated[Optional[float], typer.Option(help="Held-out fraction (default 0.2).", rich_help_panel=TRAIN)] = None,
-    val_data: Annotated[Optional[list[str]], typer.Option(help="Validate on this file instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
+    test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).", rich_help_panel=TRAIN)] = None,
+    test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).", rich_help_panel=TRAIN)] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there (default preset 0.1, seed 0).", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split and initialisation seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
     baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
     class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
@@ -116,8 +117,8 @@ def train(
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_split=val_split,
-            val_data=tuple(val_data) if val_data else None, seed=seed, baseline=baseline, class_weight=class_weight,
+            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, test_split=test_split,
+            test_data=tuple(test_data) if test_data else None, val_fraction=val_fraction, seed=seed, baseline=baseline, class_weight=class_weight,
             device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)
         cfg = Config.from_preset(preset, **options)
         if data and len(data) == 1 and is_dataset(data[0]):
@@ -125,7 +126,11 @@ def train(
         result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
         m = result.metrics
         skipped = sum(m["records_skipped"].values())
-        typer.echo(f"held-out metrics ({m['n_val']} reviews, {m['epochs_run']} epoch(s), "
+        if m.get("validation"):
+            v = m["validation"]
+            typer.echo(f"validation ({v['n']} reviews of the training part; chose epoch {m['best_epoch']} of "
+                       f"{m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
+        typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {m['epochs_run']} epoch(s), "
                    f"{m['train_seconds']:.1f}s training):")
         typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
         if skipped:
@@ -144,8 +149,8 @@ def prepare(
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
     vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
-    val_split: Annotated[Optional[float], typer.Option(help="Held-out fraction (default 0.2).", rich_help_panel=TRAIN)] = None,
-    val_data: Annotated[Optional[list[str]], typer.Option(help="Hold out this file instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
+    test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction (default 0.2, the tutorial's).", rich_help_panel=TRAIN)] = None,
+    test_data: Annotated[Optional[list[str]], typer.Option(help="Hold out this labelled file as the test part instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
     force: Annotated[bool, typer.Option(help="Replace the dataset already in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
@@ -160,7 +165,7 @@ def prepare(
             paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
             stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
             limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
-            val_split=val_split, val_data=tuple(val_data) if val_data else None, seed=seed))
+            test_split=test_split, test_data=tuple(test_data) if test_data else None, seed=seed))
         ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet))
         m = ds.manifest
         typer.echo(f"{m['n']} reviews ({m['n_train']} training, {m['n_heldout']} held out), {m['n_tokens']} tokens, "
@@ -177,9 +182,53 @@ def prepare(
 
 
 @app.command()
+def tune(
+    data: DataArg = None,
+    out: Annotated[str, typer.Option(help="Tuning directory: the study (continued when run again), trials table, plots and the best model.", rich_help_panel=RUN)] = "tune",
+    trials: Annotated[Optional[int], typer.Option(help="Run this many more trials.", rich_help_panel=RUN)] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Search for this long (the best model then trains once more).", rich_help_panel=RUN)] = None,
+    preset: Annotated[str, typer.Option(help="Settings the search starts from: default | quick | seed.", rich_help_panel=RUN)] = "default",
+    format: Format = None, text_field: TextField = None, label_field: LabelField = None,
+    stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
+    business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
+    vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Most epochs per trial (early stopping and pruning may stop sooner).", rich_help_panel=TRAIN)] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Validation slice of the training part: every choice is made there.", rich_help_panel=TRAIN)] = None,
+    test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction, scored once by the final model.", rich_help_panel=TRAIN)] = None,
+    test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split.", rich_help_panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Split, sampler and initialisation seed.", rich_help_panel=TRAIN)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
+):
+    """Search the model's settings with Optuna (TPE, pruned on validation loss), then train the best ones."""
+    from .config import Config
+    from .evaluate import format_report
+    from .progress import Progress
+    from .tune import tune as tune_settings
+
+    def action():
+        cfg = Config.from_preset(preset, **_given(
+            paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
+            stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
+            limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
+            epochs=epochs, val_fraction=val_fraction, test_split=test_split,
+            test_data=tuple(test_data) if test_data else None, seed=seed, device=device, threads=threads))
+        result = tune_settings(cfg, out, trials=trials, minutes=minutes, progress=Progress(not quiet))
+        typer.echo(f"{result.n_trials} trial(s) in {result.out / 'study.db'}; best validation loss "
+                   f"{result.best_val_loss:.4f} with {result.best_params}")
+        m = result.metrics
+        typer.echo(f"test metrics of the best settings ({m['n_test']} held-out reviews, scored once):")
+        typer.echo(format_report(m))
+        typer.echo(f"model written to {result.out / 'model'}")
+
+    _run(action)
+
+
+@app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="Model directory.")],
-    data: Annotated[Optional[list[str]], typer.Argument(help="Labelled files to score (default: the model's own held-out split).", show_default=False)] = None,
+    data: Annotated[Optional[list[str]], typer.Argument(help="Labelled files to score (default: the model's own test split, held out from training).", show_default=False)] = None,
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, business: Business = None,
     category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,

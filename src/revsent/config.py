@@ -93,8 +93,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float | None = None  # gradient norm clipping; None leaves gradients alone
     patience: int | None = None  # early stopping after this many epochs without a better val loss
-    val_split: float = 0.2  # the tutorial's 80/20 split
-    val_data: tuple[str, ...] = ()  # validate on these files instead of a split
+    test_split: float = 0.2  # the tutorial's 80/20 split: the held-out test part, scored once at the end
+    test_data: tuple[str, ...] = ()  # test on these files instead (all of the data then trains)
+    val_fraction: float = 0.0  # of the training part, kept for validation: early stopping, the best epoch
     seed: int = 36  # the tutorial's random_state; also seeds initialisation and shuffling
     device: str = "auto"  # CUDA when present
     threads: int | None = None  # None: every core
@@ -109,7 +110,10 @@ class TrainConfig:
         _check_range(self, "weight_decay", 0.0, None)
         _check_range(self, "clip_norm", 0.0, None, left_open=True, optional=True)
         _check_range(self, "patience", 1, None, optional=True)
-        _check_range(self, "val_split", 0.0, 1.0, left_open=True, right_open=True)
+        _check_range(self, "test_split", 0.0, 1.0, left_open=True, right_open=True)
+        _check_range(self, "val_fraction", 0.0, 1.0, right_open=True)
+        if self.patience and not self.val_fraction:
+            raise ConfigError("--patience stops on the validation loss: it needs a validation slice (--val-fraction, e.g. 0.1)")
         _check_choice(self, "device", DEVICES)
         _check_range(self, "threads", 1, None, optional=True)
         _check_range(self, "checkpoint_minutes", 0.0, None)
@@ -138,9 +142,19 @@ class Config:
         return cls(
             data=_build(DataConfig, raw.get("data", {})),
             model=_build(ModelConfig, raw.get("model", {})),
-            train=_build(TrainConfig, raw.get("train", {})),
+            train=_build(TrainConfig, _renamed(raw.get("train", {}), LEGACY_TRAIN_KEYS)),
             preset=raw.get("preset", "default"),
         )
+
+    def with_settings(self, **overrides: Any) -> "Config":
+        """This config with some fields replaced; keyword names are field names of any section."""
+        owners = {f.name: section for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)}
+        unknown = set(overrides) - set(owners)
+        if unknown:
+            raise ConfigError(f"Unknown setting {sorted(unknown)[0]!r}; known settings: {', '.join(sorted(owners))}.")
+        sections = {name: {k: v for k, v in overrides.items() if owners[k] == name} for name in SECTIONS}
+        return dataclasses.replace(self, **{name: dataclasses.replace(getattr(self, name), **values)
+                                            for name, values in sections.items() if values})
 
     @classmethod
     def from_preset(cls, preset: str = "default", **overrides: Any) -> "Config":
@@ -161,6 +175,16 @@ class Config:
         )
 
 
+# config.json of models from before the held-out part was named "test" (it was "val")
+LEGACY_TRAIN_KEYS = {"val_split": "test_split", "val_data": "test_data"}
+
+
+def _renamed(raw: Any, names: dict[str, str]) -> Any:
+    if not isinstance(raw, dict):
+        return raw
+    return {(names[key] if key in names and names[key] not in raw else key): value for key, value in raw.items()}
+
+
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 # Presets name only what differs from the dataclass defaults (which are the tutorial's model).
@@ -177,7 +201,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "bidirectional": True, "dropout": 0.5, "recurrent_dropout": 0.0, "pooling": "max_mean",
             "ngram_buckets": 2000000, "ngram_c": 30.0,
         },
-        "train": {"epochs": 3, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1},
     },
     # `make run`: the default model, smaller and on the last 200 words, in a couple of minutes.
     "quick": {
@@ -187,7 +211,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "bidirectional": True, "dropout": 0.3, "recurrent_dropout": 0.0, "pooling": "max_mean",
             "ngram_buckets": 1000000, "ngram_c": 30.0,
         },
-        "train": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1},
     },
 }
 

@@ -47,7 +47,8 @@ class SentimentLSTM(nn.Module):
 
     def _keras_init(self) -> None:
         """What Keras starts from: uniform(-0.05, 0.05) embeddings, Glorot-uniform input kernels,
-        orthogonal recurrent kernels, zero biases with the forget gate's at 1."""
+        orthogonal recurrent kernels, zero biases with the forget gate's at 1, and one trainable bias
+        vector per LSTM (PyTorch's second, ``bias_hh``, is kept at zero)."""
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
@@ -59,6 +60,7 @@ class SentimentLSTM(nn.Module):
             nn.init.zeros_(lstm.bias_ih_l0)
             with torch.no_grad():
                 lstm.bias_ih_l0[h: 2 * h] = 1.0  # PyTorch's gate order is i, f, g, o
+            lstm.bias_hh_l0.requires_grad_(False)  # Keras has one bias vector: the second stays 0
         for layer in [*self.dense, self.out]:
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_uniform_(layer.weight)

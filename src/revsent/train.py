@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from .batching import make_batch, train_order
 from .config import Config
 from .device import start_run
 from .data import store
+from .data.dataset import validation_mask
 from .errors import ArtifactError, ConfigError, DataError
 from .evaluate import BASELINE_MAX, classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
@@ -49,10 +51,16 @@ class FitState:
 
 def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.ndarray,
         val_seqs: Sequences | None, val_y: np.ndarray | None, *, device: torch.device,
-        progress: Progress, checkpoint: Path | None = None, resume: bool = False) -> FitState:
-    """Train ``model`` in place; on return it holds the best weights (by validation loss)."""
+        progress: Progress, checkpoint: Path | None = None, resume: bool = False,
+        on_epoch: Callable[[int, dict], None] | None = None) -> FitState:
+    """Train ``model`` in place; on return it holds the best weights (by validation loss).
+
+    ``on_epoch(epoch, row)`` sees each epoch's history row (tuning reports and prunes there).
+    """
     t = cfg.train
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    # Keras' epsilon (PyTorch's default is 1e-8); parameters that do not train (a frozen bias) are left out
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
+                                 weight_decay=t.weight_decay, eps=1e-7)
     state = FitState()
     rng = np.random.default_rng(t.seed)
     best_weights = copy.deepcopy(model.state_dict())
@@ -144,6 +152,8 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             state.best_epoch, best_weights = state.epoch, copy.deepcopy(model.state_dict())
             progress.log(f"epoch {state.epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | {train_seconds:.1f}s")
         state.history.append(row)
+        if on_epoch is not None:
+            on_epoch(state.epoch, row)
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng)
             saved_at = time.perf_counter()
@@ -217,43 +227,54 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     ds, cfg = _open_dataset(cfg, out, resume, progress)
     if resume:
         saved, _ = artifacts.read_config(out)
-        same_split = (saved.train.seed, saved.train.val_split, saved.train.val_data) == \
-            (cfg.train.seed, cfg.train.val_split, cfg.train.val_data)
-        if saved.model != cfg.model or saved.data != cfg.data or not same_split:
+        split_of = lambda t: (t.seed, t.test_split, t.test_data, t.val_fraction)  # noqa: E731
+        if saved.model != cfg.model or saved.data != cfg.data or split_of(saved.train) != split_of(cfg.train):
             raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
     device = start_run(cfg.train)
-    train_rows, val_rows = ds.rows(0), ds.rows(1)
-    train_seqs, val_seqs = ds.seqs.take(train_rows), ds.seqs.take(val_rows)
-    train_y, val_y = ds.y[train_rows], ds.y[val_rows].astype(np.int64)
+    t = cfg.train
+    train_rows, test_rows = ds.rows(0), ds.rows(1)
+    in_val = validation_mask(len(train_rows), t.val_fraction, t.seed)
+    fit_rows, val_rows = train_rows[in_val == 0], train_rows[in_val == 1]
+    fit_seqs, val_seqs, test_seqs = ds.seqs.take(fit_rows), ds.seqs.take(val_rows), ds.seqs.take(test_rows)
+    fit_y, val_y, test_y = ds.y[fit_rows], ds.y[val_rows].astype(np.int64), ds.y[test_rows].astype(np.int64)
     source = ", ".join(cfg.data.paths) or "imdb"
-    if len(np.unique(train_y)) < 2:
-        raise DataError(source, f"the training split of {len(train_y)} records holds only one class; give more data")
-    progress.log(f"{len(train_y)} training and {len(val_y)} validation reviews from {source}; "
+    if len(np.unique(fit_y)) < 2:
+        raise DataError(source, f"the training split of {len(fit_y)} records holds only one class; give more data")
+    progress.log(f"{len(fit_y)} training, {len(val_y)} validation and {len(test_y)} test reviews from {source}; "
                  f"classes: {', '.join(ds.classes)}")
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         artifacts.atomic_write(out / artifacts.TOKENIZER, ds.encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, ds.classes))
     model = SentimentLSTM(cfg.model, len(ds.classes)).to(device)
-    state = fit(model, cfg, train_seqs, train_y, val_seqs, val_y, device=device, progress=progress,
+    state = fit(model, cfg, fit_seqs, fit_y, val_seqs, val_y, device=device, progress=progress,
                 checkpoint=out / artifacts.CHECKPOINT, resume=resume)
-    proba = class_probabilities(model, val_seqs, device=device)
-    metrics = classification_metrics(val_y, proba, ds.classes)
+    # The test part is scored once, here, with the weights chosen on the validation slice.
+    proba = class_probabilities(model, test_seqs, device=device)
+    metrics = classification_metrics(test_y, proba, ds.classes)
+    chosen = state.history[state.best_epoch - 1] if state.history and state.best_epoch else {}
     metrics.update({
-        "n_train": len(train_y), "n_val": len(val_y), "epochs_run": state.epoch,
-        "best_epoch": state.best_epoch, "train_seconds": round(state.seconds, 2),
+        "scored_on": "test: the held-out part, scored once after training; nothing was chosen on it",
+        "n_train": len(fit_y), "n_validation": len(val_y), "n_test": len(test_y),
+        "validation": ({"n": len(val_y), "loss": chosen.get("val_loss"), "accuracy": chosen.get("val_accuracy"),
+                        "chosen": "the epoch with the lowest validation loss (early stopping, best epoch)"}
+                       if len(val_y) else None),
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "train_seconds": round(state.seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2), "device": device.type,
-        "train_tokens": train_seqs.n_tokens, **ds.manifest["counts"],
-        "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(val_seqs, val_y)},
+        "train_tokens": fit_seqs.n_tokens, **ds.manifest["counts"],
+        "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test_seqs, test_y)},
     })
-    weights = class_weights(train_y, len(ds.classes), cfg.train.class_weight)
+    weights = class_weights(fit_y, len(ds.classes), t.class_weight)
     if weights is not None:
         metrics["class_weights"] = dict(zip(ds.classes, map(float, weights)))
-    if cfg.train.baseline:
-        progress.log("fitting the TF-IDF + logistic regression baseline on the same split")
-        train_texts, val_texts = store.texts_by_part(ds, limit=BASELINE_MAX)
-        metrics["baseline_tfidf_lr"] = tfidf_baseline(train_texts, train_y, val_texts, val_y, ds.classes, cfg.train.seed)
+    if t.baseline:
+        progress.log("fitting the TF-IDF + logistic regression baseline on the same split"
+                     + (" (C chosen on the validation slice)" if len(val_y) else ""))
+        train_texts, test_texts = store.texts_by_part(ds, limit=BASELINE_MAX)
+        metrics["baseline_tfidf_lr"] = tfidf_baseline(
+            [x for x, v in zip(train_texts, in_val) if not v], fit_y, test_texts, test_y, ds.classes, t.seed,
+            val=([x for x, v in zip(train_texts, in_val) if v], val_y) if len(val_y) else None)
     save_run(out, cfg, ds.classes, ds.encoder, model, metrics, state.history)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)

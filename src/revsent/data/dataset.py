@@ -49,27 +49,36 @@ def read_labelled(cfg: Config, paths: Iterable[str] | None = None, classes: list
     return Labelled(texts, y, list(classes), reader.tally, source)
 
 
-def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices, sorted: scikit-learn's ``train_test_split``, as the tutorial."""
-    mask = heldout_mask(n, val_split, seed)
+def split(n: int, test_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out indices, sorted: scikit-learn's ``train_test_split``, as the tutorial."""
+    mask = heldout_mask(n, test_split, seed)
     return np.flatnonzero(mask == 0), np.flatnonzero(mask)
 
 
-def heldout_mask(n: int, val_split: float, seed: int) -> np.ndarray:
-    """(n,) uint8, 1 for the validation records of ``train_test_split(test_size=val_split,
-    random_state=seed)`` over ``n`` records in order. Drawn by the ShuffleSplit that
-    train_test_split uses, over no features, so the only O(n) array is its permutation."""
+def heldout_mask(n: int, fraction: float, seed: int, option: str = "--test-split") -> np.ndarray:
+    """(n,) uint8, 1 for the records ``train_test_split(test_size=fraction, random_state=seed)``
+    holds out of ``n`` records in order. Drawn by the ShuffleSplit that train_test_split uses,
+    over no features, so the only O(n) array is its permutation."""
     from sklearn.model_selection import ShuffleSplit
 
     if n < 2:
-        raise DataError("data", f"{n} record(s) cannot be split into training and validation sets")
+        raise DataError("data", f"{n} record(s) cannot be split with {option} {fraction}")
     try:
-        _, val_idx = next(ShuffleSplit(n_splits=1, test_size=val_split, random_state=seed).split(np.empty((n, 0))))
+        _, held = next(ShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(np.empty((n, 0))))
     except ValueError as exc:
-        raise DataError("data", f"{n} records cannot be split with --val-split {val_split} ({exc})") from None
+        raise DataError("data", f"{n} records cannot be split with {option} {fraction} ({exc})") from None
     mask = np.zeros(n, dtype=np.uint8)
-    mask[val_idx] = 1
+    mask[held] = 1
     return mask
+
+
+def validation_mask(n_train: int, fraction: float, seed: int) -> np.ndarray:
+    """(n_train,) uint8 over the training part, 1 for the validation slice (early stopping, the
+    best epoch, tuning): ``train_test_split``'s draw over the training rows in order; all zeros
+    when ``fraction`` is 0."""
+    if not fraction:
+        return np.zeros(n_train, dtype=np.uint8)
+    return heldout_mask(n_train, fraction, seed, option="--val-fraction")
 
 
 def _describe(tally: Tally) -> str:

@@ -86,8 +86,8 @@ class Dataset:
         """``cfg`` as a run on this dataset: its tokenizer, split and data settings replace cfg's."""
         m = self.manifest
         data = dataclasses.replace(DataConfig(**_tuples(m["data"])), paths=(str(self.path),))
-        train = dataclasses.replace(cfg.train, val_split=m["split"]["val_split"], seed=m["split"]["seed"],
-                                    val_data=tuple(m["split"]["val_data"]))
+        train = dataclasses.replace(cfg.train, test_split=m["split"]["test_split"], seed=m["split"]["seed"],
+                                    test_data=tuple(m["split"]["test_data"]))
         return dataclasses.replace(cfg, data=data, model=self.model_config(cfg.model), train=train)
 
     @classmethod
@@ -123,6 +123,9 @@ class Dataset:
         return cls(path, manifest, Sequences(ids, offsets), labels, split, encoder)
 
 
+LEGACY_SPLIT_KEYS = {"val_split": "test_split", "val_data": "test_data"}
+
+
 def _tuples(raw: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
 
@@ -145,6 +148,10 @@ def _read_manifest(path: Path) -> dict:
     missing = {"n", "ids_dtype", "files", "classes", "tokenizer", "split", "data", "id"} - set(manifest)
     if missing:
         raise ArtifactError(f"{file}: incomplete manifest (no {', '.join(sorted(missing))})")
+    split = manifest["split"]
+    for old, new in LEGACY_SPLIT_KEYS.items():  # datasets prepared before the held-out part was named "test"
+        if old in split and new not in split:
+            split[new] = split.pop(old)
     return manifest
 
 
@@ -214,7 +221,7 @@ def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str 
     """Read ``cfg.data``, fit the vocabulary on the training split and write the dataset ``out``.
 
     ``cfg.model`` gives the tokenizer (vocab_size, oov, max_len, truncate); ``cfg.train`` the
-    split (val_split and seed, or val_data files as the held-out part). Built in ``work_dir``
+    split (test_split and seed, or test_data files as the held-out part). Built in ``work_dir``
     (default: beside ``out``) and renamed into place when complete.
     """
     out = Path(out)
@@ -271,8 +278,8 @@ def _read(cfg: Config, spool: "_Spool"):
     reader = RecordReader(cfg.data)
     parts = [reader]
     val_reader = None
-    if cfg.train.val_data:
-        val_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.val_data, limit=None))
+    if cfg.train.test_data:
+        val_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.test_data, limit=None))
         parts.append(val_reader)
     sizes, seen = [], []
     with _Tokenizers() as tokenize:
@@ -303,7 +310,7 @@ def _read(cfg: Config, spool: "_Spool"):
     if val_reader is not None:
         split = np.concatenate([np.zeros(sizes[0], np.uint8), np.ones(sizes[1], np.uint8)])
     else:
-        split = heldout_mask(len(y), cfg.train.val_split, cfg.train.seed)
+        split = heldout_mask(len(y), cfg.train.test_split, cfg.train.seed)
     return reader, val_reader, y, split, classes
 
 
@@ -349,7 +356,7 @@ def _build(cfg: Config, build: Path, progress) -> dict:
         "label_scheme": reader.star_scheme or "labels",
         "data": dataclasses.asdict(cfg.data),
         "tokenizer": {name: getattr(m, name) for name in TOKENIZER_FIELDS},
-        "split": {"val_split": cfg.train.val_split, "seed": cfg.train.seed, "val_data": list(cfg.train.val_data)},
+        "split": {"test_split": cfg.train.test_split, "seed": cfg.train.seed, "test_data": list(cfg.train.test_data)},
         "counts": reader.tally.as_dict(),
         "heldout_counts": val_reader.tally.as_dict() if val_reader is not None else None,
         "seconds": round(time.perf_counter() - started, 2),
@@ -477,7 +484,7 @@ def iter_texts(ds: Dataset) -> Iterator[tuple[int, str]]:
     Refuses when the files no longer give the records the dataset was prepared from.
     """
     data = DataConfig(**_tuples(ds.manifest["data"]))
-    paths = [data.paths] + ([tuple(ds.manifest["split"]["val_data"])] if ds.manifest["split"]["val_data"] else [])
+    paths = [data.paths] + ([tuple(ds.manifest["split"]["test_data"])] if ds.manifest["split"]["test_data"] else [])
     row = 0
     for part, paths_of_part in enumerate(paths):
         cfg = data if part == 0 else dataclasses.replace(data, paths=paths_of_part, limit=None)
@@ -494,9 +501,9 @@ def iter_texts(ds: Dataset) -> Iterator[tuple[int, str]]:
 def check_settings(path: str | Path, cfg: Config, given: set[str]) -> None:
     """Refuse explicitly given settings that contradict the dataset's (they would need a new prepare)."""
     manifest = _read_manifest(Path(path))
-    fixed = {**manifest["tokenizer"], "val_split": manifest["split"]["val_split"], "seed": manifest["split"]["seed"],
-             "val_data": tuple(manifest["split"]["val_data"])}
-    owners = {**{k: cfg.model for k in TOKENIZER_FIELDS}, "val_split": cfg.train, "seed": cfg.train, "val_data": cfg.train}
+    fixed = {**manifest["tokenizer"], "test_split": manifest["split"]["test_split"], "seed": manifest["split"]["seed"],
+             "test_data": tuple(manifest["split"]["test_data"])}
+    owners = {**{k: cfg.model for k in TOKENIZER_FIELDS}, "test_split": cfg.train, "seed": cfg.train, "test_data": cfg.train}
     for name, value in fixed.items():
         if name in given and getattr(owners[name], name) != value:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(owners[name], name)!r} differs from the dataset's "
@@ -512,8 +519,8 @@ def prepared_with(ds: Dataset, cfg: Config) -> bool:
     m = ds.manifest
     return (m["data"] == json.loads(json.dumps(dataclasses.asdict(cfg.data)))
             and m["tokenizer"] == {name: getattr(cfg.model, name) for name in TOKENIZER_FIELDS}
-            and m["split"] == {"val_split": cfg.train.val_split, "seed": cfg.train.seed,
-                               "val_data": list(cfg.train.val_data)})
+            and m["split"] == {"test_split": cfg.train.test_split, "seed": cfg.train.seed,
+                               "test_data": list(cfg.train.test_data)})
 
 
 def digest(seqs: Sequences, y: np.ndarray) -> str:

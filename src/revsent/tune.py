@@ -1,0 +1,188 @@
+"""Tuning: Optuna's TPE search over the main settings, each trial pruned on its validation loss.
+
+    revsent.tune(config, out, trials=20)    search, then train the best settings once
+
+    out/study.db        the Optuna study (SQLite): running tune again on ``out`` continues it
+    out/dataset/        the prepared data (when DATA were files), reused when continuing
+    out/trials.csv      one row per trial: state, validation loss and accuracy, settings, seconds
+    out/history.png     Optuna's optimisation history; out/importance.png its parameter importances
+    out/model/          the best settings trained again: an ordinary model directory
+
+Every choice is made on the validation slice (``val_fraction`` of the training part); the test
+part is scored once, by the final training of the best settings, and by nothing else.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import artifacts
+from .config import Config
+from .data import store
+from .data.dataset import validation_mask
+from .device import start_run
+from .errors import ArtifactError, ConfigError
+from .progress import Progress
+
+STUDY = "study.db"
+TUNE_FILES = (STUDY, "trials.csv", "history.png", "importance.png", "dataset", "model")
+
+
+def search_space(trial, base: Config) -> dict:
+    """The settings one trial tries: the default preset's main knobs, around its values."""
+    settings = {
+        "lr": trial.suggest_float("lr", 5e-4, 5e-3, log=True),
+        "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 192]),
+        "embedding_dim": trial.suggest_categorical("embedding_dim", [64, 128, 192]),
+        "dropout": trial.suggest_float("dropout", 0.1, 0.6),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-4, log=True),
+    }
+    if base.model.pooling != "last":
+        settings["pooling"] = trial.suggest_categorical("pooling", ["max", "mean", "max_mean"])
+    if base.model.ngram_buckets:
+        settings["ngram_c"] = trial.suggest_float("ngram_c", 1.0, 100.0, log=True)
+    return settings
+
+
+@dataclass
+class TuneResult:
+    out: Path
+    best_params: dict
+    best_val_loss: float
+    n_trials: int
+    metrics: dict  # the final model's (test metrics, scored once)
+
+
+def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: float | None = None,
+         progress: Progress | None = None) -> TuneResult:
+    """Search settings for ``cfg.data`` (files or one prepared dataset) with Optuna, then train
+    the best ones into ``out/model``. Stops after ``trials`` more trials or ``minutes``."""
+    import optuna
+
+    from .model import SentimentLSTM
+    from .train import fit, train
+
+    if not trials and not minutes:
+        raise ConfigError("Give --trials N or --minutes M: how long to search")
+    if not cfg.train.val_fraction:
+        raise ConfigError("Tuning chooses on a validation slice of the training data: give --val-fraction (e.g. 0.1)")
+    progress = progress or Progress(False)
+    out = _check_out(Path(out))
+    ds, cfg = _dataset(cfg, out, progress)
+    device = start_run(cfg.train)
+    train_rows = ds.rows(0)
+    in_val = validation_mask(len(train_rows), cfg.train.val_fraction, cfg.train.seed)
+    fit_rows, val_rows = train_rows[in_val == 0], train_rows[in_val == 1]
+    fit_seqs, val_seqs = ds.seqs.take(fit_rows), ds.seqs.take(val_rows)
+    fit_y, val_y = ds.y[fit_rows], ds.y[val_rows].astype(np.int64)
+
+    def objective(trial) -> float:
+        trial_cfg = cfg.with_settings(**search_space(trial, cfg))
+        model = SentimentLSTM(trial_cfg.model, len(ds.classes)).to(device)
+
+        def report(epoch: int, row: dict) -> None:
+            trial.report(row["val_loss"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        state = fit(model, trial_cfg, fit_seqs, fit_y, val_seqs, val_y, device=device, progress=Progress(False),
+                    on_epoch=report)
+        best = state.history[state.best_epoch - 1]
+        trial.set_user_attr("val_accuracy", best["val_accuracy"])
+        trial.set_user_attr("best_epoch", state.best_epoch)
+        return state.best_val_loss
+
+    def log_trial(study, trial) -> None:
+        value = "pruned" if trial.value is None else f"val loss {trial.value:.4f}, acc {trial.user_attrs.get('val_accuracy', 0):.4f}"
+        progress.log(f"trial {trial.number}: {trial.state.name.lower()} ({value}) {trial.params}")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=f"sqlite:///{out / STUDY}", study_name="revsent", direction="minimize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=cfg.train.seed, n_startup_trials=5),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
+    done_before = len(study.trials)
+    progress.log(f"searching: {len(fit_y)} training and {len(val_y)} validation reviews"
+                 + (f"; continuing a study of {done_before} trials" if done_before else ""))
+    study.optimize(objective, n_trials=trials, timeout=minutes * 60 if minutes else None, callbacks=[log_trial],
+                   catch=())
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise ArtifactError(f"{out / STUDY}: no trial completed; give more --trials or --minutes")
+    _write_trials(study, out)
+    _write_plots(study, out, len(complete))
+    best = study.best_trial
+    progress.log(f"best: trial {best.number}, val loss {best.value:.4f}; training it again on the same split")
+    final_cfg = cfg.with_settings(**best.params)
+    result = train(final_cfg, out / "model", force=(out / "model").exists(), progress=progress)
+    return TuneResult(out, dict(best.params), float(best.value), len(study.trials), result.metrics)
+
+
+def _check_out(out: Path) -> Path:
+    """``out`` is new, empty, or a tuning directory (continued); nothing else is touched."""
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir():
+        strangers = [p.name for p in out.iterdir() if p.name not in TUNE_FILES and not p.name.startswith(".")]
+        if strangers:
+            raise ArtifactError(f"{out}: holds files tune did not write ({', '.join(sorted(strangers)[:5])}); "
+                                "choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _dataset(cfg: Config, out: Path, progress: Progress) -> tuple[store.Dataset, Config]:
+    paths = cfg.data.paths
+    if len(paths) == 1 and store.is_dataset(paths[0]):
+        ds = store.Dataset.open(paths[0])
+        return ds, ds.run_config(cfg)
+    if any(store.is_dataset(p) for p in paths):
+        raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
+    cached = out / "dataset"
+    if store.is_dataset(cached):
+        ds = store.Dataset.open(cached)
+        if not store.prepared_with(ds, cfg):
+            raise ConfigError(f"{cached}: was prepared from other data or settings; continue with the same ones, "
+                              "or choose another --out")
+    else:
+        ds = store.prepare(cfg, cached, force=True, progress=progress)
+    return ds, ds.run_config(cfg)
+
+
+def _write_trials(study, out: Path) -> None:
+    names = sorted({name for t in study.trials for name in t.params})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["trial", "state", "val_loss", "val_accuracy", "best_epoch", "seconds", *names])
+    for t in study.trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else ""
+        writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value,
+                         t.user_attrs.get("val_accuracy", ""), t.user_attrs.get("best_epoch", ""),
+                         seconds if seconds == "" else round(seconds, 1), *(t.params.get(n, "") for n in names)])
+    artifacts.atomic_write(out / "trials.csv", buffer.getvalue())
+
+
+def _write_plots(study, out: Path, n_complete: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as views
+
+    from .evaluate import _save_figure
+
+    plots = [("history.png", views.plot_optimization_history)]
+    if n_complete >= 2:
+        plots.append(("importance.png", views.plot_param_importances))
+    for name, plot in plots:
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError):  # e.g. importances of trials that all tried the same values
+            continue
+        _save_figure(axes.figure, out / name)
+        plt.close(axes.figure)

@@ -1,0 +1,72 @@
+"""revsent tune: Optuna search on the validation slice, the study continued, the best model trained once."""
+import csv
+import json
+
+import pytest
+
+from revsent.artifacts import load_model
+from revsent.config import Config
+from revsent.errors import ArtifactError, ConfigError
+from revsent.tune import tune
+
+# 400 real IMDB reviews, a small model: a trial takes seconds.
+SMALL = dict(paths=("imdb",), limit=400, vocab_size=2000, max_len=100, epochs=2, val_fraction=0.2, threads=1,
+             ngram_buckets=20000)
+
+
+def _cfg(**extra):
+    return Config.from_preset("quick", **{**SMALL, **extra})
+
+
+@pytest.mark.slow
+def test_tune_searches_continues_and_trains_the_best(tmp_path):
+    out = tmp_path / "tune"
+    first = tune(_cfg(), out, trials=3)
+    assert first.n_trials == 3
+    with open(out / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["trial"] for r in rows] == ["0", "1", "2"]
+    complete = [r for r in rows if r["state"] == "complete"]
+    assert complete and min(float(r["val_loss"]) for r in complete) == pytest.approx(first.best_val_loss)
+    assert {"lr", "hidden_size", "dropout", "ngram_c"} <= set(rows[0])
+    assert (out / "history.png").stat().st_size > 0
+
+    # the best settings are the final model's; the test part (20% of 400) was scored once, by it
+    saved = json.loads((out / "model" / "config.json").read_text())
+    for name, value in first.best_params.items():
+        section = next(s for s in ("model", "train") if name in saved[s])
+        assert saved[section][name] == value
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert metrics["n_test"] == 80 and metrics["n_validation"] == 64 and metrics["n_train"] == 256
+    assert metrics == first.metrics | {"total_seconds": metrics["total_seconds"]}
+    cfg, classes, _, _ = load_model(out / "model")
+    assert classes == ["negative", "positive"] and cfg.train.lr == first.best_params["lr"]
+
+    again = tune(_cfg(), out, trials=1)  # the study goes on in the same SQLite file
+    assert again.n_trials == 4
+    assert again.best_val_loss <= first.best_val_loss
+    with open(out / "trials.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+
+
+def test_tune_needs_a_budget_and_a_validation_slice(tmp_path):
+    with pytest.raises(ConfigError, match="--trials N or --minutes M"):
+        tune(_cfg(), tmp_path / "a")
+    with pytest.raises(ConfigError, match="validation slice"):
+        tune(_cfg(val_fraction=0.0, patience=None), tmp_path / "b", trials=1)
+
+
+def test_tune_never_writes_into_a_folder_of_other_files(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="notes.txt"):
+        tune(_cfg(), out, trials=1)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_continuing_with_other_data_is_refused(tmp_path):
+    out = tmp_path / "tune"
+    tune(_cfg(limit=200, epochs=1), out, trials=1)
+    with pytest.raises(ConfigError, match="prepared from other data"):
+        tune(_cfg(limit=300, epochs=1), out, trials=1)
