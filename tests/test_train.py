@@ -197,3 +197,32 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+def test_long_batches_go_in_parts_with_the_same_update(tiny_reviews, tmp_path, monkeypatch):
+    """A batch over the TRAIN_TOKENS budget is run in parts and its gradients summed: with no
+    dropout the weights match those of whole batches; with class weights the loss stays the batch's."""
+    import revsent.train as train_module
+
+    whole = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced"), tmp_path / "whole")
+    monkeypatch.setattr(train_module, "TRAIN_TOKENS", 8)  # every batch of 8 reviews goes in parts
+    parts = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced"), tmp_path / "parts")
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "parts" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-5), key
+    for row_a, row_b in zip(whole.history, parts.history):
+        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-5)
+        assert row_a["train_accuracy"] == row_b["train_accuracy"]
+
+
+def test_token_parts_bound_the_padded_size():
+    from revsent.batching import token_parts
+
+    lengths = np.array([5, 50, 3, 40, 1, 0, 200])
+    index = np.array([0, 1, 2, 3, 4, 5])
+    assert token_parts(index, lengths, 1000) == [index]  # fits: untouched, same order
+    parts = token_parts(index, lengths, 100)
+    assert sorted(np.concatenate(parts).tolist()) == index.tolist()
+    assert all(len(p) * lengths[p].max() <= 100 for p in parts)
+    assert [p.tolist() for p in token_parts(np.array([6, 0]), lengths, 100)] == [[6], [0]]  # too long: alone

@@ -62,6 +62,18 @@ def inference_order(lengths: np.ndarray, batch_size: int, max_tokens: int = 1 <<
     return batches
 
 
+def token_parts(index: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """``index`` itself when its padded batch fits ``max_tokens`` positions, else its reviews,
+    longest first, in the fewest equal parts that each fit (a review longer than the budget goes
+    alone)."""
+    longest = max(int(np.max(lengths[index], initial=1)), 1)
+    rows = max(1, max_tokens // longest)
+    if len(index) <= rows:
+        return [index]
+    index = index[np.argsort(-lengths[index], kind="stable")]
+    return np.array_split(index, -(-len(index) // rows))
+
+
 def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, vocab_size: int = 0,
                pin: bool = False) -> Batch:
     """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import artifacts
-from .batching import make_batch, train_order
+from .batching import make_batch, token_parts, train_order
 from .config import Config
 from .device import start_run
 from .data import store
@@ -32,6 +32,9 @@ from .model import SentimentLSTM, class_probabilities
 from .ngrams import fit_linear, out_of_fold_logits
 from .progress import Progress
 from .text import Sequences, TextEncoder
+
+
+TRAIN_TOKENS = 1 << 15  # padded positions per forward/backward pass (about 0.4 GB of LSTM activations)
 
 
 @dataclass
@@ -86,7 +89,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
                                                       model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed,
                                                       class_weights=weights))
     weight_t = None if weights is None else torch.from_numpy(weights).float()
-    loss_fn = nn.CrossEntropyLoss(weight=None if weight_t is None else weight_t.to(device))
+    loss_sum = nn.CrossEntropyLoss(weight=None if weight_t is None else weight_t.to(device), reduction="sum")
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
     pin = device.type == "cuda"
@@ -103,22 +106,29 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{t.epochs}")
         bar.update(state.step)
         for step, index in enumerate(batches[state.step:], start=state.step + 1):
-            batch = make_batch(train_seqs, index, pin=pin).to(device)  # LSTM only: the wide part is in offsets
-            target = train_y_t[batch.index].to(device, non_blocking=True).long()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(batch)
-                if offsets is not None:
-                    logits = logits + offsets[batch.index].to(device)
-            loss = loss_fn(logits.float(), target)
+            # A batch of long reviews goes through in parts of at most TRAIN_TOKENS padded positions,
+            # their gradients summed: the same update, in memory bounded by the budget rather than
+            # by the longest review of the corpus.
+            total_weight = len(index) if weights is None else float(weights[train_y[index]].sum())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss = 0.0
+            for part in token_parts(index, lengths, TRAIN_TOKENS):
+                batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
+                target = train_y_t[batch.index].to(device, non_blocking=True).long()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = model(batch)
+                    if offsets is not None:
+                        logits = logits + offsets[batch.index].to(device)
+                loss = loss_sum(logits.float(), target) / total_weight
+                loss.backward()
+                batch_loss += loss.item()
+                correct += (logits.argmax(1) == target).sum().item()
+                tokens += int(batch.lengths.sum())
             if t.clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
             optimizer.step()
-            total_loss += loss.item() * len(index)
-            correct += (logits.argmax(1) == target).sum().item()
+            total_loss += batch_loss * len(index)
             seen += len(index)
-            tokens += int(batch.lengths.sum())
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}", refresh=False)
             bar.update()

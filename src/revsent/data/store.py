@@ -1,9 +1,10 @@
 """Prepared datasets: token ids on disk, read through memory maps, by any number of processes.
 
-    DATA ──► records ──► words ──► provisional word ids ──► spool.bin  (one pass over the input;
-               │                   (worker processes)                  texts never all in memory)
-               └──► labels, split
-    spool.bin ──► counts over the training split ──► vocabulary ──► ids.bin  (NumPy, in chunks)
+    DATA ──► records ──► words ──► provisional word ids, lengths ──► spools  (one pass over the
+               │                   (worker processes)                         input; nothing held
+               └──► label codes ──────────────────────────────────► spool     grows with N)
+    spools ──► counts over the training split ──► vocabulary ──► ids.bin, offsets.npy, labels.npy
+               (NumPy, streamed in chunks)
 
 A dataset directory holds:
 
@@ -43,7 +44,8 @@ FORMAT, FORMAT_VERSION = "revsent-dataset", 1
 MANIFEST, TOKENIZER, IDS, OFFSETS, LABELS, SPLIT = (
     "manifest.json", "tokenizer.json", "ids.bin", "offsets.npy", "labels.npy", "split.npy")
 CHUNK = 8192  # records tokenized per task
-TOKEN_CHUNK = 1 << 22  # provisional ids per NumPy step in the later passes (~150 MB of temporaries)
+TOKEN_CHUNK = 1 << 20  # provisional ids per NumPy step in the later passes (~20 MB of temporaries)
+ROW_BLOCK = 1 << 16  # per-review numbers (lengths, label codes) read back from their spools at a time
 POOL_AFTER = 4  # chunks tokenized in-process before worker processes pay for themselves
 TOKENIZER_FIELDS = ("vocab_size", "oov", "max_len", "truncate")
 
@@ -188,15 +190,17 @@ def _tokenize(texts: list[str]) -> tuple[tuple[int, int], np.ndarray, np.ndarray
 
 
 class _Spool:
-    """Provisional ids written to disk as they come, with one global word table merged from the
-    workers' tables (each worker numbers its words itself, so no process waits for another)."""
+    """What the reading pass writes to disk as it comes, so that nothing held grows with the
+    number of reviews: provisional ids (uint32), review lengths and label codes (int32). One global
+    word table is merged from the workers' tables (each worker numbers its words itself, so no
+    process waits for another); it grows with the number of distinct words only."""
 
-    def __init__(self, path: Path):
-        self.handle = open(path, "wb")
+    def __init__(self, build: Path):
+        self.build = build
+        self.ids, self.lengths, self.codes = (open(build / name, "wb") for name in SPOOLS)
         self.words: list[str] = []
         self.index: dict[str, int] = {}
         self.remaps: dict[tuple[int, int], np.ndarray] = {}  # (pid, generation) -> its ids' global ids
-        self.lengths: list[np.ndarray] = []
 
     def add(self, result) -> None:
         worker, ids, lengths, added = result
@@ -205,8 +209,8 @@ class _Spool:
                 del self.remaps[old]
         fresh = np.fromiter((self._global(w) for w in added), dtype=np.uint32, count=len(added))
         self.remaps[worker] = np.concatenate([self.remaps.get(worker, np.zeros(0, np.uint32)), fresh])
-        self.handle.write(self.remaps[worker][ids].tobytes())
-        self.lengths.append(lengths)
+        self.ids.write(self.remaps[worker][ids].tobytes())
+        self.lengths.write(lengths.tobytes())
 
     def _global(self, word: str) -> int:
         gid = self.index.get(word)
@@ -214,6 +218,17 @@ class _Spool:
             gid = self.index[word] = len(self.words)
             self.words.append(word)
         return gid
+
+    def close(self) -> None:
+        for handle in (self.ids, self.lengths, self.codes):
+            handle.close()
+
+    def remove(self) -> None:
+        for name in SPOOLS:
+            (self.build / name).unlink(missing_ok=True)
+
+
+SPOOLS = ("spool-ids.bin", "spool-lengths.bin", "spool-codes.bin")
 
 
 def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str | Path | None = None,
@@ -271,74 +286,77 @@ def _check_out(out: Path, force: bool) -> None:
             raise ArtifactError(f"{out}: a dataset is already there; pass --force to replace it")
 
 
-def _read(cfg: Config, spool: "_Spool"):
-    """One pass over the inputs: texts to the spool; labels, classes and the split kept."""
+def _read(cfg: Config, spool: _Spool):
+    """One pass over the inputs into the spool; returns the readers, the label of each code, the
+    classes and the split (n,) uint8 (0 training, 1 held out)."""
     names: dict[str, int] = {}  # label -> code in order of appearance; class ids come later
-    codes: list[np.ndarray] = []
     reader = RecordReader(cfg.data)
     parts = [reader]
-    val_reader = None
+    test_reader = None
     if cfg.train.test_data:
-        val_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.test_data, limit=None))
-        parts.append(val_reader)
+        test_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.test_data, limit=None))
+        parts.append(test_reader)
     sizes, seen = [], []
     with _Tokenizers() as tokenize:
         for part_reader in parts:
-            count = 0
+            count, codes_seen = 0, set()
             for chunk in _chunks(part_reader, CHUNK):
-                codes.append(np.fromiter((names.setdefault(r.label, len(names)) for r in chunk), np.int32, len(chunk)))
+                codes = np.fromiter((names.setdefault(r.label, len(names)) for r in chunk), np.int32, len(chunk))
+                spool.codes.write(codes.tobytes())
+                codes_seen.update(np.unique(codes).tolist())
                 tokenize.submit([record.text for record in chunk], spool.add)
                 count += len(chunk)
             tokenize.drain(spool.add)
             _check_read(part_reader, count)
             sizes.append(count)
-            seen.append(set(np.unique(np.concatenate(codes)[-count:]).tolist()))
-    spool.handle.close()
+            seen.append(codes_seen)
+    spool.close()
     label_of = list(names)  # code -> label
     train_labels = {label_of[c] for c in seen[0]}
     classes = reader.classes(train_labels)
     if len(train_labels) < 2:
         raise DataError(", ".join(reader.paths), f"only one class ({label_of[0]!r}) in {sizes[0]} records; "
                         "a classifier needs at least two")
-    if val_reader is not None:
+    if test_reader is not None:
         unknown = sorted({label_of[c] for c in seen[1]} - set(classes))
         if unknown:
-            raise DataError(", ".join(val_reader.paths), f"labels {unknown[:5]} are not among the training classes {classes}")
-    label_dtype = np.uint8 if len(classes) <= 255 else np.int32
-    y = np.array([classes.index(label) for label in label_of], dtype=label_dtype)[np.concatenate(codes)]
-    del codes
-    if val_reader is not None:
+            raise DataError(", ".join(test_reader.paths), f"labels {unknown[:5]} are not among the training classes {classes}")
+    if test_reader is not None:
         split = np.concatenate([np.zeros(sizes[0], np.uint8), np.ones(sizes[1], np.uint8)])
     else:
-        split = heldout_mask(len(y), cfg.train.test_split, cfg.train.seed)
-    return reader, val_reader, y, split, classes
+        split = heldout_mask(sizes[0], cfg.train.test_split, cfg.train.seed)
+    return reader, test_reader, label_of, classes, split
 
 
 def _build(cfg: Config, build: Path, progress) -> dict:
     started = time.perf_counter()
     log = progress.log if progress is not None else (lambda message: None)
-    spool = _Spool(build / "spool.bin")
-    reader, val_reader, y, split, classes = _read(cfg, spool)
-    n, lengths = len(y), np.concatenate(spool.lengths) if spool.lengths else np.zeros(0, np.int32)
-    spool.lengths.clear()
-    log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
-
-    m = cfg.model
-    counts = _train_counts(build / "spool.bin", lengths, split, len(spool.words))
-    vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), m.vocab_size, m.oov)
-    table = np.full(len(spool.words), 1 if m.oov else -1, dtype=np.int64)  # provisional -> final id
-    for word, i in vocab.items():
-        if word not in (PAD, UNK):
-            table[spool.index[word]] = i
-    del spool.index, spool.words
-    dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
-    n_tokens, ids_sha256 = _write_ids(build, lengths, table, m, dtype)
-    del lengths, table
+    spool = _Spool(build)
+    try:
+        reader, test_reader, label_of, classes, split = _read(cfg, spool)
+        n = len(split)
+        log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
+        m = cfg.model
+        counts = _train_counts(build, split, len(spool.words))
+        vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), m.vocab_size, m.oov)
+        table = np.full(len(spool.words), 1 if m.oov else -1, dtype=np.int32)  # provisional -> final id
+        for word, i in vocab.items():
+            if word not in (PAD, UNK):
+                table[spool.index[word]] = i
+        del spool.index, spool.words
+        dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
+        n_tokens, ids_sha256 = _write_ids(build, n, table, m, dtype)
+        label_dtype = np.dtype(np.uint8 if len(classes) <= 255 else np.int32)
+        class_of = np.array([classes.index(label) for label in label_of], dtype=label_dtype)
+        _write_labels(build, n, class_of)
+    finally:
+        spool.close()
+        spool.remove()
     encoder = TextEncoder(vocab, m.vocab_size, m.oov, m.max_len, m.truncate)
-    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": ids_sha256},
-             OFFSETS: {"bytes": (build / OFFSETS).stat().st_size, "sha256": _sha256(build / OFFSETS)}}
-    for name, write in ((LABELS, lambda f: np.save(f, y)), (SPLIT, lambda f: np.save(f, split)),
-                        (TOKENIZER, lambda f: f.write(encoder.to_str().encode()))):
+    files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": ids_sha256}}
+    for name in (OFFSETS, LABELS):
+        files[name] = {"bytes": (build / name).stat().st_size, "sha256": _sha256(build / name)}
+    for name, write in ((SPLIT, lambda f: np.save(f, split)), (TOKENIZER, lambda f: f.write(encoder.to_str().encode()))):
         with open(build / name, "wb") as handle:
             write(handle)
             handle.flush()
@@ -358,7 +376,7 @@ def _build(cfg: Config, build: Path, progress) -> dict:
         "tokenizer": {name: getattr(m, name) for name in TOKENIZER_FIELDS},
         "split": {"test_split": cfg.train.test_split, "seed": cfg.train.seed, "test_data": list(cfg.train.test_data)},
         "counts": reader.tally.as_dict(),
-        "heldout_counts": val_reader.tally.as_dict() if val_reader is not None else None,
+        "heldout_counts": test_reader.tally.as_dict() if test_reader is not None else None,
         "seconds": round(time.perf_counter() - started, 2),
         "files": files,
     }
@@ -371,21 +389,25 @@ def _build(cfg: Config, build: Path, progress) -> dict:
     return manifest
 
 
-def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConfig, dtype) -> tuple[int, str]:
+def _npy_header(handle, dtype, n: int) -> None:
+    """The header of a .npy file of ``n`` values, written before the values are streamed after it."""
+    np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  "fortran_order": False, "shape": (n,)})
+
+
+def _write_ids(build: Path, n: int, table: np.ndarray, m: ModelConfig, dtype) -> tuple[int, str]:
     """The final ids (``table`` applied to the spool, unknown words dropped, truncated) into ids.bin
     and their offsets into offsets.npy, both streamed; returns the token count and ids.bin's SHA-256."""
     digest = hashlib.sha256()
     total = 0
     with open(build / IDS, "wb") as handle, open(build / OFFSETS, "wb") as offsets:
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)), "fortran_order": False,
-                  "shape": (len(lengths) + 1,)}
-        np.lib.format.write_array_header_1_0(offsets, header)
+        _npy_header(offsets, np.int64, n + 1)
         offsets.write(np.zeros(1, np.int64).tobytes())
-        for _, ids, chunk_lengths in _spooled(build / "spool.bin", lengths):
+        for _, ids, chunk_lengths in _spooled(build):
             final = table[ids]
             if not m.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
                 keep = final >= 0
-                kept_before = np.concatenate([[0], np.cumsum(keep)])
+                kept_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(keep)])
                 ends = np.cumsum(chunk_lengths)
                 chunk_lengths = kept_before[ends] - kept_before[ends - chunk_lengths]
                 final = final[keep]
@@ -399,8 +421,17 @@ def _write_ids(build: Path, lengths: np.ndarray, table: np.ndarray, m: ModelConf
         for file in (handle, offsets):
             file.flush()
             os.fsync(file.fileno())
-    (build / "spool.bin").unlink()
     return total, digest.hexdigest()
+
+
+def _write_labels(build: Path, n: int, class_of: np.ndarray) -> None:
+    """labels.npy: the class id of each review, streamed from the spool of label codes."""
+    with open(build / SPOOLS[2], "rb") as codes, open(build / LABELS, "wb") as labels:
+        _npy_header(labels, class_of.dtype, n)
+        while len(block := np.fromfile(codes, dtype=np.int32, count=ROW_BLOCK)):
+            labels.write(class_of[block].tobytes())
+        labels.flush()
+        os.fsync(labels.fileno())
 
 
 def _check_read(reader: RecordReader, count: int) -> None:
@@ -414,25 +445,27 @@ def _chunks(items, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _spooled(path: Path, lengths: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(first_row, provisional_ids, lengths)`` for runs of whole reviews, about TOKEN_CHUNK ids each.
+def _spooled(build: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first_row, provisional_ids, lengths)`` for runs of whole reviews, about TOKEN_CHUNK ids
+    each, read back from the spools in order (plain reads: mapped pages of spools this size would
+    count as the process' own memory)."""
+    row = 0
+    with open(build / SPOOLS[0], "rb") as ids, open(build / SPOOLS[1], "rb") as lengths:
+        while len(block := np.fromfile(lengths, dtype=np.int32, count=ROW_BLOCK)):
+            ends = np.cumsum(block, dtype=np.int64)
+            start = token = 0
+            while start < len(block):
+                last = max(int(np.searchsorted(ends, token + TOKEN_CHUNK, side="right")), start + 1)
+                stop = int(ends[last - 1])
+                yield row + start, np.fromfile(ids, dtype=np.uint32, count=stop - token), block[start:last]
+                start, token = last, stop
+            row += len(block)
 
-    Read with plain reads, not a memory map: mapped pages of a spool this size would count as
-    the process' own memory."""
-    ends = np.cumsum(lengths)
-    row = token = 0
-    with open(path, "rb") as handle:
-        while row < len(lengths):
-            last = max(int(np.searchsorted(ends, token + TOKEN_CHUNK, side="right")), row + 1)
-            stop = int(ends[last - 1])
-            yield row, np.fromfile(handle, dtype=np.uint32, count=stop - token), lengths[row:last]
-            row, token = last, stop
 
-
-def _train_counts(path: Path, lengths: np.ndarray, split: np.ndarray, n_words: int) -> np.ndarray:
+def _train_counts(build: Path, split: np.ndarray, n_words: int) -> np.ndarray:
     """How often each provisional word occurs in the training split."""
     counts = np.zeros(n_words, dtype=np.int64)
-    for first, ids, chunk_lengths in _spooled(path, lengths):
+    for first, ids, chunk_lengths in _spooled(build):
         train = np.repeat(split[first: first + len(chunk_lengths)] == 0, chunk_lengths)
         counts += np.bincount(ids[train], minlength=n_words)
     return counts
