@@ -34,7 +34,7 @@ def test_train_prints_metrics(model_dir):
 
 
 def test_train_output(tmp_path, model_dir):
-    _, data = model_dir
+    _, data, _ = model_dir
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m2"), *TINY_FLAGS, "--epochs", "1", "--baseline"])
     assert result.exit_code == 0, result.output
     assert "test metrics (20 held-out reviews, scored once; 1 epoch(s)" in result.output
@@ -58,7 +58,7 @@ def test_predict_stdin(model_dir):
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
 def test_predict_file_to_each_format(model_dir, tmp_path, suffix):
-    model, data = model_dir
+    model, data, _ = model_dir
     out = tmp_path / f"pred.{suffix}"
     result = runner.invoke(app, ["predict", str(model), "--input", str(data), "--output", str(out)])
     assert result.exit_code == 0, result.output
@@ -75,7 +75,7 @@ def test_predict_file_to_each_format(model_dir, tmp_path, suffix):
 
 
 def test_evaluate_json_and_table(model_dir):
-    model, data = model_dir
+    model, data, _ = model_dir
     result = runner.invoke(app, ["evaluate", str(model), str(data), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -189,7 +189,7 @@ PREPARE_FLAGS = ["--preset", "seed", "--vocab-size", "100", "--quiet"]
 
 
 def test_prepare_then_train_and_evaluate_the_dataset(model_dir, tmp_path):
-    _, data = model_dir
+    _, data, _ = model_dir
     ds = tmp_path / "ds"
     result = runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS])
     assert result.exit_code == 0, result.output
@@ -220,7 +220,7 @@ def test_prepare_bad_record_and_skip_bad(tmp_path):
 
 
 def test_damaged_dataset_is_a_one_line_error(model_dir, tmp_path):
-    _, data = model_dir
+    _, data, _ = model_dir
     ds = tmp_path / "ds"
     assert runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS]).exit_code == 0
     (ds / "offsets.npy").write_bytes((ds / "offsets.npy").read_bytes()[:-8])

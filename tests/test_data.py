@@ -676,7 +676,7 @@ def test_split_is_sklearn_train_test_split_of_the_tutorial(n):
 
 def test_split_seed_matters_and_needs_two_records():
     assert split(50, 0.2, 36)[1].tolist() != split(50, 0.2, 37)[1].tolist()
-    with pytest.raises(DataError, match=re.escape("data: 1 record(s) cannot be split into training and validation sets")):
+    with pytest.raises(DataError, match=re.escape("data: 1 record(s) cannot be split with --test-split 0.2")):
         split(1, 0.2, 36)
 
 

@@ -259,7 +259,7 @@ def test_evaluate_on_datasets(tiny_reviews, write_jsonl, tmp_path):
     own = evaluate(model)  # no DATA: the held-out part of the dataset it was trained on
     assert own["n"] == 20 and own["accuracy"] == trained["accuracy"]
     again = evaluate(model, [str(ds_path)])  # the same dataset given: still only its held-out part
-    assert again["n"] == 20 and again["accuracy"] == own["accuracy"] and "held-out" in again["data"]
+    assert again["n"] == 20 and again["accuracy"] == own["accuracy"] and again["data"].startswith("test split (held out)")
     other = tmp_path / "other"
     store.prepare(_cfg(tiny_reviews, test_split=0.5), other)  # same records, another split: another dataset
     with pytest.raises(DataError, match="another vocabulary"):

@@ -113,7 +113,7 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    """Training and validation loss and accuracy per epoch."""
+    """Training (and, with a validation slice, validation) loss and accuracy per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +123,8 @@ def plot_history(history: list[dict], path: Path) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="train")
-        ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label="validation")
+        if all(f"val_{key}" in row for row in history):  # no validation slice: training curves only
+            ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label="validation")
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.set_xticks(epochs)

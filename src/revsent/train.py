@@ -322,6 +322,5 @@ def save_run(out: Path, cfg: Config, classes: list[str], encoder: TextEncoder, m
         writer.writeheader()
         writer.writerows(history)
         artifacts.atomic_write(out / artifacts.HISTORY, buffer.getvalue())
-        if all("val_loss" in row for row in history):
-            plot_history(history, out / "training_curves.png")
+        plot_history(history, out / "training_curves.png")
     plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,7 @@ def _write_trials(study, out: Path) -> None:
 
 def _write_plots(study, out: Path, n_complete: int) -> None:
     import matplotlib
+    import optuna
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -181,7 +183,9 @@ def _write_plots(study, out: Path, n_complete: int) -> None:
         plots.append(("importance.png", views.plot_param_importances))
     for name, plot in plots:
         try:
-            axes = plot(study)
+            with warnings.catch_warnings():  # Optuna marks its matplotlib views experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axes = plot(study)
         except (ValueError, RuntimeError):  # e.g. importances of trials that all tried the same values
             continue
         _save_figure(axes.figure, out / name)
