@@ -79,6 +79,20 @@ def test_large_vocabulary_uses_uint32(write_jsonl, tmp_path):
     assert ds.manifest["ids_dtype"] == "uint32" and ds.seqs.ids.dtype == np.uint32
 
 
+def _count_pools(monkeypatch) -> list:
+    """Records the size of every worker pool started (a spy on multiprocessing's Pool)."""
+    import multiprocessing.context
+
+    started, real = [], multiprocessing.context.BaseContext.Pool
+
+    def pool(self, processes=None, *args, **kwargs):
+        started.append(processes)
+        return real(self, processes, *args, **kwargs)
+
+    monkeypatch.setattr(multiprocessing.context.BaseContext, "Pool", pool)
+    return started
+
+
 def test_worker_processes_give_the_same_dataset(tiny_reviews, tmp_path, monkeypatch):
     """Small chunks and an early pool: the words numbered by several processes merge into one table."""
     whole = _prepare(tiny_reviews, tmp_path / "a")
@@ -86,7 +100,9 @@ def test_worker_processes_give_the_same_dataset(tiny_reviews, tmp_path, monkeypa
     monkeypatch.setattr(store, "POOL_AFTER", 1)
     monkeypatch.setattr(store, "TOKEN_CHUNK", 50)
     monkeypatch.setattr(store.os, "cpu_count", lambda: 2)
+    pools = _count_pools(monkeypatch)
     parts = _prepare(tiny_reviews, tmp_path / "b")
+    assert pools == [2]  # the worker processes did run
     assert parts.encoder.vocab == whole.encoder.vocab
     assert np.array_equal(parts.seqs.ids, whole.seqs.ids) and np.array_equal(parts.seqs.offsets, whole.seqs.offsets)
     assert parts.y.tolist() == whole.y.tolist()
@@ -100,7 +116,10 @@ def test_word_tables_started_afresh_give_the_same_dataset(tiny_reviews, tmp_path
     monkeypatch.setattr(store, "POOL_AFTER", 2)
     monkeypatch.setattr(store, "WORKER_WORDS", 10)
     monkeypatch.setattr(store.os, "cpu_count", lambda: 2)
+    pools, resets, real_reset = _count_pools(monkeypatch), [], store._reset_worker
+    monkeypatch.setattr(store, "_reset_worker", lambda: (resets.append(1), real_reset()))
     reset = _prepare(tiny_reviews, tmp_path / "b")
+    assert pools == [2] and len(resets) >= 2  # started afresh at least once beyond the first table
     assert reset.encoder.vocab == whole.encoder.vocab
     assert np.array_equal(reset.seqs.ids, whole.seqs.ids) and np.array_equal(reset.seqs.offsets, whole.seqs.offsets)
     assert reset.manifest["id"] == whole.manifest["id"]
