@@ -24,7 +24,13 @@ def test_overfit_save_reload_same_predictions(tmp_path):
 
 def test_validation_data_and_history():
     clf = Classifier(preset="seed", **{**TINY, "epochs": 3}).fit(TEXTS, LABELS, val_texts=TEXTS[:4], val_labels=LABELS[:4])
-    assert [row["epoch"] for row in clf.history_] == [1, 2, 3] and "val_loss" in clf.history_[0]
+    assert [row["epoch"] for row in clf.history_] == [1, 2, 3]
+    # the kept weights are the best epoch's: its validation figures are those of the fitted model
+    best = min(clf.history_, key=lambda row: row["val_loss"])
+    proba = clf.predict_proba(TEXTS[:4])
+    loss = -np.mean(np.log(proba[np.arange(4), [clf.classes_.index(str(v)) for v in LABELS[:4]]]))
+    assert best["val_loss"] == pytest.approx(loss, rel=1e-4)
+    assert best["val_accuracy"] == np.mean(np.array(clf.predict(TEXTS[:4])) == np.array([str(v) for v in LABELS[:4]]))
 
 
 def test_not_fitted():

@@ -5,6 +5,8 @@ from typer.testing import CliRunner
 
 from revsent.cli import app
 
+from .conftest import NEGATIVE, POSITIVE
+
 runner = CliRunner()
 TINY_FLAGS = ["--preset", "seed", "--vocab-size", "100", "--embedding-dim", "16", "--hidden-size", "16",
               "--epochs", "8", "--batch-size", "8", "--lr", "0.01", "--dropout", "0", "--recurrent-dropout", "0",
@@ -70,6 +72,8 @@ def test_predict_file_to_each_format(model_dir, tmp_path, suffix):
     assert table.num_rows == 96
     assert table.column_names == ["id", "label", "prob_negative", "prob_positive"]
     assert table.column("id")[0].as_py() == "r0-0"
+    labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
+    assert table.column("label").to_pylist() == labels * 8  # the model learned its training data
     again = runner.invoke(app, ["predict", str(model), "--input", str(data), "--output", str(out)])
     assert again.exit_code != 0 and "file exists; pass --force" in again.output
 

@@ -31,7 +31,9 @@ def test_input_without_labels_is_fine(model, tmp_path):
     data.write_text("body\ngreat food\n")
     result = predict(model, input=str(data), output=str(tmp_path / "o.csv"), text_field="body")
     assert result["predicted"] == 1
-    assert (tmp_path / "o.csv").read_text().splitlines()[0] == "id,label,prob_neg,prob_pos"  # id column, empty here
+    lines = (tmp_path / "o.csv").read_text().splitlines()
+    assert lines[0] == "id,label,prob_neg,prob_pos"  # id column, empty here
+    assert lines[1].startswith(",pos,") and float(lines[1].split(",")[3]) > 0.5
 
 
 def test_bad_record_leaves_no_partial_output(model, write_jsonl, tmp_path):

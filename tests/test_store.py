@@ -284,7 +284,8 @@ def test_evaluate_on_datasets(tiny_reviews, write_jsonl, tmp_path):
     with pytest.raises(DataError, match="another vocabulary"):
         evaluate(model, [str(other)])
     with_baseline = evaluate(model, baseline=True)
-    assert with_baseline["baseline"]["n"] == 20
+    assert with_baseline["baseline"]["n"] == 20 and with_baseline["accuracy"] == own["accuracy"]
+    assert with_baseline["baseline"]["accuracy"] >= 0.9 and with_baseline["baseline"]["C"] == 10.0  # no slice: the default C
 
 
 def test_evaluate_without_data_refuses_changed_files(tiny_reviews, tmp_path):
