@@ -44,6 +44,17 @@ def _given(**options) -> dict:
     return {key: value for key, value in options.items() if value is not None}
 
 
+DATA_OPTIONS = ("format", "text_field", "label_field", "stars_field", "labels", "id_field", "business", "category",
+                "limit", "skip_bad", "vocab_size", "oov", "max_len", "truncate", "test_split", "seed")
+
+
+def _data_settings(args: dict) -> dict:
+    """The data, tokenizer and split settings among a command's arguments (train, prepare, tune)."""
+    return {"paths": tuple(args["data"]) if args["data"] else None,
+            "test_data": tuple(args["test_data"]) if args["test_data"] else None,
+            **{name: args[name] for name in DATA_OPTIONS}}
+
+
 def _run(action):
     """Call ``action``; a user's mistake becomes one line on stderr and a non-zero exit code."""
     try:
@@ -99,6 +110,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
     """Train a model on review data (files, or a dataset made by `revsent prepare`) and write it to --out."""
+    args = dict(locals())
     from .config import Config
     from .data.store import check_settings, is_dataset
     from .evaluate import format_report
@@ -111,14 +123,12 @@ def train(
         except ValueError:
             raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. Got {dense!r} instead.") from None
         options = _given(
-            paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
-            stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
-            limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
+            **_data_settings(args),
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, test_split=test_split,
-            test_data=tuple(test_data) if test_data else None, val_fraction=val_fraction, seed=seed, baseline=baseline, class_weight=class_weight,
+            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_fraction=val_fraction,
+            baseline=baseline, class_weight=class_weight,
             device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)
         cfg = Config.from_preset(preset, **options)
         if data and len(data) == 1 and is_dataset(data[0]):
@@ -156,16 +166,13 @@ def prepare(
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
     """Read review data once into a dataset directory (memory-mapped token ids, labels, split) for train and evaluate."""
+    args = dict(locals())
     from .config import Config
     from .data.store import prepare as prepare_dataset
     from .progress import Progress
 
     def action():
-        cfg = Config.from_preset(preset, **_given(
-            paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
-            stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
-            limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
-            test_split=test_split, test_data=tuple(test_data) if test_data else None, seed=seed))
+        cfg = Config.from_preset(preset, **_given(**_data_settings(args)))
         ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet))
         m = ds.manifest
         typer.echo(f"{m['n']} reviews ({m['n_train']} training, {m['n_heldout']} held out), {m['n_tokens']} tokens, "
@@ -202,6 +209,7 @@ def tune(
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
     """Search the model's settings with Optuna (TPE, pruned on validation loss), then train the best ones."""
+    args = dict(locals())
     from .config import Config
     from .evaluate import format_report
     from .progress import Progress
@@ -209,11 +217,8 @@ def tune(
 
     def action():
         cfg = Config.from_preset(preset, **_given(
-            paths=tuple(data) if data else None, format=format, text_field=text_field, label_field=label_field,
-            stars_field=stars_field, labels=labels, id_field=id_field, business=business, category=category,
-            limit=limit, skip_bad=skip_bad, vocab_size=vocab_size, oov=oov, max_len=max_len, truncate=truncate,
-            epochs=epochs, val_fraction=val_fraction, test_split=test_split,
-            test_data=tuple(test_data) if test_data else None, seed=seed, device=device, threads=threads))
+            **_data_settings(args),
+            epochs=epochs, val_fraction=val_fraction, device=device, threads=threads))
         result = tune_settings(cfg, out, trials=trials, minutes=minutes, progress=Progress(not quiet))
         typer.echo(f"{result.n_trials} trial(s) in {result.out / 'study.db'}; best validation loss "
                    f"{result.best_val_loss:.4f} with {result.best_params}")
