@@ -226,3 +226,33 @@ def test_token_parts_bound_the_padded_size():
     assert sorted(np.concatenate(parts).tolist()) == index.tolist()
     assert all(len(p) * lengths[p].max() <= 100 for p in parts)
     assert [p.tolist() for p in token_parts(np.array([6, 0]), lengths, 100)] == [[6], [0]]  # too long: alone
+
+
+def _rss_mb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_trim_heap_gives_back_the_heaps_free_pages():
+    from revsent.device import trim_heap
+
+    del_me = np.ones(1 << 20)  # a freed 8 MB mapping raises glibc's mmap threshold: 1 MB blocks then come from the heap
+    del del_me
+    blocks = [np.ones(1 << 17) for _ in range(300)]  # 300 MB of heap
+    top = blocks[-1]  # the last block pins the heap's top, so free() alone returns nothing
+    del blocks
+    before = _rss_mb()
+    assert trim_heap() is True
+    assert _rss_mb() < before - 200
+    del top
+
+
+def test_training_trims_the_heap_as_it_goes(tiny_reviews, tmp_path, monkeypatch):
+    import revsent.train as train_module
+
+    calls = []
+    monkeypatch.setattr(train_module, "TRIM_SECONDS", 0.0)
+    monkeypatch.setattr(train_module, "trim_heap", lambda: calls.append(1) or True)
+    result = train(_cfg(tiny_reviews, epochs=1), tmp_path / "model")
+    assert len(calls) == -(-result.metrics["n_train"] // TINY["batch_size"])  # once a step at TRIM_SECONDS 0
