@@ -20,25 +20,34 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def prepare(name: str, limit: int | None, out: Path) -> tuple[Path, Path]:
-    """Write the sample's tutorial split as train/val JSON lines, shared by every system."""
+SEEDS = (36, 37, 38)  # revsent's presets run once per seed: the spread is part of the result
+VAL_FRACTION = 0.1  # the validation slice carved from the training split, as the default preset does
+
+
+def prepare(name: str, limit: int | None, out: Path) -> dict[str, Path]:
+    """Write the sample's tutorial split as JSON lines shared by every system: ``train`` (the 80%),
+    its two parts ``fit`` and ``val`` (the validation slice revsent carves with seed 36) and ``test``."""
     from revsent.config import Config
     from revsent.data import read_labelled, split
+    from revsent.data.dataset import validation_mask
 
     data = read_labelled(Config.from_preset("seed", paths=(name,), limit=limit))
-    train_idx, val_idx = split(len(data.texts), 0.2, 36)
-    paths = []
-    for part, index in (("train", train_idx), ("val", val_idx)):
-        path = out / f"{name}_{part}.jsonl"
-        with open(path, "w", encoding="utf-8") as handle:
+    train_idx, test_idx = split(len(data.texts), 0.2, 36)
+    in_val = validation_mask(len(train_idx), VAL_FRACTION, 36).astype(bool)
+    parts = {"train": train_idx, "fit": train_idx[~in_val], "val": train_idx[in_val], "test": test_idx}
+    paths = {}
+    for part, index in parts.items():
+        paths[part] = out / f"{name}_{part}.jsonl"
+        with open(paths[part], "w", encoding="utf-8") as handle:
             for i in index:
                 handle.write(json.dumps({"text": data.texts[i], "label": data.classes[data.y[i]]}) + "\n")
-        paths.append(path)
-    return paths[0], paths[1]
+    return paths
 
 
 def run(cmd: list[str], env: dict | None = None) -> dict:
@@ -63,18 +72,35 @@ def run(cmd: list[str], env: dict | None = None) -> dict:
     return result
 
 
-def revsent_train(name: str, preset: str, train: Path, val: Path, out: Path, extra: list[str]) -> dict:
-    model = out / "models" / f"{name}_{preset}"
-    result = run([str(Path(sys.executable).parent / "revsent"), "train", str(train), "--test-data", str(val),
-                  "--preset", preset, "--out", str(model), "--force", "--quiet", *extra])
+def revsent_train(name: str, preset: str, paths: dict[str, Path], out: Path, extra: list[str], seed: int = 36,
+                  speed: bool = True) -> dict:
+    """One revsent run on the whole training split with the validation slice carved inside (the same
+    rows as ``val`` at seed 36), scored once on ``test``; ``speed`` also times prediction."""
+    model = out / "models" / f"{name}_{preset}_{seed}"
+    result = run([str(Path(sys.executable).parent / "revsent"), "train", str(paths["train"]), "--test-data", str(paths["test"]),
+                  "--preset", preset, "--val-fraction", str(VAL_FRACTION), "--seed", str(seed),
+                  "--out", str(model), "--force", "--quiet", *extra])
     if "error" in result:
         return result
     metrics = json.loads((model / "metrics.json").read_text())
-    result.update(accuracy=metrics["accuracy"], train_seconds=metrics["train_seconds"],
-                  train_tokens=metrics["train_tokens"], epochs=metrics["epochs_run"], model=str(model))
-    prediction = run([sys.executable, str(HERE / "revsent_predict.py"), str(model), str(val)])
-    result.update({k: prediction[k] for k in ("predict_per_s", "latency_ms_median") if k in prediction})
+    result.update(accuracy=metrics["accuracy"], val_accuracy=metrics["validation"]["accuracy"],
+                  train_seconds=metrics["train_seconds"], train_tokens=metrics["train_tokens"],
+                  epochs=metrics["epochs_run"], model=str(model), seed=seed)
+    if speed:
+        prediction = run([sys.executable, str(HERE / "revsent_predict.py"), str(model), str(paths["test"])])
+        result.update({k: prediction[k] for k in ("predict_per_s", "latency_ms_median") if k in prediction})
     return result
+
+
+def revsent_seeds(name: str, preset: str, paths: dict[str, Path], out: Path, extra: list[str]) -> dict:
+    """revsent at every seed of SEEDS: the first run's row, with the test accuracies of all of them."""
+    runs = [revsent_train(name, preset, paths, out, extra, seed, speed=seed == SEEDS[0]) for seed in SEEDS]
+    first = runs[0]
+    scored = [r for r in runs if "accuracy" in r]
+    if "error" not in first:
+        first["seed_accuracies"] = {r["seed"]: r["accuracy"] for r in scored}
+        first["seed_val_accuracies"] = {r["seed"]: r["val_accuracy"] for r in scored}
+    return first
 
 
 def matmul_gflops(seconds: float = 3.0) -> float:
@@ -103,17 +129,33 @@ def fmt(value, spec: str = ".1f") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
 def table(rows: list[tuple[str, dict]], reference: dict) -> list[str]:
-    lines = ["| system | held-out acc. | train s | train vs revsent | predict reviews/s | peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| system | validation acc. | test acc. | train s | train vs revsent seed | predict reviews/s | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows:
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} | | | | |")
+            lines.append(f"| {name} | failed: {r['error']} | | | | | |")
             continue
         ratio = r.get("train_seconds") / reference["train_seconds"] if r.get("train_seconds") and reference.get("train_seconds") else None
-        acc = f"{100 * r['accuracy']:.2f}%" if "accuracy" in r else "—"
-        lines.append(f"| {name} | {acc} | {fmt(r.get('train_seconds'))} | {fmt(ratio, '.1f')}x | "
-                     f"{fmt(r.get('predict_per_s'), '.0f')} | {fmt(r.get('peak_rss_mb'), '.0f')} |")
+        lines.append(f"| {name} | {pct(r.get('val_accuracy'))} | {pct(r.get('accuracy'))} | {fmt(r.get('train_seconds'))} | "
+                     f"{fmt(ratio, '.1f')}x | {fmt(r.get('predict_per_s'), '.0f')} | {fmt(r.get('peak_rss_mb'), '.0f')} |")
+    return lines
+
+
+def spread_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Test (and validation) accuracy of revsent's presets at every seed, with mean and spread."""
+    lines = ["| preset | test acc. by seed (" + " / ".join(map(str, SEEDS)) + ") | test mean ± sd | test range | validation mean |",
+             "|---|---|---:|---:|---:|"]
+    for name, r in rows:
+        test, val = list(r.get("seed_accuracies", {}).values()), list(r.get("seed_val_accuracies", {}).values())
+        if not test:
+            continue
+        lines.append(f"| {name} | {' / '.join(pct(a) for a in test)} | {pct(float(np.mean(test)))} ± {100 * float(np.std(test, ddof=1)) if len(test) > 1 else 0:.2f} | "
+                     f"{100 * (max(test) - min(test)):.2f} pts | {pct(float(np.mean(val)) if val else None)} |")
     return lines
 
 
@@ -128,8 +170,8 @@ def main() -> None:
     (out / "models").mkdir(parents=True, exist_ok=True)
     quick = args.quick
     peers = args.peers_python
-    imdb_train, imdb_val = prepare("imdb", 2500 if quick else None, out)
-    rt_train, rt_val = prepare("rt", 2000 if quick else None, out)
+    imdb = prepare("imdb", 2500 if quick else None, out)
+    rt = prepare("rt", 2000 if quick else None, out)
     keras_batches = "3" if quick else "20"
     keras_maxlen = "100" if quick else "400"
     short = ["--epochs", "1"] if quick else []
@@ -144,24 +186,27 @@ def main() -> None:
         results[dataset].append((name, result))
         return result
 
-    seed = add("imdb", "revsent --preset seed", revsent_train("imdb", "seed", imdb_train, imdb_val, out, short))
-    default = add("imdb", "revsent (default preset)", revsent_train("imdb", "default", imdb_train, imdb_val, out, short))
-    add("imdb", "TF-IDF 1-2 grams + LR", run([sys.executable, str(HERE / "tfidf_lr.py"), str(imdb_train), str(imdb_val)]))
-    add("imdb", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), str(imdb_train), str(imdb_val), str(out)]))
+    # Peers train on `fit` (the training split less the validation slice), choose on `val` where
+    # they choose anything, and are scored once on `test`: the rows revsent trains, validates and tests on.
+    split = lambda paths: [str(paths["fit"]), str(paths["val"]), str(paths["test"])]  # noqa: E731
+    seed = add("imdb", "revsent --preset seed", revsent_seeds("imdb", "seed", imdb, out, short))
+    default = add("imdb", "revsent (default preset)", revsent_seeds("imdb", "default", imdb, out, short))
+    add("imdb", "TF-IDF 1-2 grams + LR (C on validation)", run([sys.executable, str(HERE / "tfidf_lr.py"), *split(imdb)]))
+    add("imdb", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), *split(imdb), str(out)]))
     for backend in ("torch", "jax"):
         add("imdb", f"Keras 3 ({backend}), full length, extrapolated",
-            run([peers, str(HERE / "peer_keras.py"), str(imdb_train), str(imdb_val), "--batches", keras_batches],
+            run([peers, str(HERE / "peer_keras.py"), *split(imdb), "--batches", keras_batches],
                 env={"KERAS_BACKEND": backend}))
         add("imdb", f"Keras 3 ({backend}), maxlen {keras_maxlen}, one real epoch",
-            run([peers, str(HERE / "peer_keras.py"), str(imdb_train), str(imdb_val), "--maxlen", keras_maxlen],
+            run([peers, str(HERE / "peer_keras.py"), *split(imdb), "--maxlen", keras_maxlen],
                 env={"KERAS_BACKEND": backend}))
 
-    rt_seed = add("rt", "revsent --preset seed", revsent_train("rt", "seed", rt_train, rt_val, out, short))
-    add("rt", "revsent (default preset)", revsent_train("rt", "default", rt_train, rt_val, out, short))
-    add("rt", "TF-IDF 1-2 grams + LR", run([sys.executable, str(HERE / "tfidf_lr.py"), str(rt_train), str(rt_val)]))
-    add("rt", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), str(rt_train), str(rt_val), str(out)]))
+    rt_seed = add("rt", "revsent --preset seed", revsent_seeds("rt", "seed", rt, out, short))
+    add("rt", "revsent (default preset)", revsent_seeds("rt", "default", rt, out, short))
+    add("rt", "TF-IDF 1-2 grams + LR (C on validation)", run([sys.executable, str(HERE / "tfidf_lr.py"), *split(rt)]))
+    add("rt", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), *split(rt), str(out)]))
     add("rt", "Keras 3 (torch), full length, one real epoch",
-        run([peers, str(HERE / "peer_keras.py"), str(rt_train), str(rt_val)], env={"KERAS_BACKEND": "torch"}))
+        run([peers, str(HERE / "peer_keras.py"), *split(rt)], env={"KERAS_BACKEND": "torch"}))
 
     # The seed model's LSTM costs 8*H*(E+H) FLOPs per real token forward, about 3x that to train.
     lstm_flops = 3 * 8 * 200 * (128 + 200) * seed.get("train_tokens", 0)
@@ -179,8 +224,15 @@ def main() -> None:
     for dataset, title in (("imdb", "IMDB reviews (bundled sample, 80/20 split, seed 36)"),
                            ("rt", "Rotten Tomatoes sentences (bundled sample, 80/20 split, seed 36)")):
         reference = dict(results[dataset]).get("revsent --preset seed", {})
-        lines += [f"## {title}", "", *table(results[dataset], reference), ""]
-    lines += ["Train s: training wall time as each system reports it (revsent: its epochs, Keras: `fit`, or "
+        lines += [f"## {title}", "", *table(results[dataset], reference), "",
+                  f"Seed-to-seed spread of revsent's presets (seeds {', '.join(map(str, SEEDS))}; the rows above are seed {SEEDS[0]}):", "",
+                  *spread_table(results[dataset]), ""]
+    lines += ["Protocol: every system learns from the same rows, the training split less a validation slice of "
+              f"{VAL_FRACTION:.0%} (revsent carves it itself; at seed 36 it is the peers' slice); whatever a system "
+              "chooses (revsent: the epoch, by validation loss; TF-IDF + LR: C) is chosen on that slice, whose "
+              "accuracy is the validation column; the test split is scored once, at the end. The seed preset runs "
+              f"with `--val-fraction {VAL_FRACTION}` here, so it trains on the same rows as the others; it chooses nothing.", "",
+              "Train s: training wall time as each system reports it (revsent: its epochs, Keras: `fit`, or "
               "per-batch time of N batches at full length times the epoch's steps where it says extrapolated; "
               "TF-IDF: fit and predict). Train vs revsent: the system's training time over revsent seed's. "
               "Predict: batch prediction over the held-out set, in process. Peak RSS: the largest of that system's processes.", "",

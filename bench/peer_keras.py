@@ -1,8 +1,8 @@
 """The tutorial's model in Keras 3, as the tutorial has it. Runs in the peers' environment.
 
-    KERAS_BACKEND=torch|jax python peer_keras.py TRAIN.jsonl VAL.jsonl --batches N --maxlen M
+    KERAS_BACKEND=torch|jax python peer_keras.py FIT.jsonl VAL.jsonl TEST.jsonl --batches N --maxlen M
 
-Prints one JSON line: held-out accuracy, training seconds (measured, or extrapolated from
+Prints one JSON line: validation and test accuracy (one epoch: nothing is chosen), training seconds (measured, or extrapolated from
 ``--batches`` batches at full length), prediction throughput and peak RSS.
 """
 import argparse
@@ -34,6 +34,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("train")
     parser.add_argument("val")
+    parser.add_argument("test")
     parser.add_argument("--batches", type=int, default=0, help="time this many batches and extrapolate (0: one real epoch)")
     parser.add_argument("--maxlen", type=int, default=0, help="0: pad to the longest review, as the tutorial")
     args = parser.parse_args()
@@ -43,15 +44,18 @@ def main():
     keras.utils.set_random_seed(36)
     train_texts, train_y = read(args.train)
     val_texts, val_y = read(args.val)
+    test_texts, test_y = read(args.test)
     train_words = [tutorial_words(t) for t in train_texts]
     counts = Counter(w for words in train_words for w in words)
     index = {w: i + 1 for i, (w, _) in enumerate(sorted(counts.items(), key=lambda kv: -kv[1])[:2499])}
     encode = lambda words: [index[w] for w in words if w in index]  # noqa: E731
     train_seq = [encode(w) for w in train_words]
     val_seq = [encode(tutorial_words(t)) for t in val_texts]
+    test_seq = [encode(tutorial_words(t)) for t in test_texts]
     maxlen = args.maxlen or max(len(s) for s in train_seq)
     x_train = keras.utils.pad_sequences(train_seq, maxlen=maxlen)
     x_val = keras.utils.pad_sequences(val_seq, maxlen=maxlen)
+    x_test = keras.utils.pad_sequences(test_seq, maxlen=maxlen)
     y_train = keras.utils.to_categorical(train_y, 2)
     model = keras.Sequential([
         keras.Input(shape=(maxlen,)),
@@ -73,11 +77,13 @@ def main():
         started = time.perf_counter()
         model.fit(x_train, y_train, batch_size=32, epochs=1, verbose=0)
         result["train_seconds"] = time.perf_counter() - started
-        model.predict(x_val[:64], verbose=0)  # warm up
+        model.predict(x_test[:64], verbose=0)  # warm up
         started = time.perf_counter()
-        proba = model.predict(x_val, verbose=0)
+        proba = model.predict(x_test, verbose=0)
         seconds = time.perf_counter() - started
-        result.update(accuracy=float((proba.argmax(1) == val_y).mean()), predict_per_s=len(x_val) / seconds)
+        val_proba = model.predict(x_val, verbose=0)
+        result.update(accuracy=float((proba.argmax(1) == test_y).mean()), predict_per_s=len(x_test) / seconds,
+                      val_accuracy=float((val_proba.argmax(1) == val_y).mean()))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 

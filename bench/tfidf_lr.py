@@ -1,4 +1,7 @@
-"""TF-IDF (1-2 grams) + logistic regression on the same split.  -> one JSON line"""
+"""TF-IDF (1-2 grams) + logistic regression, C chosen on the validation slice.  -> one JSON line
+
+    python tfidf_lr.py FIT.jsonl VAL.jsonl TEST.jsonl
+"""
 import json
 import resource
 import sys
@@ -15,10 +18,11 @@ def read(path):
 
 
 def main():
-    (train_texts, train_y), (val_texts, val_y) = read(sys.argv[1]), read(sys.argv[2])
+    (fit_texts, fit_y), val, (test_texts, test_y) = read(sys.argv[1]), read(sys.argv[2]), read(sys.argv[3])
     started = time.perf_counter()
-    result = tfidf_baseline(train_texts, train_y, val_texts, val_y, ["negative", "positive"])
-    print(json.dumps({"accuracy": result["accuracy"], "train_seconds": time.perf_counter() - started,
+    result = tfidf_baseline(fit_texts, fit_y, test_texts, test_y, ["negative", "positive"], val=val)
+    print(json.dumps({"accuracy": result["accuracy"], "val_accuracy": result["validation_accuracy_by_C"][str(result["C"])],
+                      "C": result["C"], "train_seconds": time.perf_counter() - started,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -248,11 +248,12 @@ def test_trim_heap_gives_back_the_heaps_free_pages():
     del top
 
 
-def test_training_trims_the_heap_as_it_goes(tiny_reviews, tmp_path, monkeypatch):
-    import revsent.train as train_module
+def test_training_and_prediction_trim_the_heap_as_they_go(tiny_reviews, tmp_path, monkeypatch):
+    import revsent.device as device
 
     calls = []
-    monkeypatch.setattr(train_module, "TRIM_SECONDS", 0.0)
-    monkeypatch.setattr(train_module, "trim_heap", lambda: calls.append(1) or True)
+    monkeypatch.setattr(device, "TRIM_SECONDS", 0.0)  # every batch
+    monkeypatch.setattr(device, "trim_heap", lambda: calls.append(1) or True)
     result = train(_cfg(tiny_reviews, epochs=1), tmp_path / "model")
-    assert len(calls) == -(-result.metrics["n_train"] // TINY["batch_size"])  # once a step at TRIM_SECONDS 0
+    steps = -(-result.metrics["n_train"] // TINY["batch_size"])
+    assert len(calls) == steps + 1  # each training step, and the one prediction batch of the 20 test reviews

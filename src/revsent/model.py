@@ -18,6 +18,7 @@ from torch import nn
 
 from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
+from .device import HeapTrimmer
 from .text import Sequences
 
 class SentimentLSTM(nn.Module):
@@ -142,7 +143,9 @@ def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int =
     model.eval()
     out = np.zeros((len(seqs), model.out.out_features), dtype=np.float32)
     idf = model.idf()
+    trim = HeapTrimmer()
     for index in inference_order(seqs.lengths, batch_size):
+        trim()
         batch = make_batch(seqs, index, idf, model.cfg.vocab_size).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch)

@@ -23,7 +23,7 @@ from torch import nn
 from . import artifacts
 from .batching import make_batch, token_parts, train_order
 from .config import Config
-from .device import start_run, trim_heap
+from .device import HeapTrimmer, start_run
 from .data import store
 from .data.dataset import validation_mask
 from .errors import ArtifactError, ConfigError, DataError
@@ -35,7 +35,6 @@ from .text import Sequences, TextEncoder
 
 
 TRAIN_TOKENS = 1 << 15  # padded positions per forward/backward pass (about 0.4 GB of LSTM activations)
-TRIM_SECONDS = 2.0  # how often training hands the C heap's free pages back (device.trim_heap)
 
 
 @dataclass
@@ -94,7 +93,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
     pin = device.type == "cuda"
-    saved_at = trimmed_at = time.perf_counter()
+    saved_at, trim = time.perf_counter(), HeapTrimmer()
     while state.epoch < t.epochs and not (t.patience and state.bad_epochs >= t.patience):
         if state.step:  # resuming mid-epoch: the same batch order, less the batches already done
             rng.bit_generator.state = state.epoch_rng
@@ -133,9 +132,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}", refresh=False)
             bar.update()
-            if time.perf_counter() - trimmed_at >= TRIM_SECONDS:
-                trim_heap()
-                trimmed_at = time.perf_counter()
+            trim()
             if checkpoint is not None and step < len(batches) and time.perf_counter() - saved_at >= t.checkpoint_minutes * 60:
                 state.step, state.partial = step, {"loss": total_loss, "correct": correct, "seen": seen,
                                                    "tokens": tokens, "seconds": elapsed}
