@@ -190,3 +190,22 @@ def test_from_dict_checks_types_and_values():
         Config.from_dict({"model": {"dropout": 1.5}})
     with pytest.raises(ConfigError, match=re.escape("The ModelConfig section must be a JSON object. Got list instead.")):
         Config.from_dict({"model": [1, 2]})
+
+
+def test_saved_models_from_before_ngram_hash_keep_hash_1():
+    saved = Config.from_preset("default").to_dict()
+    del saved["model"]["ngram_hash"]
+    assert Config.from_dict(saved).model.ngram_hash == 1  # their weights were fitted on hash 1's slots
+    assert Config.from_preset("default").model.ngram_hash == 2
+    assert Config.from_dict(Config.from_preset("default").to_dict()).model.ngram_hash == 2
+    seed = Config.from_preset("seed").to_dict()
+    del seed["model"]["ngram_hash"]
+    assert Config.from_dict(seed).model.ngram_hash == 2  # no wide branch: nothing to keep
+
+
+def test_ngram_settings_are_checked():
+    from revsent.errors import ConfigError
+
+    for bad in ({"ngram_order": 4}, {"ngram_weighting": "bm25"}, {"ngram_hash": 3}):
+        with pytest.raises(ConfigError):
+            Config.from_preset("default", **bad)

@@ -5,6 +5,7 @@ import torch
 from revsent.batching import inference_order, make_batch, train_order
 from revsent.config import ModelConfig
 from revsent.model import SentimentLSTM, class_probabilities
+from revsent.ngrams import Wide
 from revsent.text import Sequences
 
 
@@ -28,7 +29,7 @@ CONFIGS = [
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.pooling}-bi{c.bidirectional}-l{c.layers}")
 def test_output_shape(cfg):
     model = SentimentLSTM(cfg, 3).eval()
-    batch = make_batch(SEQS, np.arange(4), model.idf(), cfg.vocab_size)
+    batch = make_batch(SEQS, np.arange(4), model.idf(), Wide.of(cfg))
     assert model(batch).shape == (4, 3)
 
 
@@ -111,13 +112,13 @@ def test_inference_order_sorted_by_length():
 
 
 def test_wide_branch_adds_its_log_odds_only_when_predicting():
-    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=20)
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=20, ngram_hash=1)  # hash 1: written out below
     model = SentimentLSTM(cfg, 2)
     model.wide_idf.fill_(1.0)
     model.wide_weight[:, 1] = 1.0
     model.wide_bias[1] = 0.5
     lstm_only = model.eval()(make_batch(SEQS, np.arange(4)))
-    with_wide = model(make_batch(SEQS, np.arange(4), model.idf(), cfg.vocab_size))
+    with_wide = model(make_batch(SEQS, np.arange(4), model.idf(), Wide.of(cfg)))
     delta = (with_wide - lstm_only).detach()
     assert torch.all(delta[:, 0] == 0)
     # each review's unit-length TF-IDF vector with idf 1: weights 1 + log(count), summed by the ones

@@ -1,11 +1,12 @@
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from revsent.ngrams import NGRAM_PRIME, batch_grams, fit_idf, fit_linear, out_of_fold_logits, tfidf
+from revsent.ngrams import NGRAM_PRIME, Wide, batch_grams, fit_idf, fit_linear, nb_ratios, out_of_fold_logits, tfidf
 from revsent.text import Sequences
 
 DOCS = [[1, 2, 3, 2], [3, 4], [5], [], [2, 2, 2, 1, 5]]
 VOCAB, BUCKETS = 6, 50
+WIDE = Wide(VOCAB, BUCKETS)
 
 
 def _seqs(rows):
@@ -13,15 +14,26 @@ def _seqs(rows):
     return Sequences(np.array([i for r in rows for i in r], dtype=np.int32), offsets)
 
 
-def grams(ids, vocab_size, buckets):
-    """One review's features, written out plainly: word ids, then hashed bigram slots."""
+M64 = (1 << 64) - 1
+
+
+def mix(prefix, word):
+    """Hash 2 in plain Python integers: (prefix * K1 xor word) * K2, folded."""
+    h = (((prefix * 0x9E3779B97F4A7C15) & M64) ^ word) * 0xBF58476D1CE4E5B9 & M64
+    return h ^ (h >> 31)
+
+
+def grams(ids, vocab_size, buckets, order=2):
+    """One review's features, written out plainly: word ids, then hashed bigram (and trigram) slots."""
     ids = [int(i) for i in ids]
-    return ids + [vocab_size + (a * NGRAM_PRIME + b) % buckets for a, b in zip(ids, ids[1:])]
+    pairs = [mix(a, b) for a, b in zip(ids, ids[1:])]
+    triples = [mix(p, c) for p, c in zip(pairs, ids[2:])] if order == 3 else []
+    return ids + [vocab_size + h % buckets for h in pairs + triples]
 
 
 def test_batch_grams_are_words_then_hashed_bigrams_within_each_review():
     seqs = _seqs(DOCS)
-    rows, features, counts = batch_grams(seqs, np.arange(len(DOCS)), VOCAB, BUCKETS)
+    rows, features, counts = batch_grams(seqs, np.arange(len(DOCS)), WIDE)
     for row, doc in enumerate(DOCS):
         expected = {}
         for g in grams(doc, VOCAB, BUCKETS):
@@ -34,8 +46,8 @@ def test_batch_grams_are_words_then_hashed_bigrams_within_each_review():
 
 def test_tfidf_equals_scikit_learn_sublinear():
     seqs = _seqs(DOCS)
-    idf = fit_idf(seqs, VOCAB, BUCKETS)
-    ids, weights, offsets = tfidf(seqs, np.arange(len(DOCS)), idf, VOCAB)
+    idf = fit_idf(seqs, WIDE)
+    ids, weights, offsets = tfidf(seqs, np.arange(len(DOCS)), idf, WIDE)
     ours = np.zeros((len(DOCS), VOCAB + BUCKETS))
     for row in range(len(DOCS)):
         ours[row, ids[offsets[row]:offsets[row + 1]]] = weights[offsets[row]:offsets[row + 1]]
@@ -50,18 +62,18 @@ def test_tfidf_equals_scikit_learn_sublinear():
 def test_fit_linear_separates_classes():
     rows = [[1, 2, 1], [1, 2], [2, 1, 1], [3, 4, 3], [4, 3], [3, 3, 4]]
     y = np.array([1, 1, 1, 0, 0, 0])
-    idf, weight, bias = fit_linear(_seqs(rows), y, 2, VOCAB, BUCKETS, c=10.0, seed=0)
+    idf, weight, bias = fit_linear(_seqs(rows), y, 2, WIDE, c=10.0, seed=0)
     assert weight.shape == (VOCAB + BUCKETS, 2)
     odds = weight[:, 1] - weight[:, 0]  # log-odds of the positive class per feature
     assert odds[1] > 0 > odds[3]
-    ids, w, off = tfidf(_seqs(rows), np.arange(6), idf, VOCAB)
+    ids, w, off = tfidf(_seqs(rows), np.arange(6), idf, WIDE)
     scores = np.add.reduceat(w * odds[ids], off[:-1]) + bias[1] - bias[0]
     assert ((scores > 0) == y.astype(bool)).all()
 
 
 def test_fit_linear_three_classes():
     rows = [[1, 1], [1], [2, 2], [2], [3, 3], [3]]
-    _, weight, bias = fit_linear(_seqs(rows), np.array([0, 0, 1, 1, 2, 2]), 3, VOCAB, BUCKETS, c=10.0, seed=0)
+    _, weight, bias = fit_linear(_seqs(rows), np.array([0, 0, 1, 1, 2, 2]), 3, WIDE, c=10.0, seed=0)
     assert weight[1].argmax() == 0 and weight[2].argmax() == 1 and weight[3].argmax() == 2
 
 
@@ -70,7 +82,7 @@ def test_out_of_fold_logits_come_from_models_that_did_not_see_the_review():
     # fit; the out-of-fold model has not, so that review still gets the positive score.
     rows = [[1, 2]] * 20 + [[3, 4]] * 20 + [[1, 5]]
     y = np.array([1] * 20 + [0] * 20 + [0])
-    logits = out_of_fold_logits(_seqs(rows), y, 2, VOCAB, BUCKETS, c=10.0, seed=0, folds=2)
+    logits = out_of_fold_logits(_seqs(rows), y, 2, WIDE, c=10.0, seed=0, folds=2)
     odds = logits[:, 1] - logits[:, 0]
     assert logits.shape == (41, 2)
     assert odds[:20].min() > 0 > odds[20:40].max()
@@ -81,7 +93,61 @@ def test_class_weights_move_the_decision_towards_the_weighted_class():
     rows = [[1, 2]] * 3 + [[1, 3]] + [[4]] * 8
     y = np.array([1, 1, 1, 0] + [0] * 4 + [1] * 4)  # 7 positive, 5 negative
     seqs = _seqs(rows)
-    _, _, plain = fit_linear(seqs, y, 2, VOCAB, BUCKETS, c=10.0, seed=0)
-    _, _, weighted = fit_linear(seqs, y, 2, VOCAB, BUCKETS, c=10.0, seed=0, class_weights=np.array([3.0, 1.0]))
+    _, _, plain = fit_linear(seqs, y, 2, WIDE, c=10.0, seed=0)
+    _, _, weighted = fit_linear(seqs, y, 2, WIDE, c=10.0, seed=0, class_weights=np.array([3.0, 1.0]))
     # Unweighted, the prior leans positive (the majority); negatives counted 3x make it lean negative.
     assert plain[1] - plain[0] > 0 > weighted[1] - weighted[0]
+
+
+def test_trigrams_are_hashed_within_each_review():
+    wide = Wide(VOCAB, BUCKETS, order=3)
+    rows, features, counts = batch_grams(_seqs(DOCS), np.arange(len(DOCS)), wide)
+    for row, doc in enumerate(DOCS):
+        expected = {}
+        for g in grams(doc, VOCAB, BUCKETS, order=3):
+            expected[g] = expected.get(g, 0) + 1
+        assert {int(f): int(c) for r, f, c in zip(rows, features, counts) if r == row} == expected
+
+
+def test_hash_2_spreads_bigrams_where_hash_1_crowded_them():
+    """Hash 1 (the first releases', kept for their models) is (a * NGRAM_PRIME + b) % buckets;
+    with 2M buckets NGRAM_PRIME is about half of them, so the bigrams of a 2,000-word vocabulary
+    fell into a few thousand slots. Hash 2 spreads them over the buckets."""
+    a, b = np.meshgrid(np.arange(1, 2001), np.arange(1, 2001))
+    seqs = _seqs([[int(x), int(y)] for x, y in zip(a.ravel()[::7], b.ravel()[::7])])  # 571k bigrams, all different
+    index = np.arange(len(seqs))
+    old = Wide(2001, 2_000_000, hash=1)
+    _, features, _ = batch_grams(seqs, index, old)
+    slots_1 = np.unique(features[features >= 2001])
+    assert np.array_equal(np.sort(np.unique((a.ravel()[::7] * NGRAM_PRIME + b.ravel()[::7]) % 2_000_000 + 2001)), slots_1)
+    _, features, _ = batch_grams(seqs, index, Wide(2001, 2_000_000))
+    slots_2 = np.unique(features[features >= 2001])
+    assert len(slots_1) < 20_000 and len(slots_2) > 480_000  # 571k bigrams: ~12k slots against ~500k
+
+
+def test_nb_ratios_match_nbsvm():
+    """Wang & Manning's r = log((p / |p|_1) / (q / |q|_1)) with p, q the smoothed binary counts."""
+    class_df = np.array([[3, 0], [0, 2], [1, 1], [0, 0]])  # (F, C): reviews of each class holding each feature
+    r = nb_ratios(class_df)
+    p, q = class_df[:, 1] + 1.0, class_df[:, 0] + 1.0
+    np.testing.assert_allclose(r[:, 1], np.log(p / p.sum()) - np.log(q / q.sum()), rtol=1e-6)
+    np.testing.assert_allclose(r[:, 0], -r[:, 1], rtol=1e-6)  # two classes: one ratio, either sign
+
+
+def test_nb_weighting_counts_presence_and_folds_the_ratios_into_the_weights():
+    rows = [[1, 2, 1, 1], [1, 2], [2, 1, 1], [3, 4, 3], [4, 3], [3, 3, 4]]
+    y = np.array([1, 1, 1, 0, 0, 0])
+    wide = Wide(VOCAB, BUCKETS, order=3, weighting="nb")
+    seqs = _seqs(rows)
+    idf, weight, bias = fit_linear(seqs, y, 2, wide, c=10.0, seed=0)
+    assert np.all(idf == 1.0)
+    ids, w, off = tfidf(seqs, np.arange(6), idf, wide)
+    assert np.all(w == 1.0) and off[1] - off[0] == len(set(grams(rows[0], VOCAB, BUCKETS))) + 2  # 2 trigrams
+    odds = weight[:, 1] - weight[:, 0]
+    assert odds[1] > 0 > odds[3] and np.all(weight[5] == 0)  # word 5 never occurs: no weight
+    scores = np.add.reduceat(odds[ids], off[:-1]) + bias[1] - bias[0]
+    assert ((scores > 0) == y.astype(bool)).all()
+    # the folded weights are the fitted ones times the ratios: a feature in both classes alike has ratio 0
+    both = [[1, 5], [2, 5], [3, 5], [4, 5]]
+    _, weight, _ = fit_linear(_seqs(both), np.array([1, 1, 0, 0]), 2, wide, c=10.0, seed=0)
+    assert np.allclose(weight[5], 0.0, atol=1e-6)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ngrams import tfidf
+from .ngrams import Wide, tfidf
 from .text import Sequences
 
 @dataclass
@@ -74,11 +74,11 @@ def token_parts(index: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list
     return np.array_split(index, -(-len(index) // rows))
 
 
-def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, vocab_size: int = 0,
+def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, wide: Wide | None = None,
                pin: bool = False) -> Batch:
     """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).
 
-    With ``idf`` the batch also carries the wide branch's TF-IDF features.
+    With ``idf`` and ``wide`` the batch also carries the wide branch's features.
     """
     index = np.asarray(index, dtype=np.int64)
     lengths = seqs.lengths[index]
@@ -90,7 +90,7 @@ def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None
         tokens[row, : lengths[row]] = seqs[i]
     batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps.astype(np.int64)), index)
     if idf is not None:
-        ids, weights, offsets = tfidf(seqs, index, idf, vocab_size)
+        ids, weights, offsets = tfidf(seqs, index, idf, wide)
         batch.ngrams, batch.ngram_weights = torch.from_numpy(ids), torch.from_numpy(weights)
         batch.ngram_offsets = torch.from_numpy(offsets[:-1])
     if pin:

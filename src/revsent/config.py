@@ -63,8 +63,11 @@ class ModelConfig:
     recurrent_dropout: float = 0.2  # DropConnect on the recurrent weights, one mask per batch
     pooling: str = "last"  # the tutorial uses the last hidden state
     dense: tuple[int, ...] = ()  # sizes of extra ReLU layers before the output
-    ngram_buckets: int = 0  # >0 adds a wide branch: logistic regression on TF-IDF words + hashed bigrams
+    ngram_buckets: int = 0  # >0 adds a wide branch: logistic regression on words + hashed n-grams
     ngram_c: float = 10.0  # the wide branch's inverse L2 strength (scikit-learn's C)
+    ngram_order: int = 2  # the wide branch's longest n-gram: 2 (bigrams) or 3 (trigrams too)
+    ngram_weighting: str = "tfidf"  # "tfidf" (sublinear TF-IDF, unit length) or "nb" (NBSVM's log-count ratios)
+    ngram_hash: int = 2  # how n-grams are hashed: 2 mixes 64-bit words; 1, the first releases' (their models keep it)
     init: str = "keras"  # Glorot / orthogonal / forget bias 1: what the tutorial's model starts from
 
     def __post_init__(self):
@@ -79,6 +82,9 @@ class ModelConfig:
         _check_choice(self, "init", ("keras", "torch"))
         _check_range(self, "ngram_buckets", 0, None)
         _check_range(self, "ngram_c", 0.0, None, left_open=True)
+        _check_range(self, "ngram_order", 2, 3)
+        _check_choice(self, "ngram_weighting", ("tfidf", "nb"))
+        _check_range(self, "ngram_hash", 1, 2)
         if any(size < 1 for size in self.dense):
             raise ConfigError(f"The 'dense' parameter of ModelConfig must hold sizes >= 1. Got {list(self.dense)} instead.")
 
@@ -141,7 +147,7 @@ class Config:
             raise ConfigError(f"The 'preset' of Config must be one of {', '.join(PRESETS)}. Got {raw.get('preset')!r} instead.")
         return cls(
             data=_build(DataConfig, raw.get("data", {})),
-            model=_build(ModelConfig, raw.get("model", {})),
+            model=_build(ModelConfig, _legacy_model(raw.get("model", {}))),
             train=_build(TrainConfig, _renamed(raw.get("train", {}), LEGACY_TRAIN_KEYS)),
             preset=raw.get("preset", "default"),
         )
@@ -177,6 +183,13 @@ class Config:
 
 # config.json of models from before the held-out part was named "test" (it was "val")
 LEGACY_TRAIN_KEYS = {"val_split": "test_split", "val_data": "test_data"}
+
+
+def _legacy_model(raw: Any) -> Any:
+    """A saved model section from before ``ngram_hash`` hashed its n-grams with hash 1."""
+    if isinstance(raw, dict) and raw.get("ngram_buckets") and "ngram_hash" not in raw:
+        return {**raw, "ngram_hash": 1}
+    return raw
 
 
 def _renamed(raw: Any, names: dict[str, str]) -> Any:

@@ -19,6 +19,7 @@ from torch import nn
 from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
 from .device import HeapTrimmer
+from .ngrams import Wide
 from .text import Sequences
 
 class SentimentLSTM(nn.Module):
@@ -146,7 +147,7 @@ def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int =
     trim = HeapTrimmer()
     for index in inference_order(seqs.lengths, batch_size):
         trim()
-        batch = make_batch(seqs, index, idf, model.cfg.vocab_size).to(device)
+        batch = make_batch(seqs, index, idf, Wide.of(model.cfg)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch)
         out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -1,9 +1,16 @@
-"""The wide branch's features: TF-IDF over word ids and hashed bigrams (fastText's hashing trick).
+"""The wide branch's features: word ids and hashed n-grams (fastText's hashing trick), weighted.
 
-A review's features are its word ids (``< vocab_size``) and its bigrams hashed into ``buckets``
-slots after them, weighted as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` would:
-``(1 + log tf) * idf``, each review's vector scaled to unit length. ``fit_linear`` fits a
-logistic regression on them; the model adds its log-odds to the LSTM's.
+A review's features are its word ids (``< vocab_size``) and its bigrams (and trigrams, with
+``order`` 3) hashed into ``buckets`` slots after them. Two weightings (``Wide.weighting``):
+
+- ``tfidf``: as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``: ``(1 + log tf) * idf``,
+  each review's vector scaled to unit length;
+- ``nb``: NBSVM's (Wang & Manning, 2012): a feature is present or not, scaled by its
+  Naive-Bayes log-count ratio ``r_c = log(p_c / |p_c|) - log(q_c / |q_c|)`` (p_c: in how many
+  reviews of class c it occurs, plus 1; q_c: of the other classes). The scale differs by class,
+  so it is folded into the fitted weights: at prediction a feature just adds its row.
+
+``fit_linear`` fits a logistic regression on them; the model adds its log-odds to the LSTM's.
 
 Everything streams over batches of reviews, so memory does not grow with the number of
 reviews: features are computed per batch (vectorised), never stored for the whole corpus, and
@@ -13,6 +20,7 @@ the regression is fitted by minibatch Adam on scikit-learn's objective
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,63 +35,134 @@ FIT_LR = 0.02
 FIT_UPDATES = 600  # optimiser steps wanted (measured on IMDB: as accurate as scikit-learn's lbfgs fit); one epoch on large data
 
 
-def batch_grams(seqs: Sequences, index: np.ndarray, vocab_size: int, buckets: int):
+WEIGHTINGS = ("tfidf", "nb")
+# Hash 2 mixes 64-bit words (splitmix64's constants). Hash 1, ``(a * NGRAM_PRIME + b) % buckets``,
+# is what the first releases used: with 2M buckets, NGRAM_PRIME is about half the buckets, so the
+# bigrams of a 20k-word vocabulary fell into about 60k slots. It stays for the models trained with it.
+MIX_1, MIX_2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
+
+
+@dataclass(frozen=True)
+class Wide:
+    """What the wide branch's features are: ``vocab_size`` word ids, then ``buckets`` hashed
+    n-gram slots for n = 2..``order``, weighted by ``weighting``, hashed by hash ``hash``."""
+
+    vocab_size: int
+    buckets: int
+    order: int = 2
+    weighting: str = "tfidf"
+    hash: int = 2
+
+    @classmethod
+    def of(cls, cfg) -> "Wide | None":
+        """The wide branch of a ModelConfig (None without one)."""
+        if not cfg.ngram_buckets:
+            return None
+        return cls(cfg.vocab_size, cfg.ngram_buckets, cfg.ngram_order, cfg.ngram_weighting, cfg.ngram_hash)
+
+    @property
+    def n_features(self) -> int:
+        return self.vocab_size + self.buckets
+
+    def extend(self, prefix: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The hash of each n-gram ``prefix`` (its hash, or a word id) followed by the word ``ids``."""
+        if self.hash == 1:
+            return (prefix * NGRAM_PRIME + ids) % self.buckets
+        h = (prefix.astype(np.uint64) * MIX_1 ^ ids.astype(np.uint64)) * MIX_2
+        return h ^ (h >> np.uint64(31))
+
+    def slot(self, hashes: np.ndarray) -> np.ndarray:
+        """Feature ids of n-gram hashes: after the words."""
+        return self.vocab_size + (hashes % np.uint64(self.buckets) if self.hash != 1 else hashes).astype(np.int64)
+
+
+def batch_grams(seqs: Sequences, index: np.ndarray, wide: Wide):
     """Distinct features of the reviews ``index``: row (N,), feature id (N,), count (N,), sorted by row."""
     lengths = seqs.lengths[index]
     ids = np.concatenate([np.asarray(seqs[i], dtype=np.int64) for i in index]) if len(index) else np.zeros(0, np.int64)
     row = np.repeat(np.arange(len(index), dtype=np.int64), lengths)  # (T,)
-    same = row[:-1] == row[1:]  # bigrams never cross two reviews
-    bigrams = vocab_size + (ids[:-1][same] * NGRAM_PRIME + ids[1:][same]) % buckets
-    width = vocab_size + buckets
-    keys, counts = np.unique(np.concatenate([row * width + ids, row[:-1][same] * width + bigrams]), return_counts=True)
+    width = wide.n_features
+    same = row[:-1] == row[1:]  # n-grams never cross two reviews
+    pairs = wide.extend(ids[:-1], ids[1:])  # (T-1,) bigram hashes
+    keys = [row * width + ids, (row[:-1] * width + wide.slot(pairs))[same]]
+    if wide.order >= 3:
+        triples = wide.extend(pairs[:-1], ids[2:])  # (T-2,) trigram hashes
+        keys.append((row[:-2] * width + wide.slot(triples))[same[:-1] & same[1:]])
+    keys, counts = np.unique(np.concatenate(keys), return_counts=True)
     return keys // width, keys % width, counts
 
 
-def tfidf(seqs: Sequences, index, idf: np.ndarray, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse rows for ``index``: feature ids (N,), weights (N,), row offsets (len(index) + 1,)."""
+def tfidf(seqs: Sequences, index, idf: np.ndarray, wide: Wide) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse rows for ``index``: feature ids (N,), weights (N,), row offsets (len(index) + 1,).
+
+    TF-IDF weighting: sublinear counts times ``idf``, unit length; NB weighting: ``idf`` (ones:
+    the ratios are in the fitted weights) where a feature is present."""
     index = np.asarray(index, dtype=np.int64)
-    rows, features, counts = batch_grams(seqs, index, vocab_size, len(idf) - vocab_size)
-    weights = (1.0 + np.log(counts)) * idf[features]
-    norms = np.sqrt(np.bincount(rows, weights * weights, minlength=len(index)))  # (B,)
-    weights = weights / np.where(norms > 0, norms, 1.0)[rows]
+    rows, features, counts = batch_grams(seqs, index, wide)
+    if wide.weighting == "nb":
+        weights = idf[features].astype(np.float64)
+    else:
+        weights = (1.0 + np.log(counts)) * idf[features]
+        norms = np.sqrt(np.bincount(rows, weights * weights, minlength=len(index)))  # (B,)
+        weights = weights / np.where(norms > 0, norms, 1.0)[rows]
     offsets = np.zeros(len(index) + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=len(index)), out=offsets[1:])
     return features, weights.astype(np.float32), offsets
 
 
-def document_frequencies(seqs: Sequences, vocab_size: int, buckets: int) -> np.ndarray:
-    """In how many reviews each feature occurs: (F,) int64, counted in batches."""
-    df = np.zeros(vocab_size + buckets, dtype=np.int64)
+def document_frequencies(seqs: Sequences, wide: Wide, y: np.ndarray | None = None, n_classes: int = 1) -> np.ndarray:
+    """In how many reviews each feature occurs, counted in batches: (F,) int64, or with labels
+    ``y`` (F, n_classes), per class."""
+    df = np.zeros(wide.n_features * n_classes, dtype=np.int64)
     for start in range(0, len(seqs), ROWS):
-        _, features, _ = batch_grams(seqs, np.arange(start, min(start + ROWS, len(seqs))), vocab_size, buckets)
+        index = np.arange(start, min(start + ROWS, len(seqs)))
+        rows, features, _ = batch_grams(seqs, index, wide)
+        if y is not None:
+            features = features * n_classes + np.asarray(y)[index][rows]
         df += np.bincount(features, minlength=len(df))
-    return df
+    return df if y is None else df.reshape(wide.n_features, n_classes)
 
 
-def fit_idf(seqs: Sequences, vocab_size: int, buckets: int, df: np.ndarray | None = None) -> np.ndarray:
+def fit_idf(seqs: Sequences, wide: Wide, df: np.ndarray | None = None) -> np.ndarray:
     """Smoothed inverse document frequency, as scikit-learn: ``log((1 + n) / (1 + df)) + 1``."""
-    df = document_frequencies(seqs, vocab_size, buckets) if df is None else df
+    df = document_frequencies(seqs, wide) if df is None else df
     return (np.log((1 + len(seqs)) / (1 + df)) + 1).astype(np.float32)
 
 
+def nb_ratios(class_df: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """NBSVM's log-count ratios (F, C): class c against the others, Laplace-smoothed by ``alpha``."""
+    p = class_df + alpha
+    q = class_df.sum(axis=1, keepdims=True) - class_df + alpha
+    return (np.log(p / p.sum(axis=0)) - np.log(q / q.sum(axis=0))).astype(np.float32)
+
+
 def linear_logits(seqs: Sequences, index: np.ndarray, idf: np.ndarray, weight: torch.Tensor | np.ndarray,
-                  bias, vocab_size: int) -> torch.Tensor:
+                  bias, wide: Wide) -> torch.Tensor:
     """The regression's log-odds (B, C) for the reviews ``index``."""
-    features, weights, offsets = tfidf(seqs, index, idf, vocab_size)
+    features, weights, offsets = tfidf(seqs, index, idf, wide)
     weight = torch.as_tensor(weight)
     return nn.functional.embedding_bag(torch.from_numpy(features), weight, torch.from_numpy(offsets[:-1]), mode="sum",
                                        per_sample_weights=torch.from_numpy(weights)) + torch.as_tensor(bias)
 
 
-def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_size: int, buckets: int,
-               c: float, seed: int, class_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logistic regression on the TF-IDF features: ``idf`` (F,), ``weight`` (F, C), ``bias`` (C,)."""
-    df = document_frequencies(seqs, vocab_size, buckets)
-    idf = fit_idf(seqs, vocab_size, buckets, df)
+def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: float, seed: int,
+               class_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logistic regression on the wide features: ``idf`` (F,), ``weight`` (F, C), ``bias`` (C,).
+
+    With NB weighting ``idf`` is ones and ``weight`` the fitted weights times the ratios."""
+    y = np.asarray(y, dtype=np.int64)
     n = len(seqs)
+    if wide.weighting == "nb":
+        class_df = document_frequencies(seqs, wide, y, n_classes)  # (F, C)
+        df = class_df.sum(axis=1)
+        idf = np.ones(wide.n_features, dtype=np.float32)
+    else:
+        df = document_frequencies(seqs, wide)
+        idf = fit_idf(seqs, wide, df)
     seen = np.flatnonzero(df)  # features of some training review: the others keep weight 0
     compact = np.zeros(len(idf), dtype=np.int64)  # feature id -> row of `weight`; the rest never occur
     compact[seen] = np.arange(len(seen))
+    scale = torch.from_numpy(nb_ratios(class_df[seen])) if wide.weighting == "nb" else None  # (F_seen, C)
     weight = torch.zeros(len(seen), n_classes, requires_grad=True)  # (F_seen, C), zero as scikit-learn starts
     bias = torch.zeros(n_classes, requires_grad=True)
     # Adam's (coupled) weight decay is the gradient of the L2 term; the fused kernel is 3x faster
@@ -91,38 +170,42 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_size: int, 
     optimizer = torch.optim.Adam([{"params": [weight], "weight_decay": 1.0 / (c * n)}, {"params": [bias]}],
                                  lr=FIT_LR, fused=True)
     loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32))
-    y_t = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    y_t = torch.from_numpy(y)
     rng = np.random.default_rng(seed)
     epochs = math.ceil(FIT_UPDATES / max(1, math.ceil(n / FIT_BATCH)))
     for _ in range(epochs):
         order = rng.permutation(n)
         for start in range(0, n, FIT_BATCH):
             index = order[start: start + FIT_BATCH]
-            features, weights, offsets = tfidf(seqs, index, idf, vocab_size)
+            features, weights, offsets = tfidf(seqs, index, idf, wide)
+            rows = torch.from_numpy(compact[features])
+            # NB: only the rows of this batch's features are scaled, not all F x C weights
+            table = weight if scale is None else weight.index_select(0, rows) * scale.index_select(0, rows)
             logits = nn.functional.embedding_bag(
-                torch.from_numpy(compact[features]), weight, torch.from_numpy(offsets[:-1]), mode="sum",
+                rows if scale is None else torch.arange(len(rows)), table, torch.from_numpy(offsets[:-1]), mode="sum",
                 per_sample_weights=torch.from_numpy(weights)) + bias  # (B, C)
             loss = loss_fn(logits, y_t[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     full = np.zeros((len(idf), n_classes), dtype=np.float32)
-    full[seen] = weight.detach().numpy()
+    fitted = weight.detach()
+    full[seen] = (fitted if scale is None else fitted * scale).numpy()
     return idf, full, bias.detach().numpy().copy()
 
 
-def predict_logits(seqs: Sequences, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray, vocab_size: int) -> np.ndarray:
+def predict_logits(seqs: Sequences, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray, wide: Wide) -> np.ndarray:
     """The regression's log-odds (n, C) for every review of ``seqs``, in batches."""
     out = np.zeros((len(seqs), weight.shape[1]), dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(seqs), ROWS):
             index = np.arange(start, min(start + ROWS, len(seqs)))
-            out[index] = linear_logits(seqs, index, idf, weight, bias, vocab_size).numpy()
+            out[index] = linear_logits(seqs, index, idf, weight, bias, wide).numpy()
     return out
 
 
-def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_size: int, buckets: int,
-                       c: float, seed: int, folds: int = 2, class_weights: np.ndarray | None = None) -> np.ndarray:
+def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: float, seed: int,
+                       folds: int = 2, class_weights: np.ndarray | None = None) -> np.ndarray:
     """Each review's wide-branch log-odds from a regression that never saw it: (n, C).
 
     The LSTM trains on top of these (stacking), so it learns what the n-grams miss instead of
@@ -134,6 +217,6 @@ def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, vocab_siz
         rest = np.sort(np.setdiff1d(order, fold))
         if len(np.unique(y[rest])) < 2:  # too little data for this fold: no offset
             continue
-        idf, weight, bias = fit_linear(seqs.take(rest), y[rest], n_classes, vocab_size, buckets, c, seed, class_weights)
-        logits[fold] = predict_logits(seqs.take(fold), idf, weight, bias, vocab_size)
+        idf, weight, bias = fit_linear(seqs.take(rest), y[rest], n_classes, wide, c, seed, class_weights)
+        logits[fold] = predict_logits(seqs.take(fold), idf, weight, bias, wide)
     return logits

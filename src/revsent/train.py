@@ -29,7 +29,7 @@ from .data.dataset import validation_mask
 from .errors import ArtifactError, ConfigError, DataError
 from .evaluate import BASELINE_MAX, classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
-from .ngrams import fit_linear, out_of_fold_logits
+from .ngrams import Wide, fit_linear, out_of_fold_logits
 from .progress import Progress
 from .text import Sequences, TextEncoder
 
@@ -76,8 +76,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     weights = class_weights(train_y, n_classes, t.class_weight)
     if model.cfg.ngram_buckets and not resume:
         started = time.perf_counter()
-        idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, model.cfg.vocab_size,
-                                       model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed, weights)
+        idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, Wide.of(model.cfg), model.cfg.ngram_c, t.seed, weights)
         for name, value in (("wide_idf", idf), ("wide_weight", weight), ("wide_bias", bias)):
             getattr(model, name).copy_(torch.from_numpy(value))
         state.seconds += time.perf_counter() - started
@@ -85,9 +84,8 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         best_weights = copy.deepcopy(model.state_dict())
     offsets = None  # (n, C) added to the LSTM's logits: the wide branch's out-of-fold log-odds
     if model.cfg.ngram_buckets:
-        offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, n_classes, model.cfg.vocab_size,
-                                                      model.cfg.ngram_buckets, model.cfg.ngram_c, t.seed,
-                                                      class_weights=weights))
+        offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, n_classes, Wide.of(model.cfg),
+                                                      model.cfg.ngram_c, t.seed, class_weights=weights))
     weight_t = None if weights is None else torch.from_numpy(weights).float()
     loss_sum = nn.CrossEntropyLoss(weight=None if weight_t is None else weight_t.to(device), reduction="sum")
     train_y_t = torch.from_numpy(train_y)
