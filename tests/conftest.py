@@ -37,3 +37,31 @@ def tiny_reviews(write_jsonl):
 # Settings that train in about a second: a tiny model, a few epochs.
 TINY = dict(vocab_size=100, embedding_dim=16, hidden_size=16, epochs=8, batch_size=8, lr=0.01,
             dropout=0.0, recurrent_dropout=0.0, threads=1)
+
+
+@pytest.fixture(scope="session")
+def imdb_model(tmp_path_factory):
+    """The quick preset trained on 5,000 real IMDB reviews (3,600 to fit, 400 validation, 1,000
+    held out), once per test session: the model the integration, explanation and browser tests share."""
+    from typer.testing import CliRunner
+
+    from revsent.cli import app
+
+    out = tmp_path_factory.mktemp("imdb") / "imdb"
+    result = CliRunner().invoke(app, [
+        "train", "imdb", "--limit", "5000", "--preset", "quick", "--epochs", "3", "--max-len", "200",
+        "--out", str(out), "--quiet", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def imdb_heldout():
+    """The texts and labels (0/1) of the 1,000 reviews ``imdb_model`` held out."""
+    from revsent.config import DataConfig
+    from revsent.data import RecordReader
+    from revsent.data.dataset import split
+
+    records = list(RecordReader(DataConfig(paths=("imdb",), limit=5000)))
+    _, test = split(len(records), 0.2, 36)
+    return [records[i].text for i in test], [1 if records[i].label == "positive" else 0 for i in test]

@@ -13,12 +13,8 @@ from revsent.evaluate import evaluate
 
 
 @pytest.mark.slow
-def test_imdb_train_save_load_same_predictions(tmp_path):
-    out = tmp_path / "imdb"
-    result = CliRunner().invoke(app, [
-        "train", "imdb", "--limit", "5000", "--preset", "quick", "--epochs", "3", "--max-len", "200",
-        "--out", str(out), "--quiet", "--threads", "2"])
-    assert result.exit_code == 0, result.output
+def test_imdb_train_save_load_same_predictions(imdb_model):
+    out = imdb_model
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_train"] == 3600 and metrics["n_validation"] == 400 and metrics["n_test"] == 1000
     assert metrics["validation"]["accuracy"] > 0.75 and 1 <= metrics["best_epoch"] <= metrics["epochs_run"]

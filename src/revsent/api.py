@@ -88,6 +88,15 @@ class Classifier:
         proba = self.predict_proba(texts)
         return [self.classes_[i] for i in proba.argmax(axis=1)]
 
+    def explain(self, texts: Sequence[str]) -> list:
+        """Each word's share of each prediction (:class:`revsent.explain.Explanation` per text)."""
+        from .explain import explain
+
+        self._check_fitted()
+        if isinstance(texts, str):
+            raise DataError("texts", "expected a list of texts, got one string; wrap it in a list")
+        return explain(self.model_, self.encoder_, self.classes_, list(texts))
+
     def save(self, path: str | Path, force: bool = False) -> Path:
         """Write the model directory (refuses a non-empty one unless ``force``)."""
         self._check_fitted()

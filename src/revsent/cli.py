@@ -286,6 +286,60 @@ def predict(
     _run(action)
 
 
+@app.command()
+def explain(
+    model: Annotated[str, typer.Argument(help="Model directory.")],
+    texts: Annotated[list[str], typer.Argument(help="Reviews to explain.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per review: label, probabilities, each word's attribution.")] = False,
+    color: Annotated[Optional[bool], typer.Option("--color/--no-color", help="Colour the words (default: when writing to a terminal).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+):
+    """Which words drove each prediction: integrated gradients over the LSTM, exact shares of the n-gram branch."""
+    from .explain import render
+
+    def action():
+        from .api import Classifier
+        from .device import set_threads
+
+        set_threads(threads)
+        clf = Classifier.load(model)
+        for explanation in clf.explain(texts):
+            if as_json:
+                typer.echo(json.dumps(explanation.to_dict()))
+            else:
+                typer.echo(render(explanation, sys.stdout.isatty() and not os.environ.get("NO_COLOR") if color is None else color))
+
+    _run(action)
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="Model directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the model.")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Texts per model call when merging concurrent requests (1: no merging).")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its model call.")] = 5.0,
+    max_texts: Annotated[int, typer.Option(help="Texts per request (413 above).")] = 256,
+    max_chars: Annotated[int, typer.Option(help="Characters per text (413 above).")] = 50_000,
+    max_body: Annotated[int, typer.Option(help="Bytes per request body (413 above).")] = 4 << 20,
+    max_queue: Annotated[int, typer.Option(help="Texts waiting for the model (429 above).")] = 4096,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: all cores).")] = None,
+    log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug.")] = "info",
+):
+    """Serve a model over HTTP: /v1/predict, /v1/explain, a web page at /, /metrics, /docs."""
+    from .serve import ServeConfig, serve as run_server
+
+    def action():
+        config = ServeConfig(model, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts=max_texts,
+                             max_chars=max_chars, max_body=max_body, max_queue=max_queue, threads=threads)
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1; got {workers}")
+        run_server(config, host=host, port=port, workers=workers, log_level=log_level)
+
+    _run(action)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,179 @@
+"""Word-level explanations: which words moved a prediction, and by how much.
+
+    explain(model, encoder, classes, texts) ──► one Explanation per text
+
+The score explained is the predicted class's margin: its logit less the mean of the other
+classes' logits (with two classes, the log-odds of the predicted class). It has two parts:
+
+- the LSTM's, attributed by Captum's ``LayerIntegratedGradients`` over the embedding layer, from
+  a baseline of padding (whose embedding is zero) to the review, in eval mode, the lengths passed
+  through ``additional_forward_args`` (never interpolated). The attributions sum to the margin's
+  change from the baseline, up to the convergence ``delta`` that Captum reports;
+- the wide n-gram branch's, exact because that branch is linear: each n-gram's weight times its
+  feature value, shared equally among its occurrences and, within one, among its words.
+
+Attributions are given per word of the original text (``Token.text`` is the text's own span),
+so that a page can highlight the review as written; words the model never saw (unknown to the
+vocabulary, cut by ``max_len``, or punctuation) get 0.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .batching import Batch
+from .model import SentimentLSTM
+from .ngrams import Wide, tfidf
+from .text import Sequences, TextEncoder, words
+
+IG_STEPS = 64  # integration steps of integrated gradients
+IG_BATCH = 1 << 14  # padded positions per internal forward pass of Captum (bounds memory on long reviews)
+_PIECES = re.compile(r"[^\s\[\\\]^_`]+")  # what `words` splits on: white space and the separators it maps to spaces
+
+
+@dataclass
+class Token:
+    text: str  # the span of the original text
+    start: int  # its character offset
+    word: str | None  # the word the model reads there (None: punctuation only)
+    attribution: float  # lstm + ngrams: the word's share of the margin
+    lstm: float
+    ngrams: float
+    in_model: bool  # whether the model read this word (known to the vocabulary and within max_len)
+
+
+@dataclass
+class Explanation:
+    label: str
+    probabilities: dict[str, float]
+    margin: float  # the explained score: the predicted class's logit less the mean of the others'
+    baseline_margin: float  # the score the attributions start from: the LSTM on padding, plus the wide bias
+    delta: float  # completeness error of integrated gradients: sum(lstm) - (LSTM margin - its baseline)
+    tokens: list[Token]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _margins(logits: torch.Tensor) -> torch.Tensor:
+    """(B, C) logits -> (B, C) margins: each class's logit less the mean of the others'."""
+    c = logits.shape[1]
+    if c == 1:
+        return logits
+    return logits - (logits.sum(dim=1, keepdim=True) - logits) / (c - 1)
+
+
+def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], texts: list[str],
+            steps: int = IG_STEPS) -> list[Explanation]:
+    """Explain the model's prediction for each of ``texts`` (see the module's docstring)."""
+    from captum.attr import LayerIntegratedGradients  # imported here: prediction does not need it
+
+    model.eval()
+    device = next(model.parameters()).device
+    wide = Wide.of(model.cfg)
+    idf = model.idf()
+    weight = model.wide_weight.detach().cpu().numpy() if wide else None
+
+    def lstm_margins(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return _margins(model(Batch(tokens, lengths.cpu(), np.arange(len(tokens)))))
+
+    ig = LayerIntegratedGradients(lstm_margins, model.embedding)
+    out = []
+    for text in texts:
+        pieces, positions, ids = _align(encoder, text)
+        n = max(len(ids), 1)  # an empty review is one padding token, as in batches
+        tokens = torch.zeros((1, n), dtype=torch.int64)
+        tokens[0, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
+        tokens = tokens.to(device)
+        lengths = torch.tensor([n])
+        seqs = Sequences(ids.astype(np.int32), np.array([0, len(ids)], dtype=np.int64))
+        with torch.no_grad():
+            lstm_logits = model(Batch(tokens, lengths, np.zeros(1, np.int64))).float()
+            wide_logits = torch.zeros_like(lstm_logits)
+            if wide:
+                features, values, _ = tfidf(seqs, np.zeros(1, np.int64), idf, wide)
+                wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias
+            logits = lstm_logits + wide_logits
+            proba = torch.softmax(logits, dim=1)[0].cpu().numpy()
+            k = int(proba.argmax())
+            baseline = _margins(model(Batch(torch.zeros_like(tokens), lengths, np.zeros(1, np.int64))).float())[0, k]
+        attributions, delta = ig.attribute(tokens, baselines=torch.zeros_like(tokens), target=k,
+                                           additional_forward_args=(lengths,), n_steps=steps,
+                                           internal_batch_size=max(1, IG_BATCH // n),
+                                           return_convergence_delta=True)
+        lstm_part = attributions.sum(dim=2)[0, : len(ids)].detach().cpu().double().numpy()  # (L,)
+        ngram_part = _wide_shares(ids, wide, idf, weight, k) if wide else np.zeros(len(ids))
+        wide_bias = float(_margins(model.wide_bias[None].float())[0, k]) if wide else 0.0
+        margin = float(_margins(logits)[0, k])
+        result = []
+        for (span, start, word), position in zip(pieces, positions):
+            a, b = (float(lstm_part[position]), float(ngram_part[position])) if position >= 0 else (0.0, 0.0)
+            result.append(Token(span, start, word, a + b, a, b, position >= 0))
+        out.append(Explanation(classes[k], {c: float(p) for c, p in zip(classes, proba)}, margin,
+                               float(baseline) + wide_bias, float(delta.reshape(-1)[0]), result))
+    return out
+
+
+def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | None]], list[int], np.ndarray]:
+    """The text's pieces (span, offset, word or None), each piece's position in the model's input
+    (-1 where the model does not read it), and the input's ids."""
+    pieces, ids, where = [], [], []
+    unknown = 1 if encoder.oov else None
+    for match in _PIECES.finditer(text):
+        found = words(match.group())
+        word = found[0] if found else None
+        pieces.append((match.group(), match.start(), word))
+        i = encoder._ids.get(word, unknown) if word is not None else None
+        where.append(len(ids) if i is not None else -1)
+        if i is not None:
+            ids.append(i)
+    kept = len(ids) if encoder.max_len is None else min(len(ids), encoder.max_len)
+    first = len(ids) - kept if encoder.truncate == "tail" else 0  # the window the model reads
+    positions = [p - first if p >= 0 and first <= p < first + kept else -1 for p in where]
+    return pieces, positions, np.asarray(ids[first: first + kept], dtype=np.int64)
+
+
+def _wide_shares(ids: np.ndarray, wide: Wide, idf: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
+    """Each position's share of the wide branch's margin for class ``k`` (bias excluded): every
+    n-gram's value times its margin weight, split equally among its occurrences and their words."""
+    seqs = Sequences(ids.astype(np.int32), np.array([0, len(ids)], dtype=np.int64))
+    features, values, _ = tfidf(seqs, np.zeros(1, np.int64), idf, wide)
+    margin_weight = _margins(torch.from_numpy(weight[features]))[:, k].double().numpy()
+    contribution = dict(zip(features.tolist(), (values * margin_weight).tolist()))
+    grams = []  # (feature id, first position, n) of every occurrence
+    ids64 = ids.astype(np.int64)
+    grams += [(int(f), t, 1) for t, f in enumerate(ids64)]
+    if len(ids64) >= 2:
+        pairs = wide.extend(ids64[:-1], ids64[1:])
+        grams += [(int(f), t, 2) for t, f in enumerate(wide.slot(pairs))]
+        if wide.order >= 3 and len(ids64) >= 3:
+            grams += [(int(f), t, 3) for t, f in enumerate(wide.slot(wide.extend(pairs[:-1], ids64[2:])))]
+    occurrences = Counter(f for f, _, _ in grams)
+    shares = np.zeros(len(ids))
+    for f, t, n in grams:
+        shares[t: t + n] += contribution.get(f, 0.0) / occurrences[f] / n
+    return shares
+
+
+def render(explanation: Explanation, color: bool = True) -> str:
+    """The explanation for a terminal: label and probabilities, then the text with each word
+    coloured green (for the label) or red (against), stronger for more weight; without colour,
+    each word the model read is followed by its attribution."""
+    head = f"{explanation.label}  " + "  ".join(f"{c} {p:.1%}" for c, p in explanation.probabilities.items())
+    scale = max((abs(t.attribution) for t in explanation.tokens), default=0.0) or 1.0
+    out = []
+    for token in explanation.tokens:
+        if not token.in_model:
+            out.append(token.text)
+        elif not color:
+            out.append(f"{token.text}({token.attribution:+.2f})")
+        else:
+            strength = abs(token.attribution) / scale
+            base = (40, 160, 70) if token.attribution > 0 else (210, 50, 50)
+            r, g, b = (int(255 - (255 - channel) * strength) for channel in base)  # white to full colour
+            out.append(f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{token.text}\x1b[0m")
+    return head + "\n" + " ".join(out)

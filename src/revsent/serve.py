@@ -1,0 +1,357 @@
+"""HTTP serving: ``revsent serve MODEL`` (FastAPI + uvicorn).
+
+    POST /v1/predict   {"texts": [...]} or {"text": "..."}  ->  label and class probabilities per text
+    POST /v1/explain   the same body  ->  also each word's attribution (explain.py)
+    GET  /v1/model     classes, preset, settings, metrics
+    GET  /healthz      the process is up;  GET /readyz: 503 until the model is loaded
+    GET  /metrics      Prometheus text format;  GET /docs: OpenAPI;  GET /: the web page
+
+Concurrent requests are merged into one model call (``MicroBatcher``: up to ``max_batch`` texts,
+waiting at most ``max_wait_ms`` for more), run on a worker thread so that the event loop keeps
+serving. Errors are JSON ``{"error": ..., "type": ...}``: 413 for too many texts, too long a text
+or too large a body, 422 for malformed JSON, wrong types or an empty list, 429 when the queue is
+full, 503 while loading. Nothing a client sends gives a 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+WEB_PAGE = Path(__file__).with_name("web") / "index.html"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model: str
+    max_batch: int = 64  # texts per model call; 1 turns micro-batching off (each request alone)
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    max_texts: int = 256  # texts per request (413 above)
+    max_chars: int = 50_000  # characters per text (413 above)
+    max_body: int = 4 << 20  # bytes per request body (413 above)
+    max_queue: int = 4096  # texts waiting for the model (429 above)
+    threads: int | None = None  # PyTorch threads for the model (None: all cores)
+
+    def check(self) -> "ServeConfig":
+        from .errors import ConfigError
+
+        for name in ("max_batch", "max_texts", "max_chars", "max_body", "max_queue"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"--max-wait-ms must be >= 0; got {self.max_wait_ms}")
+        return self
+
+
+class TextsIn(BaseModel):
+    """One text (``text``) or several (``texts``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["Great food, friendly staff."]}]})
+    text: StrictStr | None = Field(default=None, description="one review")
+    texts: list[StrictStr] | None = Field(default=None, description="several reviews")
+
+    @model_validator(mode="after")
+    def one_of(self):
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give either 'text' (a string) or 'texts' (a list of strings)")
+        if self.texts is not None and not self.texts:
+            raise ValueError("'texts' is empty; give at least one text")
+        return self
+
+
+class QueueFull(Exception):
+    pass
+
+
+class MicroBatcher:
+    """Merges concurrent requests into model calls of at most ``max_batch`` texts.
+
+    A call starts when the batch is full or ``max_wait`` seconds after its first request came.
+    A request is never split: one larger than ``max_batch`` runs alone. ``run`` (texts -> (n, C))
+    runs on one worker thread, never on the event loop.
+    """
+
+    def __init__(self, run: Callable[[list[str]], np.ndarray], max_batch: int, max_wait: float, max_queue: int,
+                 on_batch: Callable[[int], None] = lambda n: None):
+        self.run, self.max_batch, self.max_wait, self.max_queue = run, max_batch, max_wait, max_queue
+        self.on_batch = on_batch
+        self.waiting = 0  # texts queued, not yet running
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._carry: tuple | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="revsent-model")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def on_model_thread(self, fn: Callable, *args):
+        """Run ``fn(*args)`` on the model's thread, between batches (explanations do)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def submit(self, texts: list[str]) -> np.ndarray:
+        if self.waiting + len(texts) > self.max_queue:
+            raise QueueFull(f"{self.waiting} texts are waiting for the model (at most {self.max_queue}); retry later")
+        future = asyncio.get_running_loop().create_future()
+        self.waiting += len(texts)
+        self._queue.put_nowait((texts, future))
+        return await future
+
+    async def _next(self, timeout: float | None):
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        if timeout is None:
+            return await self._queue.get()
+        if timeout <= 0:
+            return self._queue.get_nowait()
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._next(None)]
+            count = len(group[0][0])
+            deadline = loop.time() + self.max_wait
+            while count < self.max_batch:
+                try:
+                    item = await self._next(deadline - loop.time())
+                except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                    break
+                if count + len(item[0]) > self.max_batch:
+                    self._carry = item  # first in the next batch
+                    break
+                group.append(item)
+                count += len(item[0])
+            texts = [text for item, _ in group for text in item]
+            self.waiting -= len(texts)
+            self.on_batch(len(texts))
+            try:
+                proba = await loop.run_in_executor(self._executor, self.run, texts)
+            except Exception as exc:  # the model failed: every request of the batch hears it
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for item, future in group:
+                if not future.done():  # a client that went away has cancelled its future
+                    future.set_result(proba[start: start + len(item)])
+                start += len(item)
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str, kind: str):
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+class Service:
+    """The model behind the routes: loaded once (``load``, off the event loop), predicting in batches."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.ready = False
+        self.error: str | None = None
+        self.classifier = None
+        self.info: dict[str, Any] = {}
+
+    def load(self) -> None:
+        from .api import Classifier
+        from .device import set_threads
+
+        set_threads(self.config.threads)
+        try:
+            self.classifier = Classifier.load(self.config.model)
+        except Exception as exc:  # reported by /readyz; the CLI loads once before serving, so this is rare
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        path = Path(self.config.model)
+        metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else None
+        cfg = self.classifier.config_
+        self.info = {"model": str(path), "classes": self.classifier.classes_, "preset": cfg.preset,
+                     "settings": cfg.to_dict(), "metrics": metrics}
+        self.ready = True
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.classifier.predict_proba(texts)
+
+    def explain(self, texts: list[str]) -> list[dict]:
+        return [e.to_dict() for e in self.classifier.explain(texts)]
+
+
+def create_app(config: ServeConfig, service: Service | None = None):
+    """The FastAPI application for ``config`` (the model is loaded at start-up, off the event loop)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    config = config.check()
+    service = service or Service(config)
+    registry = CollectorRegistry()
+    requests_total = Counter("revsent_requests", "HTTP requests by route and status", ["route", "status"], registry=registry)
+    latency = Histogram("revsent_request_seconds", "Request latency by route", ["route"], registry=registry,
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+    batch_sizes = Histogram("revsent_batch_texts", "Texts per model call", registry=registry,
+                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+    queued = Gauge("revsent_queue_texts", "Texts waiting for the model", registry=registry)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher = MicroBatcher(lambda texts: service.predict(texts), config.max_batch, config.max_wait_ms / 1000,
+                               config.max_queue, on_batch=batch_sizes.observe)
+        queued.set_function(lambda: batcher.waiting)
+        batcher.start()
+        state["batcher"] = batcher
+        loading = None
+        if not service.ready:
+            loading = asyncio.get_running_loop().run_in_executor(None, service.load)
+        yield
+        if loading is not None and not loading.done():
+            loading.cancel()
+        await batcher.stop()
+
+    app = FastAPI(title="revsent", description="Sentiment predictions and word-level explanations from an LSTM model.",
+                  version=_version(), lifespan=lifespan)
+
+    def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message, "type": kind}, status_code=status, headers=headers)
+
+    @app.middleware("http")
+    async def account(request: Request, call_next):
+        started = time.perf_counter()
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > config.max_body):
+            response = error(413, f"the request body is larger than {config.max_body} bytes", "body_too_large")
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests_total.labels(path, str(response.status_code)).inc()
+        latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = []
+        for item in exc.errors():
+            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        return error(422, "; ".join(problems) or "invalid request", "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), "http_error")
+
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, exc: ClientError):
+        return error(exc.status, exc.message, exc.kind, {"Retry-After": "1"} if exc.status in (429, 503) else None)
+
+    def texts_of(body: TextsIn) -> list[str]:
+        if not service.ready:
+            raise ClientError(503, "the model is still loading" if service.error is None else f"the model failed to load: {service.error}", "not_ready")
+        texts = [body.text] if body.text is not None else list(body.texts)
+        if len(texts) > config.max_texts:
+            raise ClientError(413, f"{len(texts)} texts in one request; at most {config.max_texts}", "too_many_texts")
+        for i, text in enumerate(texts):
+            if len(text) > config.max_chars:
+                raise ClientError(413, f"text {i} has {len(text)} characters; at most {config.max_chars}", "text_too_long")
+        return texts
+
+    def predictions(texts: list[str], proba: np.ndarray) -> list[dict]:
+        classes = service.classifier.classes_
+        return [{"label": classes[int(p.argmax())], "probabilities": {c: float(v) for c, v in zip(classes, p)}}
+                for p in proba]
+
+    @app.post("/v1/predict", summary="Label and class probabilities of each text")
+    async def predict(body: TextsIn) -> dict:
+        texts = texts_of(body)
+        try:
+            proba = await state["batcher"].submit(texts)
+        except QueueFull as exc:
+            raise ClientError(429, str(exc), "queue_full") from None
+        return {"predictions": predictions(texts, proba)}
+
+    @app.post("/v1/explain", summary="Predictions with each word's attribution")
+    async def explain(body: TextsIn) -> dict:
+        texts = texts_of(body)
+        if len(texts) > max(1, config.max_batch):
+            raise ClientError(413, f"{len(texts)} texts to explain; at most {max(1, config.max_batch)} per request", "too_many_texts")
+        # one explanation is dozens of model calls: it runs on the model's thread, between batches
+        result = await state["batcher"].on_model_thread(service.explain, texts)
+        return {"explanations": result}
+
+    @app.get("/v1/model", summary="The model: classes, preset, settings and metrics")
+    async def model_info() -> dict:
+        if not service.ready:
+            raise ClientError(503, "the model is still loading", "not_ready")
+        return {**service.info, "serving": asdict(config)}
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: 503 until the model is loaded")
+    async def readyz():
+        if service.ready:
+            return {"status": "ready"}
+        return error(503, "the model is still loading" if service.error is None else service.error, "not_ready")
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse(WEB_PAGE.read_text(encoding="utf-8"))
+
+    return app
+
+
+def app_from_environment():
+    """For uvicorn's worker processes (``--workers`` > 1): the app of the JSON config in REVSENT_SERVE."""
+    import os
+
+    return create_app(ServeConfig(**json.loads(os.environ["REVSENT_SERVE"])))
+
+
+def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
+    """Run the server until SIGINT/SIGTERM (in-flight requests finish first)."""
+    import os
+
+    import uvicorn
+
+    config = config.check()
+    if workers > 1:
+        os.environ["REVSENT_SERVE"] = json.dumps(asdict(config))
+        uvicorn.run("revsent.serve:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, timeout_graceful_shutdown=30)
+        return
+    service = Service(config)
+    service.load()  # before listening: a bad model is a clear error at start, not a 503 forever
+    uvicorn.run(create_app(config, service), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,78 @@
+"""The web page in a real browser: Debian's chromium, driven by Selenium through chromium-driver.
+
+`revsent serve` runs on 127.0.0.1 with a model trained on real IMDB reviews; the test types a
+review, submits it with the keyboard, and checks the label, the probability bars and the
+highlighted words. A screenshot goes to bench/out/screenshots/ (not in git).
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .test_serve import start_server
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")]
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_page_predicts_and_highlights_words(imdb_model, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, url = start_server(imdb_model)
+    try:
+        browser.get(url + "/")
+        assert browser.title.startswith("revsent")
+        box = browser.find_element(By.ID, "text")
+        assert browser.find_element(By.CSS_SELECTOR, "label[for=text]").text == "Review"
+        review = "A wonderful film: brilliant acting, a moving story and a superb ending. I loved it."
+        box.click()
+        box.send_keys(review)
+        box.send_keys(Keys.CONTROL, Keys.ENTER)  # submitting from the keyboard
+        label = WebDriverWait(browser, 60).until(ready.visibility_of_element_located((By.ID, "label")))
+        assert label.text == "positive"
+        bars = browser.find_elements(By.CSS_SELECTOR, "[role=progressbar]")
+        values = {b.get_attribute("aria-label"): float(b.get_attribute("aria-valuenow")) for b in bars}
+        assert set(values) == {"probability of negative", "probability of positive"}
+        assert values["probability of positive"] > 50 and abs(sum(values.values()) - 100) < 0.5
+        words = browser.find_element(By.ID, "words")
+        assert words.text.split() == review.split()  # the review as typed, punctuation and all
+        toward = [w.text for w in browser.find_elements(By.CSS_SELECTOR, "#words span.for")]
+        assert {"wonderful", "brilliant", "superb", "loved"} & {w.strip(",.:").lower() for w in toward}, toward
+        assert browser.find_element(By.CSS_SELECTOR, "section#result").get_attribute("aria-live") == "polite"
+
+        # an example, chosen with the keyboard, replaces the result
+        example = browser.find_elements(By.CSS_SELECTOR, "button.example")[0]
+        example.send_keys(Keys.ENTER)
+        WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "words").text.startswith("The pasta"))
+        assert browser.find_element(By.ID, "label").text in ("negative", "positive")
+
+        shots = ROOT / "bench" / "out" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        box = browser.find_element(By.ID, "text")
+        box.clear()
+        box.send_keys(review)
+        browser.find_element(By.ID, "submit").click()
+        WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "words").text.startswith("A wonderful"))
+        assert browser.save_screenshot(str(shots / "page.png"))
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -1,0 +1,96 @@
+"""Explanations: completeness, exactness of the n-gram shares, deletion on real held-out reviews."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from revsent import Classifier
+from revsent.cli import app
+from revsent.explain import _align, _margins, render
+
+from .conftest import NEGATIVE, POSITIVE, TINY
+
+TEXTS, LABELS = POSITIVE * 4 + NEGATIVE * 4, ["pos"] * 24 + ["neg"] * 24
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Classifier(preset="seed", **{**TINY, "ngram_buckets": 1000, "max_len": 4}).fit(TEXTS, LABELS)
+
+
+def test_words_keep_their_spans_and_what_the_model_did_not_read(tiny):
+    text = "Great food -- zzzunknown, and friendly   staff!"
+    pieces, positions, ids = _align(tiny.encoder_, text)
+    assert [(span, text[start: start + len(span)]) for span, start, _ in pieces] == [(span, span) for span, _, _ in pieces]
+    words = [word for _, _, word in pieces]
+    assert words == ["great", "food", None, "zzzunknown", "and", "friendly", "staff"]
+    # unknown words and punctuation are not read; max_len 4 keeps the last four known words
+    assert positions == [-1, 0, -1, -1, 1, 2, 3]
+    assert ids.tolist() == [int(tiny.encoder_.encode([t])[0][0]) for t in ("food", "and", "friendly", "staff")]
+
+
+def test_attributions_add_up_to_the_margin(tiny):
+    for explanation in tiny.explain(["great food and friendly staff", "rude staff", "terrible awful food but great value"]):
+        read = [t for t in explanation.tokens if t.in_model]
+        lstm, ngrams = sum(t.lstm for t in read), sum(t.ngrams for t in read)
+        assert abs(lstm + ngrams - (explanation.margin - explanation.baseline_margin)) <= abs(explanation.delta) + 1e-4
+        assert abs(explanation.delta) < 0.01
+        assert all(t.attribution == 0 for t in explanation.tokens if not t.in_model)
+        assert explanation.label == max(explanation.probabilities, key=explanation.probabilities.get)
+
+
+def test_ngram_shares_are_the_wide_branch_exactly(tiny):
+    """The n-gram part of the margin, recomputed from the model's own wide branch."""
+    from revsent.batching import make_batch
+    from revsent.ngrams import Wide, linear_logits
+
+    model = tiny.model_
+    text = "great food and friendly staff"
+    explanation = tiny.explain([text])[0]
+    seqs = tiny.encoder_.encode([text])
+    logits = linear_logits(seqs, np.array([0]), model.idf(), model.wide_weight, torch.zeros(2), Wide.of(model.cfg))
+    k = tiny.classes_.index(explanation.label)
+    assert sum(t.ngrams for t in explanation.tokens) == pytest.approx(float(_margins(logits)[0, k]), abs=1e-5)
+    assert make_batch(seqs, [0]).tokens.shape[1] == sum(t.in_model for t in explanation.tokens)
+
+
+def test_cli_explain_json_and_terminal(tmp_path, tiny):
+    tiny.save(tmp_path / "m")
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "m"), "great food", "rude staff", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["label"] for r in rows] == ["pos", "neg"] and [t["text"] for t in rows[0]["tokens"]] == ["great", "food"]
+    plain = CliRunner().invoke(app, ["explain", str(tmp_path / "m"), "great food", "--no-color"])
+    assert plain.exit_code == 0 and "great(+" in plain.stdout and "\x1b[" not in plain.stdout
+    coloured = render(tiny.explain(["great food"])[0], color=True)
+    assert "\x1b[48;2;" in coloured
+    missing = CliRunner().invoke(app, ["explain", str(tmp_path / "nothing"), "text"])
+    assert missing.exit_code != 0 and "revsent: error:" in missing.output
+
+
+@pytest.mark.slow
+def test_deleting_the_top_words_hurts_more_than_deleting_random_ones(imdb_model, imdb_heldout):
+    """On 120 real held-out IMDB reviews: take out the 5 words with the most attribution toward
+    the predicted label, or 5 words the model read chosen at random; the first must lower the
+    predicted label's probability more, on average."""
+    clf = Classifier.load(imdb_model)
+    texts = imdb_heldout[0][:120]
+    rng = np.random.default_rng(0)
+    before, top, random = [], [], []
+    deltas = []
+    for text, explanation in zip(texts, clf.explain(texts)):
+        k = clf.classes_.index(explanation.label)
+        read = [i for i, t in enumerate(explanation.tokens) if t.in_model]
+        deltas.append(abs(explanation.delta))
+        ranked = sorted(read, key=lambda i: -explanation.tokens[i].attribution)[:5]
+        chosen = list(rng.choice(read, size=min(5, len(read)), replace=False))
+        cut = lambda drop: " ".join(t.text for i, t in enumerate(explanation.tokens) if i not in set(drop))  # noqa: E731
+        proba = clf.predict_proba([text, cut(ranked), cut(chosen)])[:, k]
+        before.append(proba[0]), top.append(proba[1]), random.append(proba[2])
+    drop_top, drop_random = np.mean(before) - np.mean(top), np.mean(before) - np.mean(random)
+    print(f"deletion over {len(texts)} held-out reviews: top-5 words {drop_top:.3f}, random 5 words {drop_random:.3f}; "
+          f"completeness delta median {np.median(deltas):.2e}, max {np.max(deltas):.2e}")
+    assert drop_top > drop_random + 0.02
+    assert np.median(deltas) < 0.05

@@ -1,0 +1,248 @@
+"""revsent serve: the HTTP API, micro-batching, limits and errors, metrics, the server process."""
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from revsent import Classifier
+from revsent.serve import MicroBatcher, QueueFull, ServeConfig, Service, create_app
+
+from .conftest import NEGATIVE, POSITIVE, TINY
+
+TEXTS, LABELS = POSITIVE * 4 + NEGATIVE * 4, ["positive"] * 24 + ["negative"] * 24
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("serve") / "model"
+    Classifier(preset="seed", **{**TINY, "ngram_buckets": 1000}).fit(TEXTS, LABELS).save(path)
+    return path
+
+
+@pytest.fixture
+def client(model_dir):
+    with TestClient(create_app(ServeConfig(str(model_dir), max_texts=8, max_chars=200, max_body=2000))) as client:
+        _wait_ready(client)
+        yield client
+
+
+def _wait_ready(client, seconds=30):
+    deadline = time.time() + seconds
+    while client.get("/readyz").status_code != 200:
+        assert time.time() < deadline, "the model did not load"
+        time.sleep(0.05)
+
+
+def test_predict_one_and_many_match_the_python_api(client, model_dir):
+    expected = Classifier.load(model_dir).predict_proba(["great friendly food", "rude awful staff"])
+    many = client.post("/v1/predict", json={"texts": ["great friendly food", "rude awful staff"]})
+    assert many.status_code == 200
+    rows = many.json()["predictions"]
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+    got = np.array([[r["probabilities"]["negative"], r["probabilities"]["positive"]] for r in rows])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    one = client.post("/v1/predict", json={"text": "great friendly food"}).json()["predictions"]
+    assert len(one) == 1 and one[0] == rows[0]
+
+
+@pytest.mark.parametrize("body, status, kind", [
+    ({"texts": ["x"] * 9}, 413, "too_many_texts"),
+    ({"text": "good " * 50}, 413, "text_too_long"),
+    ({"texts": []}, 422, "invalid_request"),
+    ({"texts": ["fine", 3]}, 422, "invalid_request"),
+    ({"text": 3}, 422, "invalid_request"),
+    ({}, 422, "invalid_request"),
+    ({"text": "a", "texts": ["b"]}, 422, "invalid_request"),
+    ({"txt": "a"}, 422, "invalid_request"),
+    (["great food"], 422, "invalid_request"),
+])
+def test_client_mistakes_get_json_errors(client, body, status, kind):
+    response = client.post("/v1/predict", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["type"] == kind and response.json()["error"]
+
+
+def test_malformed_json_and_large_bodies(client):
+    bad = client.post("/v1/predict", content=b'{"texts": ["unclosed', headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["type"] == "invalid_request"
+    large = client.post("/v1/predict", content=b'{"text": "' + b"a" * 3000 + b'"}', headers={"content-type": "application/json"})
+    assert large.status_code == 413 and large.json()["type"] == "body_too_large"
+    assert client.get("/nowhere").status_code == 404 and client.get("/nowhere").json()["error"]
+    assert client.get("/v1/predict").status_code == 405
+
+
+def test_full_queue_is_429(model_dir):
+    with TestClient(create_app(ServeConfig(str(model_dir), max_queue=2))) as client:
+        _wait_ready(client)
+        assert client.post("/v1/predict", json={"texts": ["a", "b"]}).status_code == 200
+        response = client.post("/v1/predict", json={"texts": ["a", "b", "c"]})
+        assert response.status_code == 429 and response.json()["type"] == "queue_full"
+        assert response.headers["retry-after"] == "1"
+
+
+def test_not_ready_until_loaded(model_dir):
+    release = threading.Event()
+
+    class SlowService(Service):
+        def load(self):
+            release.wait(10)
+            super().load()
+
+    config = ServeConfig(str(model_dir))
+    with TestClient(create_app(config, SlowService(config))) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").status_code == 503
+        response = client.post("/v1/predict", json={"text": "good"})
+        assert response.status_code == 503 and response.json()["type"] == "not_ready"
+        release.set()
+        _wait_ready(client)
+        assert client.post("/v1/predict", json={"text": "good"}).status_code == 200
+
+
+def test_model_info_metrics_docs_and_page(client):
+    info = client.get("/v1/model").json()
+    assert info["classes"] == ["negative", "positive"] and info["preset"] == "seed"
+    assert info["settings"]["model"]["ngram_buckets"] == 1000 and info["serving"]["max_texts"] == 8
+    client.post("/v1/predict", json={"text": "good"})
+    client.post("/v1/predict", json={"texts": []})
+    metrics = client.get("/metrics").text
+    assert 'revsent_requests_total{route="/v1/predict",status="200"}' in metrics
+    assert 'revsent_requests_total{route="/v1/predict",status="422"}' in metrics
+    assert "revsent_request_seconds_bucket" in metrics and "revsent_batch_texts_count" in metrics
+    assert client.get("/docs").status_code == 200
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and '<textarea id="text"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # works offline: nothing fetched from elsewhere
+
+
+def test_explain_endpoint(client):
+    response = client.post("/v1/explain", json={"text": "great friendly food, rude staff"})
+    assert response.status_code == 200
+    explanation = response.json()["explanations"][0]
+    assert [t["text"] for t in explanation["tokens"]] == ["great", "friendly", "food,", "rude", "staff"]
+    assert explanation["label"] in ("positive", "negative")
+    total = sum(t["attribution"] for t in explanation["tokens"])
+    assert abs(total - (explanation["margin"] - explanation["baseline_margin"])) <= abs(explanation["delta"]) + 1e-4
+
+
+def test_concurrent_requests_share_model_calls_and_answer_as_alone(client, model_dir):
+    texts = [f"{a} {b}" for a in POSITIVE + NEGATIVE for b in ("food", "staff", "place")]
+    alone = Classifier.load(model_dir).predict_proba(texts)
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda text: client.post("/v1/predict", json={"text": text}), texts))
+    got = np.array([[r.json()["predictions"][0]["probabilities"][c] for c in ("negative", "positive")] for r in responses])
+    np.testing.assert_allclose(got, alone, atol=1e-6)
+    sizes = _histogram(client.get("/metrics").text, "revsent_batch_texts")
+    assert sizes["count"] < len(texts), "no two requests shared a model call"
+
+
+def _histogram(text, name):
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_count"):
+            values["count"] = float(line.split()[-1])
+        if line.startswith(f"{name}_sum"):
+            values["sum"] = float(line.split()[-1])
+    return values
+
+
+def test_micro_batcher_merges_within_size_and_wait():
+    calls = []
+
+    def run(texts):
+        calls.append(list(texts))
+        return np.array([[float(t)] for t in texts])
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=4, max_wait=0.2, max_queue=100)
+        batcher.start()
+        requests = [["1"], ["2", "3"], ["4"], ["5", "6", "7"], ["8"]]
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        with pytest.raises(QueueFull):
+            await batcher.submit(["x"] * 101)
+        await batcher.stop()
+        return requests, results
+
+    requests, results = asyncio.run(main())
+    for request, result in zip(requests, results):  # every request gets its own rows back
+        assert [int(v) for v in result[:, 0]] == [int(t) for t in request]
+    assert all(len(call) <= 4 for call in calls) and len(calls) < len(requests)
+    assert sorted(t for call in calls for t in call) == [str(i) for i in range(1, 9)]
+
+
+def test_micro_batching_off_runs_each_request_alone():
+    calls = []
+
+    async def main():
+        batcher = MicroBatcher(lambda texts: calls.append(list(texts)) or np.zeros((len(texts), 1)), 1, 0.2, 100)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit([str(i), str(i)]) for i in range(3)))
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert calls == [["0", "0"], ["1", "1"], ["2", "2"]]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_dir, *extra):
+    """``revsent serve`` as a user runs it, on 127.0.0.1; returns (process, base URL) once ready."""
+    port = _free_port()
+    revsent = Path(sys.executable).parent / "revsent"
+    proc = subprocess.Popen([str(revsent), "serve", str(model_dir), "--port", str(port), "--threads", "1",
+                             "--log-level", "warning", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"revsent serve exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("revsent serve did not become ready")
+
+
+def test_server_process_answers_and_stops_cleanly_on_sigterm(model_dir):
+    proc, url = start_server(model_dir)
+    try:
+        assert httpx.post(url + "/v1/predict", json={"text": "great food"}).json()["predictions"][0]["label"] == "positive"
+        with ThreadPoolExecutor(8) as pool:  # requests in flight when SIGTERM comes still get their answers
+            futures = [pool.submit(httpx.post, url + "/v1/explain", json={"text": "great food and friendly staff"}, timeout=30)
+                       for _ in range(8)]
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            statuses = [f.result().status_code for f in futures]
+        assert statuses == [200] * 8
+        # uvicorn finishes the requests, then ends by the signal it caught (the shell's convention)
+        assert proc.wait(30) in (0, -signal.SIGTERM)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+
+
+def test_serve_refuses_a_missing_model_with_one_line(tmp_path):
+    revsent = Path(sys.executable).parent / "revsent"
+    result = subprocess.run([str(revsent), "serve", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("revsent: error:") and len(result.stderr.strip().splitlines()) == 1
