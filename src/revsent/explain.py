@@ -90,12 +90,11 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
         tokens[0, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
         tokens = tokens.to(device)
         lengths = torch.tensor([n])
-        seqs = Sequences(ids.astype(np.int32), np.array([0, len(ids)], dtype=np.int64))
         with torch.no_grad():
             lstm_logits = model(Batch(tokens, lengths, np.zeros(1, np.int64))).float()
             wide_logits = torch.zeros_like(lstm_logits)
             if wide:
-                features, values, _ = tfidf(seqs, np.zeros(1, np.int64), idf, wide)
+                features, values = _features(ids, wide, idf)
                 wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias
             logits = lstm_logits + wide_logits
             proba = torch.softmax(logits, dim=1)[0].cpu().numpy()
@@ -106,7 +105,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
                                            internal_batch_size=max(1, IG_BATCH // n),
                                            return_convergence_delta=True)
         lstm_part = attributions.sum(dim=2)[0, : len(ids)].detach().cpu().double().numpy()  # (L,)
-        ngram_part = _wide_shares(ids, wide, idf, weight, k) if wide else np.zeros(len(ids))
+        ngram_part = _wide_shares(ids, features, values, wide, weight, k) if wide else np.zeros(len(ids))
         wide_bias = float(_margins(model.wide_bias[None].float())[0, k]) if wide else 0.0
         margin = float(_margins(logits)[0, k])
         result = []
@@ -137,11 +136,17 @@ def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | 
     return pieces, positions, np.asarray(ids[first: first + kept], dtype=np.int64)
 
 
-def _wide_shares(ids: np.ndarray, wide: Wide, idf: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
-    """Each position's share of the wide branch's margin for class ``k`` (bias excluded): every
-    n-gram's value times its margin weight, split equally among its occurrences and their words."""
+def _features(ids: np.ndarray, wide: Wide, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The wide branch's feature ids and values of one review's ``ids``."""
     seqs = Sequences(ids.astype(np.int32), np.array([0, len(ids)], dtype=np.int64))
     features, values, _ = tfidf(seqs, np.zeros(1, np.int64), idf, wide)
+    return features, values
+
+
+def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide: Wide, weight: np.ndarray,
+                 k: int) -> np.ndarray:
+    """Each position's share of the wide branch's margin for class ``k`` (bias excluded): every
+    n-gram's value times its margin weight, split equally among its occurrences and their words."""
     margin_weight = _margins(torch.from_numpy(weight[features]))[:, k].double().numpy()
     contribution = dict(zip(features.tolist(), (values * margin_weight).tolist()))
     grams = []  # (feature id, first position, n) of every occurrence
