@@ -10,21 +10,25 @@ import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .config import Config
 from .errors import ArtifactError, ConfigError
-from .model import SentimentLSTM
 from .text import TextEncoder
+
+if TYPE_CHECKING:  # PyTorch is imported where weights are read or written: the ONNX runtime path never loads it
+    import torch
+
+    from .model import SentimentLSTM
 
 FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
+ONNX, WIDE = "model.onnx", "wide.safetensors"  # written by `revsent export` (export.py)
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
-OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, "training_curves.png", "confusion_matrix.png")
+OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, ONNX, WIDE, "training_curves.png", "confusion_matrix.png")
 
 
 def _umask() -> int:
@@ -56,6 +60,8 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
 
 
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
     path = Path(path)
     fd, tmp = temp_beside(path)
     os.close(fd)
@@ -150,6 +156,10 @@ def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, list[str], TextEncoder, SentimentLSTM]:
     """Rebuild a trained model from its directory alone."""
+    from safetensors.torch import load_file
+
+    from .model import SentimentLSTM
+
     cfg, classes = read_config(model_dir)
     model_dir = Path(model_dir)
     tok_path = model_dir / TOKENIZER

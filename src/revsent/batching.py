@@ -9,12 +9,15 @@ and the model packs the batch so that padded steps cost nothing anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .ngrams import Wide, tfidf
 from .text import Sequences
+
+if TYPE_CHECKING:  # only make_batch needs PyTorch: the ONNX runtime batches with inference_order alone
+    import torch
 
 @dataclass
 class Batch:
@@ -25,7 +28,7 @@ class Batch:
     ngram_weights: torch.Tensor | None = None  # (N,) their weights
     ngram_offsets: torch.Tensor | None = None  # (B,) where each row's features start
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: "torch.device") -> "Batch":
         if device.type == "cpu":
             return self
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
@@ -80,6 +83,8 @@ def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None
 
     With ``idf`` and ``wide`` the batch also carries the wide branch's features.
     """
+    import torch
+
     index = np.asarray(index, dtype=np.int64)
     lengths = seqs.lengths[index]
     order = np.argsort(-lengths, kind="stable")

@@ -31,6 +31,7 @@ Category = Annotated[Optional[str], typer.Option(help="Keep only reviews of busi
 Limit = Annotated[Optional[int], typer.Option(help="Use the first N usable records.", rich_help_panel=DATA)]
 SkipBad = Annotated[Optional[bool], typer.Option("--skip-bad/--no-skip-bad", help="Skip bad records and count them instead of stopping at the first.", rich_help_panel=DATA)]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
+Backend = Annotated[str, typer.Option(help="torch | onnx (the model's ONNX export on onnxruntime, without PyTorch; see `revsent export`).")]
 DataArg = Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet), 'imdb' or 'rt' for a bundled sample (default imdb), or (train) a dataset made by `revsent prepare`.", show_default=False)]
 # Tokenizer options, shared by train and prepare (names match ModelConfig fields).
 VocabSize = Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent of the training split.", rich_help_panel=MODEL)]
@@ -269,13 +270,14 @@ def predict(
     force: Annotated[bool, typer.Option(help="Overwrite --output if it exists.")] = False,
     device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    backend: Backend = "torch",
 ):
     """Classify reviews: label and a probability per class for each."""
     from .predict import predict as predict_texts
 
     def action():
         result = predict_texts(model, texts or (), input=input, output=output, force=force, batch_size=batch_size,
-                               device=device, threads=threads,
+                               device=device, threads=threads, backend=backend,
                                **_given(format=format, text_field=text_field, id_field=id_field, skip_bad=skip_bad))
         skipped = sum(result.get("records_skipped", {}).values())
         if output:
@@ -325,6 +327,7 @@ def serve(
     max_body: Annotated[int, typer.Option(help="Bytes per request body (413 above).")] = 4 << 20,
     max_queue: Annotated[int, typer.Option(help="Texts waiting for the model (429 above).")] = 4096,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: all cores).")] = None,
+    backend: Backend = "torch",
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug.")] = "info",
 ):
     """Serve a model over HTTP: /v1/predict, /v1/explain, a web page at /, /metrics, /docs."""
@@ -332,10 +335,29 @@ def serve(
 
     def action():
         config = ServeConfig(model, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts=max_texts,
-                             max_chars=max_chars, max_body=max_body, max_queue=max_queue, threads=threads)
+                             max_chars=max_chars, max_body=max_body, max_queue=max_queue, threads=threads,
+                             backend=backend)
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1; got {workers}")
         run_server(config, host=host, port=port, workers=workers, log_level=log_level)
+
+    _run(action)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Model directory.")],
+    format: Annotated[str, typer.Option("--format", help="onnx.")] = "onnx",
+    int8: Annotated[bool, typer.Option("--int8", help="Dynamic int8 quantisation of the weights (onnxruntime's).")] = False,
+    out: Annotated[Optional[str], typer.Option(help="Package directory to write (default: the model directory itself).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
+):
+    """Export a model to ONNX, for `predict` / `serve --backend onnx` on onnxruntime without PyTorch."""
+    from .export import export as export_model
+
+    def action():
+        result = export_model(model, out, format=format, int8=int8, force=force)
+        typer.echo(f"wrote {result['onnx']} ({result['precision']}, {result['bytes'] / 1e6:.1f} MB)", err=True)
 
     _run(action)
 

@@ -23,8 +23,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
 from .text import Sequences
 
@@ -136,13 +134,15 @@ def nb_ratios(class_df: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     return (np.log(p / p.sum(axis=0)) - np.log(q / q.sum(axis=0))).astype(np.float32)
 
 
-def linear_logits(seqs: Sequences, index: np.ndarray, idf: np.ndarray, weight: torch.Tensor | np.ndarray,
-                  bias, wide: Wide) -> torch.Tensor:
-    """The regression's log-odds (B, C) for the reviews ``index``."""
+def linear_logits(seqs: Sequences, index: np.ndarray, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+                  wide: Wide) -> np.ndarray:
+    """The regression's log-odds (B, C) for the reviews ``index``: each review's weighted sum of
+    its features' rows of ``weight``, plus ``bias``."""
     features, weights, offsets = tfidf(seqs, index, idf, wide)
-    weight = torch.as_tensor(weight)
-    return nn.functional.embedding_bag(torch.from_numpy(features), weight, torch.from_numpy(offsets[:-1]), mode="sum",
-                                       per_sample_weights=torch.from_numpy(weights)) + torch.as_tensor(bias)
+    rows = np.repeat(np.arange(len(index)), np.diff(offsets))  # (N,) review of each feature
+    terms = weight[features] * weights[:, None].astype(np.float64)  # (N, C)
+    sums = [np.bincount(rows, terms[:, c], minlength=len(index)) for c in range(weight.shape[1])]
+    return (np.stack(sums, axis=1) + bias).astype(np.float32)  # (B, C)
 
 
 def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: float, seed: int,
@@ -150,6 +150,9 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: fl
     """Logistic regression on the wide features: ``idf`` (F,), ``weight`` (F, C), ``bias`` (C,).
 
     With NB weighting ``idf`` is ones and ``weight`` the fitted weights times the ratios."""
+    import torch  # here, not at the top: features and prediction are NumPy, for the ONNX runtime path
+    from torch import nn
+
     y = np.asarray(y, dtype=np.int64)
     n = len(seqs)
     if wide.weighting == "nb":
@@ -197,10 +200,9 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: fl
 def predict_logits(seqs: Sequences, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray, wide: Wide) -> np.ndarray:
     """The regression's log-odds (n, C) for every review of ``seqs``, in batches."""
     out = np.zeros((len(seqs), weight.shape[1]), dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, len(seqs), ROWS):
-            index = np.arange(start, min(start + ROWS, len(seqs)))
-            out[index] = linear_logits(seqs, index, idf, weight, bias, wide).numpy()
+    for start in range(0, len(seqs), ROWS):
+        index = np.arange(start, min(start + ROWS, len(seqs)))
+        out[index] = linear_logits(seqs, index, idf, weight, bias, wide)
     return out
 
 

@@ -12,11 +12,10 @@ from typing import IO, Iterable, Iterator
 import numpy as np
 import orjson
 
-from .artifacts import load_model, temp_beside
+from .artifacts import temp_beside
 from .data import RecordReader
 from .errors import ConfigError, DataError
-from .model import class_probabilities
-from .device import resolve_device, set_threads
+from .export import BACKENDS
 
 CHUNK = 8192  # records predicted at a time: bounded memory on files of any size
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -103,17 +102,34 @@ def stdin_records() -> Iterator[tuple[str | None, str]]:
 
 def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | None = None,
             output: str | None = None, force: bool = False, batch_size: int = 256,
-            device: str = "auto", threads: int | None = None, **data_options) -> dict:
+            device: str = "auto", threads: int | None = None, backend: str = "torch", **data_options) -> dict:
     """Predict ``texts`` and/or every record of ``input`` (``-``: stdin, one review a line).
 
     Writes to ``output`` (.jsonl/.csv/.parquet; stdout JSON lines when None) and returns counts.
     ``data_options`` are DataConfig fields for reading ``input`` (``text_field``, ``format``...).
+    ``backend="onnx"`` runs the model's ONNX export on onnxruntime and never imports PyTorch.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r} instead.")
-    set_threads(threads)
-    torch_device = resolve_device(device)
-    cfg, classes, encoder, model = load_model(model_dir, torch_device)
+    if backend not in BACKENDS:
+        raise ConfigError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
+    if backend == "onnx":
+        from .export import OnnxClassifier
+
+        if device not in ("auto", "cpu"):
+            raise ConfigError(f"--device {device} needs the torch backend; the onnx backend runs on the CPU")
+        runner = OnnxClassifier(model_dir, threads)
+        cfg, classes, encoder = runner.config_, runner.classes_, runner.encoder_
+        probabilities = lambda seqs: runner.probabilities(seqs, batch_size)  # noqa: E731
+    else:
+        from .artifacts import load_model
+        from .device import resolve_device, set_threads
+        from .model import class_probabilities
+
+        set_threads(threads)
+        torch_device = resolve_device(device)
+        cfg, classes, encoder, model = load_model(model_dir, torch_device)
+        probabilities = lambda seqs: class_probabilities(model, seqs, batch_size, torch_device)  # noqa: E731
     writer = Writer(output, classes, force=force)
     reader = None
     done = 0
@@ -129,7 +145,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
             sources.append((r.id, r.text) for r in reader)
         for chunk in _chunks((pair for source in sources for pair in source), CHUNK):
             ids, chunk_texts = zip(*chunk)
-            proba = class_probabilities(model, encoder.encode(list(chunk_texts)), batch_size, torch_device)
+            proba = probabilities(encoder.encode(list(chunk_texts)))
             writer.write(list(rows(list(ids), proba, classes, with_id=reader is not None)))
             done += len(chunk)
         if done == 0:

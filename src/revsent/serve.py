@@ -38,7 +38,8 @@ class ServeConfig:
     max_chars: int = 50_000  # characters per text (413 above)
     max_body: int = 4 << 20  # bytes per request body (413 above)
     max_queue: int = 4096  # texts waiting for the model (429 above)
-    threads: int | None = None  # PyTorch threads for the model (None: all cores)
+    threads: int | None = None  # threads for the model (None: all cores)
+    backend: str = "torch"  # torch, or onnx: the model's ONNX export on onnxruntime (no PyTorch; no explanations)
 
     def check(self) -> "ServeConfig":
         from .errors import ConfigError
@@ -48,6 +49,8 @@ class ServeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise ConfigError(f"--max-wait-ms must be >= 0; got {self.max_wait_ms}")
+        if self.backend not in ("torch", "onnx"):
+            raise ConfigError(f"--backend must be torch or onnx; got {self.backend!r}")
         return self
 
 
@@ -173,12 +176,17 @@ class Service:
         self.info: dict[str, Any] = {}
 
     def load(self) -> None:
-        from .api import Classifier
-        from .device import set_threads
-
-        set_threads(self.config.threads)
         try:
-            self.classifier = Classifier.load(self.config.model)
+            if self.config.backend == "onnx":
+                from .export import OnnxClassifier
+
+                self.classifier = OnnxClassifier.load(self.config.model, self.config.threads)
+            else:
+                from .api import Classifier
+                from .device import set_threads
+
+                set_threads(self.config.threads)
+                self.classifier = Classifier.load(self.config.model)
         except Exception as exc:  # reported by /readyz; the CLI loads once before serving, so this is rare
             self.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -186,7 +194,7 @@ class Service:
         metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else None
         cfg = self.classifier.config_
         self.info = {"model": str(path), "classes": self.classifier.classes_, "preset": cfg.preset,
-                     "settings": cfg.to_dict(), "metrics": metrics}
+                     "settings": cfg.to_dict(), "metrics": metrics, "backend": self.config.backend}
         self.ready = True
 
     def predict(self, texts: list[str]) -> np.ndarray:
@@ -294,6 +302,8 @@ def create_app(config: ServeConfig, service: Service | None = None):
     @app.post("/v1/explain", summary="Predictions with each word's attribution")
     async def explain(body: TextsIn) -> dict:
         texts = texts_of(body)
+        if config.backend != "torch":
+            raise ClientError(501, "explanations need gradients: serve with --backend torch for /v1/explain", "not_supported")
         if len(texts) > max(1, config.max_batch):
             raise ClientError(413, f"{len(texts)} texts to explain; at most {max(1, config.max_batch)} per request", "too_many_texts")
         # one explanation is dozens of model calls: it runs on the model's thread, between batches

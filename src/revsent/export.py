@@ -1,0 +1,201 @@
+"""Export a trained model to ONNX, and run the export on onnxruntime without PyTorch.
+
+    MODEL/model.safetensors ──torch.onnx.export──► OUT/model.onnx      tokens (B, T), lengths (B,) → logits (B, C)
+                            ──(--int8)───────────► dynamic int8 weights of the LSTM and dense layers
+                            ──n-gram branch──────► OUT/wide.safetensors idf, weight, bias (NumPy arrays)
+    MODEL/config.json, tokenizer.json, metrics.json ──copied──► OUT/
+
+The graph is the deep part of the model on right-padded batches (no packing, so batch and
+length axes are dynamic). The n-gram branch is a sparse linear map of hashed features that no
+ONNX operator computes well, so the package computes it beside the graph, with the same NumPy
+code (``ngrams.linear_logits``) that training's stacking uses. ``OnnxClassifier`` loads the
+package with JSON, safetensors and onnxruntime only: no code executed, no PyTorch imported.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .artifacts import CONFIG, METRICS, ONNX, TOKENIZER, WEIGHTS, WIDE, read_config, temp_beside
+from .batching import inference_order
+from .errors import ArtifactError, ConfigError, DataError
+from .ngrams import Wide, linear_logits
+from .text import Sequences, TextEncoder
+
+OPSET = 17
+FORMATS = ("onnx",)
+BACKENDS = ("torch", "onnx")
+
+
+def export(model_dir: str | Path, out: str | Path | None = None, *, format: str = "onnx", int8: bool = False,
+           force: bool = False) -> dict:
+    """Write ``model.onnx`` (and the n-gram branch's ``wide.safetensors``) for ``model_dir``.
+
+    ``out`` is a new package directory (config and tokenizer copied in), or the model directory
+    itself (the default), which then serves both backends. Existing files are kept unless ``force``.
+    """
+    import onnx
+    import torch
+
+    from .artifacts import load_model
+    from .batching import Batch
+
+    class Graph(torch.nn.Module):
+        """The model's deep part on (tokens, lengths): what ``model.onnx`` computes."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            return self.model(Batch(tokens, lengths, np.zeros(0, np.int64)))  # (B, C); n-grams added beside
+
+    if format not in FORMATS:
+        raise ConfigError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
+    model_dir = Path(model_dir)
+    out = Path(out) if out is not None else model_dir
+    _, classes, _, model = load_model(model_dir, "cpu")
+    inside = out.exists() and out.resolve() == model_dir.resolve()
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
+    targets = [ONNX, WIDE] if inside else [ONNX, WIDE, CONFIG, TOKENIZER, METRICS]
+    if not force:
+        present = [name for name in targets if (out / name).exists()]
+        if present:
+            raise ArtifactError(f"{out / present[0]}: exists; pass --force to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export.") as scratch:
+        graph = Path(scratch) / ONNX
+        lstm = Graph(model).eval()
+        tokens, lengths = torch.randint(1, model.cfg.vocab_size, (3, 11)), torch.tensor([11, 6, 1])
+        with torch.no_grad(), warnings.catch_warnings():
+            # its advice (export with batch 1 or pass h0/c0) is for packed LSTMs; the tests run batches 1..32
+            warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.LSTM's checks of fixed sizes
+            # The TorchScript exporter, on purpose: it maps nn.LSTM to ONNX's fused LSTM operator, which
+            # onnxruntime's int8 quantiser knows (DynamicQuantizeLSTM); the newer exporter needs onnxscript.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.onnx.export(lstm, (tokens, lengths), str(graph), input_names=["tokens", "lengths"],
+                              output_names=["logits"], opset_version=OPSET, dynamo=False,
+                              dynamic_axes={"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
+                                            "logits": {0: "batch"}})
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            prepared, quantized = Path(scratch) / "prepared.onnx", Path(scratch) / "int8.onnx"
+            quant_pre_process(graph, prepared)  # shapes inferred and the graph simplified, as onnxruntime advises
+            quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8)
+            graph = quantized
+        proto = onnx.load(str(graph))
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.helper.set_model_props(proto, {"revsent_precision": "int8" if int8 else "fp32",
+                                            "revsent_classes": ",".join(classes)})
+        onnx.save(proto, str(graph))
+        _move(graph, out / ONNX)
+        if model.cfg.ngram_buckets:
+            from safetensors.numpy import save_file
+
+            wide = Path(scratch) / WIDE
+            save_file({"idf": model.wide_idf.numpy(), "weight": model.wide_weight.numpy(),
+                       "bias": model.wide_bias.numpy()}, str(wide))
+            _move(wide, out / WIDE)
+        if not inside:
+            for name in (CONFIG, TOKENIZER, METRICS):
+                if (model_dir / name).exists():
+                    copy = Path(scratch) / name
+                    shutil.copyfile(model_dir / name, copy)
+                    _move(copy, out / name)
+    return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32",
+            "bytes": (out / ONNX).stat().st_size}
+
+
+def _move(path: Path, target: Path) -> None:
+    """Rename a finished file into place (same folder tree, so atomic) with ordinary permissions."""
+    fd, tmp = temp_beside(target)
+    os.close(fd)
+    os.chmod(path, os.stat(tmp).st_mode)
+    os.unlink(tmp)
+    os.replace(path, target)
+
+
+class OnnxClassifier:
+    """An exported model on onnxruntime: ``predict`` / ``predict_proba`` as :class:`revsent.Classifier`."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        self.config_, self.classes_ = read_config(path)
+        graph = path / ONNX
+        if not graph.exists():
+            raise ArtifactError(f"{graph}: missing; run `revsent export {path} --format onnx` first")
+        m = self.config_.model
+        try:
+            self.encoder_ = TextEncoder.from_str_config((path / TOKENIZER).read_text(encoding="utf-8"), m)
+        except FileNotFoundError:
+            raise ArtifactError(f"{path / TOKENIZER}: missing") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        try:
+            self.session_ = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+            raise ArtifactError(f"{graph}: cannot be loaded ({str(exc).splitlines()[0]})") from None
+        props = self.session_.get_modelmeta().custom_metadata_map
+        if props.get("revsent_classes", ",".join(self.classes_)) != ",".join(self.classes_):
+            raise ArtifactError(f"{graph}: exported from a model with other classes than {path / CONFIG}; export again")
+        self.precision_ = props.get("revsent_precision", "fp32")
+        self.wide_ = Wide.of(m)
+        if self.wide_ is not None:
+            self.idf_, self.weight_, self.bias_ = self._wide(path)
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None) -> "OnnxClassifier":
+        return cls(path, threads)
+
+    def _wide(self, path: Path):
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        for name, keys in ((WIDE, ("idf", "weight", "bias")), (WEIGHTS, ("wide_idf", "wide_weight", "wide_bias"))):
+            if (path / name).exists():
+                try:
+                    arrays = load_file(path / name)
+                    return tuple(arrays[k] for k in keys)
+                except (SafetensorError, OSError, KeyError) as exc:
+                    raise ArtifactError(f"{path / name}: corrupt or incomplete ({exc})") from None
+        raise ArtifactError(f"{path / WIDE}: missing (the model has an n-gram branch); export again")
+
+    def probabilities(self, seqs: Sequences, batch_size: int = 256) -> np.ndarray:
+        """Softmax probabilities (n, C) in the input order; batches sorted by length."""
+        out = np.zeros((len(seqs), len(self.classes_)), dtype=np.float32)
+        for index in inference_order(seqs.lengths, batch_size):
+            lengths = seqs.lengths[index]
+            tokens = np.zeros((len(index), max(int(lengths.max()), 1)), dtype=np.int64)  # (B, T), 0-padded
+            for row, i in enumerate(index):
+                tokens[row, : lengths[row]] = seqs[i]
+            logits = self.session_.run(None, {"tokens": tokens, "lengths": np.maximum(lengths, 1).astype(np.int64)})[0]
+            if self.wide_ is not None:
+                logits = logits + linear_logits(seqs, index, self.idf_, self.weight_, self.bias_, self.wide_)
+            logits = logits - logits.max(axis=1, keepdims=True)
+            e = np.exp(logits)
+            out[index] = e / e.sum(axis=1, keepdims=True)
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        if isinstance(texts, str):
+            raise DataError("texts", "expected a list of texts, got one string; wrap it in a list")
+        return self.probabilities(self.encoder_.encode(list(texts)), batch_size)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.classes_[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+    def explain(self, texts: Sequence[str]) -> list:
+        raise ConfigError("explanations need gradients, which the onnx backend has not; serve or load with the torch backend")
