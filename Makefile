@@ -38,9 +38,11 @@ $(PEERS)/.installed: bench/requirements-peers.txt
 	$(PEERS)/bin/pip install -q -r bench/requirements-peers.txt
 	touch $@
 
-# revsent against Keras 3 (torch and JAX), fastText and TF-IDF + LR; BENCH_ARGS=--quick for a small run.
+# revsent against Keras 3 (torch and JAX), fastText and TF-IDF + LR, then serving and ONNX speed
+# (bench/serving.py); BENCH_ARGS=--quick for a small run.
 bench: $(BIN)/revsent $(PEERS)/.installed
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/serving.py $(BENCH_ARGS)
 
 # revsent on Yelp-format corpora of 100k, 1M and 7M reviews (about 12 GB of disk under bench/out/scale);
 # BENCH_ARGS=--quick for tiny sizes (CI runs this).

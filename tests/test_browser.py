@@ -76,3 +76,26 @@ def test_page_predicts_and_highlights_words(imdb_model, browser):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_page_with_the_onnx_backend_shows_the_prediction_alone(imdb_model, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from revsent.export import export
+
+    export(imdb_model, tmp_path / "onnx")
+    proc, url = start_server(tmp_path / "onnx", "--backend", "onnx")
+    try:
+        browser.get(url + "/")
+        browser.find_element(By.ID, "text").send_keys("A dull, lifeless film. The acting was awful and I hated the ending.")
+        browser.find_element(By.ID, "submit").click()
+        label = WebDriverWait(browser, 60).until(ready.visibility_of_element_located((By.ID, "label")))
+        assert label.text == "negative"
+        assert len(browser.find_elements(By.CSS_SELECTOR, "[role=progressbar]")) == 2
+        assert browser.find_element(By.ID, "no-words").text == "This server gives no word-level explanations."
+        assert not browser.find_elements(By.CSS_SELECTOR, "#result .error")
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,6 +79,8 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def versions() -> dict[str, str]:
+    from importlib import metadata  # here: a twentieth of a second that `revsent predict` need not pay
+
     names = ("revsent", "torch", "tokenizers", "numpy", "scikit-learn", "safetensors")
     found = {}
     for name in names:
