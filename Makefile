@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean bench bench-scale
+.PHONY: run test install dev clean bench bench-scale bench-ddp
 
 $(BIN)/revsent: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(BIN)/revsent $(PEERS)/.installed
 # BENCH_ARGS=--quick for tiny sizes (CI runs this).
 bench-scale: $(BIN)/revsent
 	$(BIN)/python bench/scale.py $(BENCH_ARGS)
+
+# One seed epoch as one process against 2 processes under torchrun (the same global batch), in turn.
+bench-ddp: $(BIN)/revsent
+	$(BIN)/python bench/ddp.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) runs bench/out

@@ -180,8 +180,8 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
     real_save = train_module._save_checkpoint
     saves = []
 
-    def save_then_die(path, model, optimizer, state, best, rng):
-        real_save(path, model, optimizer, state, best, rng)
+    def save_then_die(path, model, optimizer, state, best, rng, *where):
+        real_save(path, model, optimizer, state, best, rng, *where)
         saves.append((state.epoch, state.step))
         if state.epoch == 1 and state.step == 4:
             raise KeyboardInterrupt

@@ -137,6 +137,8 @@ def train(
         if data and len(data) == 1 and is_dataset(data[0]):
             check_settings(data[0], cfg, set(options))
         result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
+        if not result.metrics:  # a torchrun process other than rank 0: rank 0 reports
+            return
         m = result.metrics
         skipped = sum(m["records_skipped"].values())
         if m.get("validation"):

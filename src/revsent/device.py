@@ -34,7 +34,9 @@ def start_run(cfg: TrainConfig) -> torch.device:
 def set_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
         raise ConfigError(f"The 'threads' parameter must be an int >= 1. Got {threads!r} instead.")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    # under torchrun the processes of one machine share its cores (LOCAL_WORLD_SIZE: how many there are)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(local, 1)))
 
 
 @functools.cache

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -24,6 +25,7 @@ from . import artifacts
 from .batching import make_batch, token_parts, train_order
 from .config import Config
 from .device import HeapTrimmer, start_run
+from .distributed import SINGLE, Ranks, broadcast, finish, from_main, gather, init, shard, sum_all, wrap
 from .data import store
 from .data.dataset import validation_mask
 from .errors import ArtifactError, ConfigError, DataError
@@ -55,20 +57,23 @@ class FitState:
 def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.ndarray,
         val_seqs: Sequences | None, val_y: np.ndarray | None, *, device: torch.device,
         progress: Progress, checkpoint: Path | None = None, resume: bool = False,
-        on_epoch: Callable[[int, dict], None] | None = None) -> FitState:
+        on_epoch: Callable[[int, dict], None] | None = None, ranks: Ranks = SINGLE) -> FitState:
     """Train ``model`` in place; on return it holds the best weights (by validation loss).
 
     ``on_epoch(epoch, row)`` sees each epoch's history row (tuning reports and prunes there).
+    Under torchrun (``ranks``) every rank calls this with the whole training set; see distributed.py.
     """
     t = cfg.train
     # Keras' epsilon (PyTorch's default is 1e-8); parameters that do not train (a frozen bias) are left out
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                                  weight_decay=t.weight_decay, eps=1e-7)
     state = FitState()
-    rng = np.random.default_rng(t.seed)
+    rng = np.random.default_rng(t.seed)  # the batch order: the same on every rank
+    if ranks.enabled:  # the weights are rank 0's (DDP broadcasts them); dropout masks differ per rank
+        torch.manual_seed(t.seed + 7919 * ranks.rank)
     best_weights = copy.deepcopy(model.state_dict())
     if resume and checkpoint is not None:
-        state, best_weights, rng = _load_checkpoint(checkpoint, model, optimizer)
+        state, best_weights, rng = _load_checkpoint(checkpoint, model, optimizer, ranks, device, t.seed)
         for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
             group.update(lr=t.lr, weight_decay=t.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
@@ -76,79 +81,103 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     weights = class_weights(train_y, n_classes, t.class_weight)
     if model.cfg.ngram_buckets and not resume:
         started = time.perf_counter()
-        idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, Wide.of(model.cfg), model.cfg.ngram_c, t.seed, weights)
-        for name, value in (("wide_idf", idf), ("wide_weight", weight), ("wide_bias", bias)):
-            getattr(model, name).copy_(torch.from_numpy(value))
+        if ranks.main:  # fitted once, then shared
+            idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, Wide.of(model.cfg), model.cfg.ngram_c, t.seed, weights)
+            for name, value in (("wide_idf", idf), ("wide_weight", weight), ("wide_bias", bias)):
+                getattr(model, name).copy_(torch.from_numpy(value))
+        for name in ("wide_idf", "wide_weight", "wide_bias"):
+            getattr(model, name).copy_(broadcast(getattr(model, name), ranks, device))
         state.seconds += time.perf_counter() - started
         progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
         best_weights = copy.deepcopy(model.state_dict())
     offsets = None  # (n, C) added to the LSTM's logits: the wide branch's out-of-fold log-odds
     if model.cfg.ngram_buckets:
-        offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, n_classes, Wide.of(model.cfg),
-                                                      model.cfg.ngram_c, t.seed, class_weights=weights))
+        offsets = torch.zeros(len(train_y), n_classes)
+        if ranks.main:
+            offsets = torch.from_numpy(out_of_fold_logits(train_seqs, train_y, n_classes, Wide.of(model.cfg),
+                                                          model.cfg.ngram_c, t.seed, class_weights=weights))
+        offsets = broadcast(offsets, ranks, device)
     weight_t = None if weights is None else torch.from_numpy(weights).float()
     loss_sum = nn.CrossEntropyLoss(weight=None if weight_t is None else weight_t.to(device), reduction="sum")
     train_y_t = torch.from_numpy(train_y)
     lengths = train_seqs.lengths
     pin = device.type == "cuda"
+    net = wrap(model, ranks, device)
     saved_at, trim = time.perf_counter(), HeapTrimmer()
     while state.epoch < t.epochs and not (t.patience and state.bad_epochs >= t.patience):
         if state.step:  # resuming mid-epoch: the same batch order, less the batches already done
             rng.bit_generator.state = state.epoch_rng
         state.epoch_rng = rng.bit_generator.state
-        batches = train_order(lengths, t.batch_size, rng)
+        batches = train_order(lengths, t.batch_size * ranks.world, rng)  # global batches
         partial = state.partial or {"loss": 0.0, "correct": 0, "seen": 0, "tokens": 0, "seconds": 0.0}
-        total_loss, correct, seen, tokens = partial["loss"], partial["correct"], partial["seen"], partial["tokens"]
         started = time.perf_counter() - partial["seconds"]
+        if not ranks.main:  # a checkpoint's counts are the sums over all ranks: rank 0 carries them
+            partial = {"loss": 0.0, "correct": 0, "seen": 0, "tokens": 0}
+        total_loss, correct, seen, tokens = partial["loss"], partial["correct"], partial["seen"], partial["tokens"]
         model.train()
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{t.epochs}")
         bar.update(state.step)
-        for step, index in enumerate(batches[state.step:], start=state.step + 1):
+        for step, global_index in enumerate(batches[state.step:], start=state.step + 1):
+            index, padding = shard(global_index, ranks)  # this rank's reviews (all of them in one process)
+            total_weight = len(global_index) if weights is None else float(weights[train_y[global_index]].sum())
+            # DDP averages the ranks' gradients: each rank's share of the global batch's loss, times the world
+            scale = 0.0 if padding else ranks.world / total_weight
+            optimizer.zero_grad(set_to_none=True)
             # A batch of long reviews goes through in parts of at most TRAIN_TOKENS padded positions,
             # their gradients summed: the same update, in memory bounded by the budget rather than
             # by the longest review of the corpus.
-            total_weight = len(index) if weights is None else float(weights[train_y[index]].sum())
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss = 0.0
-            for part in token_parts(index, lengths, TRAIN_TOKENS):
-                batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
-                target = train_y_t[batch.index].to(device, non_blocking=True).long()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    logits = model(batch)
-                    if offsets is not None:
-                        logits = logits + offsets[batch.index].to(device)
-                loss = loss_sum(logits.float(), target) / total_weight
-                loss.backward()
-                batch_loss += loss.item()
-                correct += (logits.argmax(1) == target).sum().item()
-                tokens += int(batch.lengths.sum())
+            parts = token_parts(index, lengths, TRAIN_TOKENS)
+            for k, part in enumerate(parts):
+                # under DDP the gradients are all-reduced once a step, with its last part
+                with net.no_sync() if ranks.enabled and k < len(parts) - 1 else contextlib.nullcontext():
+                    batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
+                    target = train_y_t[batch.index].to(device, non_blocking=True).long()
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        logits = net(batch)
+                        if offsets is not None:
+                            logits = logits + offsets[batch.index].to(device)
+                    summed = loss_sum(logits.float(), target)
+                    (summed * scale).backward()
+                if not padding:
+                    total_loss += summed.item() * len(global_index) / total_weight
+                    correct += (logits.argmax(1) == target).sum().item()
+                    tokens += int(batch.lengths.sum())
             if t.clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
             optimizer.step()
-            total_loss += batch_loss * len(index)
-            seen += len(index)
+            seen += 0 if padding else len(index)
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}", refresh=False)
             bar.update()
             trim()
-            if checkpoint is not None and step < len(batches) and time.perf_counter() - saved_at >= t.checkpoint_minutes * 60:
-                state.step, state.partial = step, {"loss": total_loss, "correct": correct, "seen": seen,
-                                                   "tokens": tokens, "seconds": elapsed}
-                _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng)
+            due = checkpoint is not None and step < len(batches) and time.perf_counter() - saved_at >= t.checkpoint_minutes * 60
+            if ranks.enabled:  # rank 0's clock decides for all: saving is a collective (every rank's RNG)
+                due = bool(from_main([float(due)], ranks, device)[0])
+            if due:
+                sums = sum_all([total_loss, correct, seen, tokens], ranks, device)
+                state.step, state.partial = step, {"loss": sums[0], "correct": int(sums[1]), "seen": int(sums[2]),
+                                                   "tokens": int(sums[3]), "seconds": elapsed}
+                _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng, ranks, device)
                 saved_at = time.perf_counter()
         bar.close()
         state.step, state.partial = 0, {}
         train_seconds = time.perf_counter() - started
+        total_loss, correct, seen, tokens = sum_all([total_loss, correct, seen, tokens], ranks, device)
+        correct, seen, tokens = int(correct), int(seen), int(tokens)
         state.epoch += 1
         state.seconds += train_seconds
         row = {"epoch": state.epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
-               "seconds": round(train_seconds, 2), "reviews_per_s": round(seen / train_seconds, 1),
+               "reviews": seen, "seconds": round(train_seconds, 2), "reviews_per_s": round(seen / train_seconds, 1),
                "tokens_per_s": round(tokens / train_seconds, 1)}
         if val_seqs is not None and len(val_seqs):
-            proba = class_probabilities(model, val_seqs, device=device)
-            val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)),
-                                                    torch.from_numpy(val_y).long(), weight=weight_t))
-            row.update(val_loss=val_loss, val_accuracy=float((proba.argmax(1) == val_y).mean()))
+            val_loss = val_accuracy = 0.0
+            if ranks.main:  # validated once; every rank takes rank 0's figures, so the same decisions
+                proba = class_probabilities(model, val_seqs, device=device)
+                val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)),
+                                                        torch.from_numpy(val_y).long(), weight=weight_t))
+                val_accuracy = float((proba.argmax(1) == val_y).mean())
+            val_loss, val_accuracy = from_main([val_loss, val_accuracy], ranks, device)
+            row.update(val_loss=val_loss, val_accuracy=val_accuracy)
             if val_loss < state.best_val_loss:
                 state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
                 best_weights = copy.deepcopy(model.state_dict())
@@ -164,7 +193,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         if on_epoch is not None:
             on_epoch(state.epoch, row)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng)
+            _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng, ranks, device)
             saved_at = time.perf_counter()
     model.load_state_dict(best_weights)
     return state
@@ -178,20 +207,32 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarr
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
 
 
-def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, rng) -> None:
+def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, rng, ranks: Ranks = SINGLE,
+                     device: torch.device = torch.device("cpu")) -> None:
+    """Rank 0 writes the checkpoint, with every rank's RNG states (a collective: all ranks call it)."""
+    rng_states = gather(torch.get_rng_state(), ranks, device)  # (world, L)
+    cuda_states = gather(torch.cuda.get_rng_state(device), ranks, device) if device.type == "cuda" else None
+    if not ranks.main:
+        return
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_weights.items()})
     optim = optimizer.state_dict()
     for pid, slots in optim["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.torch"] = rng_states
+    if cuda_states is not None:
+        tensors["rng.cuda"] = cuda_states
     meta = {"state": json.dumps(state.__dict__), "numpy_rng": json.dumps(rng.bit_generator.state),
-            "param_groups": json.dumps(optim["param_groups"])}
+            "param_groups": json.dumps(optim["param_groups"]), "world": str(ranks.world)}
     artifacts.atomic_save_tensors(path, tensors, meta)
 
 
-def _load_checkpoint(path: Path, model, optimizer):
+def _load_checkpoint(path: Path, model, optimizer, ranks: Ranks = SINGLE, device: torch.device = torch.device("cpu"),
+                     seed: int = 0):
+    """The run where the checkpoint left it. Each rank takes back its own RNG states; with another
+    number of processes than wrote it, only from an epoch's end (fresh dropout streams then; the
+    batch order is the shared one), since the batches of an epoch under way were cut for the old one."""
     from safetensors import safe_open
 
     try:
@@ -207,11 +248,23 @@ def _load_checkpoint(path: Path, model, optimizer):
                 _, pid, name = key.split(".", 2)
                 slots.setdefault(int(pid), {})[name] = value
         optimizer.load_state_dict({"state": slots, "param_groups": json.loads(meta["param_groups"])})
-        torch.set_rng_state(tensors["rng.torch"])
+        rng_states, cuda_states = tensors["rng.torch"], tensors.get("rng.cuda")
+        world = int(meta.get("world", 1))
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(meta["numpy_rng"])
     except Exception as exc:  # any damage makes the checkpoint unusable; say which file
         raise ArtifactError(f"{path}: unusable checkpoint ({type(exc).__name__}: {exc}); train again without --resume") from None
+    if world == ranks.world:
+        # a copy of the row: set_rng_state reads a view's storage from its start, not from the view
+        torch.set_rng_state(rng_states.reshape(world, -1)[ranks.rank].clone())
+        if cuda_states is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_states.reshape(world, -1)[ranks.rank].clone(), device)
+    elif state.step:
+        raise ConfigError(f"{path}: written by {world} process(es) in the middle of epoch {state.epoch + 1}; resume it "
+                          f"with {world} (torchrun --nproc-per-node/--nnodes), or it goes on from the last epoch's end "
+                          "only when written there")
+    else:
+        torch.manual_seed(seed + 7919 * ranks.rank + 104729 * state.epoch)
     return state, best, rng
 
 
@@ -231,16 +284,32 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     first (kept until the run ends, so that ``--resume`` need not read them again).
     """
     progress = progress or Progress(False)
-    out = artifacts.prepare_out(out, resume=resume, force=force)
+    ranks = Ranks.from_environment()
+    if ranks.enabled and not any(store.is_dataset(p) for p in cfg.data.paths):
+        raise ConfigError("under torchrun, DATA must be a dataset made by `revsent prepare`, at the same path on every "
+                          "machine: every process opens it (memory-mapped)")
+    if not ranks.main:
+        progress = Progress(False)
+        out = Path(out)
+    else:
+        out = artifacts.prepare_out(out, resume=resume, force=force)
     started = time.perf_counter()
     ds, cfg = _open_dataset(cfg, out, resume, progress)
-    if resume:
+    if resume and ranks.main:
         saved, _ = artifacts.read_config(out)
         split_of = lambda t: (t.seed, t.test_split, t.test_data, t.val_fraction)  # noqa: E731
         if saved.model != cfg.model or saved.data != cfg.data or split_of(saved.train) != split_of(cfg.train):
             raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
-    device = start_run(cfg.train)
+    ranks, device = init(start_run(cfg.train))
+    try:
+        return _train(cfg, out, ds, ranks, device, resume=resume, progress=progress, started=started)
+    finally:
+        finish()
+
+
+def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torch.device, *, resume: bool,
+           progress: Progress, started: float) -> TrainResult:
     t = cfg.train
     train_rows, test_rows = ds.rows(0), ds.rows(1)
     in_val = validation_mask(len(train_rows), t.val_fraction, t.seed)
@@ -252,13 +321,17 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         raise DataError(source, f"the training split of {len(fit_y)} records holds only one class; give more data")
     progress.log(f"{len(fit_y)} training, {len(val_y)} validation and {len(test_y)} test reviews from {source}; "
                  f"classes: {', '.join(ds.classes)}")
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if ranks.main and not resume:
         artifacts.atomic_write(out / artifacts.TOKENIZER, ds.encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, ds.classes))
     model = SentimentLSTM(cfg.model, len(ds.classes)).to(device)
     state = fit(model, cfg, fit_seqs, fit_y, val_seqs, val_y, device=device, progress=progress,
-                checkpoint=out / artifacts.CHECKPOINT, resume=resume)
+                checkpoint=out / artifacts.CHECKPOINT, resume=resume, ranks=ranks)
+    finish(together=True)  # the ranks part here: the rest is rank 0's alone
+    if not ranks.main:  # rank 0 scores the test part and writes the model directory
+        return TrainResult(out, {}, state.history)
     # The test part is scored once, here, with the weights chosen on the validation slice.
     proba = class_probabilities(model, test_seqs, device=device)
     metrics = classification_metrics(test_y, proba, ds.classes)
@@ -270,7 +343,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
                         "chosen": "the epoch with the lowest validation loss (early stopping, best epoch)"}
                        if len(val_y) else None),
         "epochs_run": state.epoch, "best_epoch": state.best_epoch, "train_seconds": round(state.seconds, 2),
-        "total_seconds": round(time.perf_counter() - started, 2), "device": device.type,
+        "total_seconds": round(time.perf_counter() - started, 2), "device": device.type, "processes": ranks.world,
         "train_tokens": fit_seqs.n_tokens, **ds.manifest["counts"],
         "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test_seqs, test_y)},
     })

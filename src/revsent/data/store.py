@@ -362,11 +362,11 @@ def _build(cfg: Config, build: Path, progress) -> dict:
             handle.flush()
             os.fsync(handle.fileno())
         files[name] = {"bytes": (build / name).stat().st_size, "sha256": _sha256(build / name)}
-    from importlib import metadata
+    from .. import __version__  # the package's own: it also runs from a source tree, not installed
 
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "revsent_version": metadata.version("revsent"),
+        "revsent_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "id": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:32],
         "n": n, "n_train": int((split == 0).sum()), "n_heldout": int((split == 1).sum()),
