@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench import write_block  # bench/bench.py, beside this script
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-START, END = "<!-- make bench-ddp: start -->", "<!-- make bench-ddp: end -->"
 
 
 def one_run(dataset: Path, out: Path, processes: int, device: str, batch: int) -> dict:
@@ -78,12 +79,7 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     target = Path(args.results) if args.results else HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
-    old = target.read_text(encoding="utf-8") if target.exists() else ""
-    block = f"{START}\n{report}\n{END}"
-    new = (old[: old.index(START)] + block + old[old.index(END) + len(END):] if START in old and END in old
-           else (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n")
-    target.with_suffix(".tmp").write_text(new, encoding="utf-8")
-    os.replace(target.with_suffix(".tmp"), target)
+    write_block(target, report, "make bench-ddp")
 
 
 if __name__ == "__main__":
