@@ -152,7 +152,8 @@ def main() -> None:
         write_corpus(Path(args.work) / f"corpus-{args.write_corpus}", args.write_corpus)
         return
     if args.quick:
-        args.prepare_sizes, args.train_sizes, args.default_sizes = "2000,10000", "2000,10000", "2000"
+        args.prepare_sizes, args.train_sizes, args.default_sizes = "2000,10000", "2000", "2000"
+        args.default_epochs = args.default_epochs or 1
     sizes = lambda text: [int(s) for s in text.split(",") if s]  # noqa: E731
     prepare_sizes, train_sizes, default_sizes = sizes(args.prepare_sizes), sizes(args.train_sizes), sizes(args.default_sizes)
     work = Path(args.work)
