@@ -155,6 +155,22 @@ def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
         raise ArtifactError(f"{path}: {exc}") from None
 
 
+def load_encoder(model_dir: Path, cfg: Config) -> TextEncoder:
+    """The tokenizer of a model directory, checked against its config."""
+    tok_path, m = Path(model_dir) / TOKENIZER, cfg.model
+    try:
+        encoder = TextEncoder.from_str_config(tok_path.read_text(encoding="utf-8"), m)
+    except FileNotFoundError:
+        raise ArtifactError(f"{tok_path}: missing") from None
+    except ValueError as exc:  # bad JSON, or not a word-level tokenizer file
+        raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
+    known = [i for token, i in encoder.vocab.items() if m.oov or token != "[UNK]"]
+    if not known or max(known) >= m.vocab_size:
+        raise ArtifactError(f"{tok_path}: its ids do not fit config.json's vocab_size {m.vocab_size}; "
+                            "the tokenizer belongs to another model")
+    return encoder
+
+
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, list[str], TextEncoder, SentimentLSTM]:
     """Rebuild a trained model from its directory alone."""
     from safetensors.torch import load_file
@@ -163,18 +179,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
 
     cfg, classes = read_config(model_dir)
     model_dir = Path(model_dir)
-    tok_path = model_dir / TOKENIZER
-    m = cfg.model
-    try:
-        encoder = TextEncoder.from_str_config(tok_path.read_text(encoding="utf-8"), m)
-    except FileNotFoundError:
-        raise ArtifactError(f"{tok_path}: missing") from None
-    except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-        raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
-    known = [i for token, i in encoder.vocab.items() if m.oov or token != "[UNK]"]
-    if not known or max(known) >= m.vocab_size:
-        raise ArtifactError(f"{tok_path}: its ids do not fit config.json's vocab_size {m.vocab_size}; "
-                            "the tokenizer belongs to another model")
+    encoder = load_encoder(model_dir, cfg)
     weights_path = model_dir / WEIGHTS
     if not weights_path.exists():
         raise ArtifactError(f"{weights_path}: missing")
@@ -182,7 +187,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
         state = load_file(weights_path, device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights_path}: corrupt or truncated ({exc})") from None
-    model = SentimentLSTM(m, len(classes))
+    model = SentimentLSTM(cfg.model, len(classes))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

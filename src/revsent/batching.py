@@ -77,6 +77,17 @@ def token_parts(index: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list
     return np.array_split(index, -(-len(index) // rows))
 
 
+def pad(seqs: Sequences, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sequences ``index`` right-padded with 0: tokens (B, T) int64 and lengths (B,) int64,
+    an empty review counted as one padding token."""
+    lengths = seqs.lengths[index]
+    steps = np.maximum(lengths, 1).astype(np.int64)
+    tokens = np.zeros((len(index), int(steps.max(initial=1))), dtype=np.int64)
+    for row, i in enumerate(index):
+        tokens[row, : lengths[row]] = seqs[i]
+    return tokens, steps
+
+
 def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, wide: Wide | None = None,
                pin: bool = False) -> Batch:
     """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).
@@ -86,14 +97,9 @@ def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None
     import torch
 
     index = np.asarray(index, dtype=np.int64)
-    lengths = seqs.lengths[index]
-    order = np.argsort(-lengths, kind="stable")
-    index, lengths = index[order], lengths[order]
-    steps = np.maximum(lengths, 1).astype(np.int64)
-    tokens = np.zeros((len(index), int(steps[0]) if len(index) else 1), dtype=np.int64)
-    for row, i in enumerate(index):
-        tokens[row, : lengths[row]] = seqs[i]
-    batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps.astype(np.int64)), index)
+    index = index[np.argsort(-seqs.lengths[index], kind="stable")]
+    tokens, steps = pad(seqs, index)
+    batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps), index)
     if idf is not None:
         ids, weights, offsets = tfidf(seqs, index, idf, wide)
         batch.ngrams, batch.ngram_weights = torch.from_numpy(ids), torch.from_numpy(weights)

@@ -88,6 +88,11 @@ def finish(together: bool = False) -> None:
         dist.destroy_process_group()
 
 
+def dropout_seed(seed: int, ranks: Ranks, epoch: int = 0) -> int:
+    """The torch seed of a rank's dropout masks (from ``epoch`` on): one stream per rank."""
+    return seed + 7919 * ranks.rank + 104729 * epoch
+
+
 def shard(index: np.ndarray, ranks: Ranks) -> tuple[np.ndarray, bool]:
     """This rank's reviews of the global batch ``index``, and whether they are padding (a rank
     left without a review gets the batch's first, weighted 0)."""

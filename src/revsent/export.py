@@ -14,7 +14,6 @@ package with JSON, safetensors and onnxruntime only: no code executed, no PyTorc
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,11 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .artifacts import CONFIG, METRICS, ONNX, TOKENIZER, WEIGHTS, WIDE, read_config, temp_beside
-from .batching import inference_order
+from .artifacts import CONFIG, METRICS, ONNX, TOKENIZER, WEIGHTS, WIDE, atomic_write, load_encoder, read_config
+from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
 from .ngrams import Wide, linear_logits
-from .text import Sequences, TextEncoder
+from .text import Sequences
 
 OPSET = 17
 FORMATS = ("onnx",)
@@ -70,7 +69,7 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
         if present:
             raise ArtifactError(f"{out / present[0]}: exists; pass --force to replace it")
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export.") as scratch:
+    with tempfile.TemporaryDirectory(prefix="revsent-export.") as scratch:
         graph = Path(scratch) / ONNX
         lstm = Graph(model).eval()
         tokens, lengths = torch.randint(1, model.cfg.vocab_size, (3, 11)), torch.tensor([11, 6, 1])
@@ -94,35 +93,21 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
             quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8)
             graph = quantized
         proto = onnx.load(str(graph))
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.helper.set_model_props(proto, {"revsent_precision": "int8" if int8 else "fp32",
-                                            "revsent_classes": ",".join(classes)})
-        onnx.save(proto, str(graph))
-        _move(graph, out / ONNX)
-        if model.cfg.ngram_buckets:
-            from safetensors.numpy import save_file
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.helper.set_model_props(proto, {"revsent_precision": "int8" if int8 else "fp32",
+                                        "revsent_classes": ",".join(classes)})
+    atomic_write(out / ONNX, proto.SerializeToString())
+    if model.cfg.ngram_buckets:
+        from safetensors.numpy import save
 
-            wide = Path(scratch) / WIDE
-            save_file({"idf": model.wide_idf.numpy(), "weight": model.wide_weight.numpy(),
-                       "bias": model.wide_bias.numpy()}, str(wide))
-            _move(wide, out / WIDE)
-        if not inside:
-            for name in (CONFIG, TOKENIZER, METRICS):
-                if (model_dir / name).exists():
-                    copy = Path(scratch) / name
-                    shutil.copyfile(model_dir / name, copy)
-                    _move(copy, out / name)
+        atomic_write(out / WIDE, save({"idf": model.wide_idf.numpy(), "weight": model.wide_weight.numpy(),
+                                       "bias": model.wide_bias.numpy()}))
+    if not inside:
+        for name in (CONFIG, TOKENIZER, METRICS):
+            if (model_dir / name).exists():
+                atomic_write(out / name, (model_dir / name).read_bytes())
     return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32",
             "bytes": (out / ONNX).stat().st_size}
-
-
-def _move(path: Path, target: Path) -> None:
-    """Rename a finished file into place (same folder tree, so atomic) with ordinary permissions."""
-    fd, tmp = temp_beside(target)
-    os.close(fd)
-    os.chmod(path, os.stat(tmp).st_mode)
-    os.unlink(tmp)
-    os.replace(path, target)
 
 
 class OnnxClassifier:
@@ -136,11 +121,7 @@ class OnnxClassifier:
         graph = path / ONNX
         if not graph.exists():
             raise ArtifactError(f"{graph}: missing; run `revsent export {path} --format onnx` first")
-        m = self.config_.model
-        try:
-            self.encoder_ = TextEncoder.from_str_config((path / TOKENIZER).read_text(encoding="utf-8"), m)
-        except FileNotFoundError:
-            raise ArtifactError(f"{path / TOKENIZER}: missing") from None
+        self.encoder_ = load_encoder(path, self.config_)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
@@ -152,7 +133,7 @@ class OnnxClassifier:
         if props.get("revsent_classes", ",".join(self.classes_)) != ",".join(self.classes_):
             raise ArtifactError(f"{graph}: exported from a model with other classes than {path / CONFIG}; export again")
         self.precision_ = props.get("revsent_precision", "fp32")
-        self.wide_ = Wide.of(m)
+        self.wide_ = Wide.of(self.config_.model)
         if self.wide_ is not None:
             self.idf_, self.weight_, self.bias_ = self._wide(path)
 
@@ -177,11 +158,8 @@ class OnnxClassifier:
         """Softmax probabilities (n, C) in the input order; batches sorted by length."""
         out = np.zeros((len(seqs), len(self.classes_)), dtype=np.float32)
         for index in inference_order(seqs.lengths, batch_size):
-            lengths = seqs.lengths[index]
-            tokens = np.zeros((len(index), max(int(lengths.max()), 1)), dtype=np.int64)  # (B, T), 0-padded
-            for row, i in enumerate(index):
-                tokens[row, : lengths[row]] = seqs[i]
-            logits = self.session_.run(None, {"tokens": tokens, "lengths": np.maximum(lengths, 1).astype(np.int64)})[0]
+            tokens, lengths = pad(seqs, index)  # (B, T), (B,)
+            logits = self.session_.run(None, {"tokens": tokens, "lengths": lengths})[0]
             if self.wide_ is not None:
                 logits = logits + linear_logits(seqs, index, self.idf_, self.weight_, self.bias_, self.wide_)
             logits = logits - logits.max(axis=1, keepdims=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import os
 import sys
@@ -120,7 +121,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
             raise ConfigError(f"--device {device} needs the torch backend; the onnx backend runs on the CPU")
         runner = OnnxClassifier(model_dir, threads)
         cfg, classes, encoder = runner.config_, runner.classes_, runner.encoder_
-        probabilities = lambda seqs: runner.probabilities(seqs, batch_size)  # noqa: E731
+        probabilities = functools.partial(runner.probabilities, batch_size=batch_size)
     else:
         from .artifacts import load_model
         from .device import resolve_device, set_threads
@@ -129,7 +130,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
         set_threads(threads)
         torch_device = resolve_device(device)
         cfg, classes, encoder, model = load_model(model_dir, torch_device)
-        probabilities = lambda seqs: class_probabilities(model, seqs, batch_size, torch_device)  # noqa: E731
+        probabilities = functools.partial(class_probabilities, model, batch_size=batch_size, device=torch_device)
     writer = Writer(output, classes, force=force)
     reader = None
     done = 0

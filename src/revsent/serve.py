@@ -51,8 +51,10 @@ class ServeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise ConfigError(f"--max-wait-ms must be >= 0; got {self.max_wait_ms}")
-        if self.backend not in ("torch", "onnx"):
-            raise ConfigError(f"--backend must be torch or onnx; got {self.backend!r}")
+        from .export import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         return self
 
 

@@ -25,7 +25,7 @@ from . import artifacts
 from .batching import make_batch, token_parts, train_order
 from .config import Config
 from .device import HeapTrimmer, start_run
-from .distributed import SINGLE, Ranks, broadcast, finish, from_main, gather, init, shard, sum_all, wrap
+from .distributed import SINGLE, Ranks, broadcast, dropout_seed, finish, from_main, gather, init, shard, sum_all, wrap
 from .data import store
 from .data.dataset import validation_mask
 from .errors import ArtifactError, ConfigError, DataError
@@ -70,7 +70,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     state = FitState()
     rng = np.random.default_rng(t.seed)  # the batch order: the same on every rank
     if ranks.enabled:  # the weights are rank 0's (DDP broadcasts them); dropout masks differ per rank
-        torch.manual_seed(t.seed + 7919 * ranks.rank)
+        torch.manual_seed(dropout_seed(t.seed, ranks))
     best_weights = copy.deepcopy(model.state_dict())
     if resume and checkpoint is not None:
         state, best_weights, rng = _load_checkpoint(checkpoint, model, optimizer, ranks, device, t.seed)
@@ -264,7 +264,7 @@ def _load_checkpoint(path: Path, model, optimizer, ranks: Ranks = SINGLE, device
                           f"with {world} (torchrun --nproc-per-node/--nnodes), or it goes on from the last epoch's end "
                           "only when written there")
     else:
-        torch.manual_seed(seed + 7919 * ranks.rank + 104729 * state.epoch)
+        torch.manual_seed(dropout_seed(seed, ranks, state.epoch))
     return state, best, rng
 
 
