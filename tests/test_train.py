@@ -257,3 +257,20 @@ def test_training_and_prediction_trim_the_heap_as_they_go(tiny_reviews, tmp_path
     result = train(_cfg(tiny_reviews, epochs=1), tmp_path / "model")
     steps = -(-result.metrics["n_train"] // TINY["batch_size"])
     assert len(calls) == steps + 1  # each training step, and the one prediction batch of the 20 test reviews
+
+
+@pytest.mark.parametrize("given, kept", [(None, "16"), ("64", "64")])
+def test_onednn_keeps_few_compiled_shapes_unless_the_user_says(given, kept):
+    """Length-sorted batches bring a new shape almost every batch; oneDNN's cache of one compiled
+    LSTM per shape (1,024 by default) grew the RSS with the number of batches. revsent caps it
+    before the first LSTM runs, and keeps a value the user set."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if given is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = given
+    code = "import os, revsent.model; print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == kept
