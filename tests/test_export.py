@@ -66,9 +66,9 @@ def test_graph_passes_the_checker_with_dynamic_axes(trained):
 def test_int8_agrees_with_fp32_on_held_out_imdb(imdb_model, imdb_heldout, tmp_path):
     texts, _ = imdb_heldout
     fp32, int8 = tmp_path / "fp32", tmp_path / "int8"
-    export(imdb_model, fp32)
+    plain = export(imdb_model, fp32)
     result = export(imdb_model, int8, int8=True)
-    assert result["precision"] == "int8" and result["bytes"] < (fp32 / "model.onnx").stat().st_size
+    assert result["precision"] == "int8" and result["bytes"] < plain["bytes"]
     a = OnnxClassifier.load(fp32).predict_proba(texts).argmax(axis=1)
     b = OnnxClassifier.load(int8)
     assert b.precision_ == "int8"
@@ -83,7 +83,8 @@ def test_cli_export_and_predict_without_torch(trained, tmp_path):
     result = CliRunner().invoke(app, ["export", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.json", "tokenizer.json", "model.onnx"] + (["wide.safetensors"] if (path / "wide.safetensors").exists() else []))
+        ["config.json", "tokenizer.json", "model.onnx", "model.onnx.data"]
+        + (["wide.safetensors"] if (path / "wide.safetensors").exists() else []))
     again = CliRunner().invoke(app, ["export", str(path), "--out", str(out)])
     assert again.exit_code != 0 and "exists; pass --force" in again.output
     assert CliRunner().invoke(app, ["export", str(path), "--out", str(out), "--force", "--int8"]).exit_code == 0
@@ -93,6 +94,29 @@ def test_cli_export_and_predict_without_torch(trained, tmp_path):
     run = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert [json.loads(line)["label"] for line in run.stdout.splitlines()] == ["pos", "neg"]
+
+
+def test_weights_sit_beside_the_graph_and_travel_with_the_package(trained, tmp_path):
+    """The weights are ONNX external data in model.onnx.data (onnxruntime maps them instead of
+    parsing them out of the graph), found relative to the graph: the package can move."""
+    clf, path = trained
+    result = export(path, tmp_path / "package")
+    graph, data = tmp_path / "package" / "model.onnx", tmp_path / "package" / "model.onnx.data"
+    inline = onnx.load(str(graph), load_external_data=False)
+    sizes = {t.name: t.data_location for t in inline.graph.initializer if np.prod(t.dims) * 4 > 1024}
+    assert sizes and set(sizes.values()) == {onnx.TensorProto.EXTERNAL}  # every large weight is in the data file
+    assert result["bytes"] == graph.stat().st_size + data.stat().st_size
+    moved = (tmp_path / "package").rename(tmp_path / "elsewhere")
+    texts = _mixed_texts(20, np.random.default_rng(0))
+    assert np.abs(OnnxClassifier.load(moved).predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-4
+    # a killed re-export leaves no graph beside half-replaced weights: refused, never mixed
+    (moved / "model.onnx").unlink()
+    with pytest.raises(ArtifactError, match="model.onnx: missing; run `revsent export"):
+        OnnxClassifier.load(moved)
+    export(path, moved, force=True)
+    (moved / "model.onnx.data").write_bytes(b"")  # weights that are gone: the graph is named
+    with pytest.raises(ArtifactError, match="model.onnx: cannot be loaded"):
+        OnnxClassifier.load(moved)
 
 
 def test_onnx_backend_errors(trained, tmp_path):

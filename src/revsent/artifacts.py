@@ -25,9 +25,10 @@ if TYPE_CHECKING:  # PyTorch is imported where weights are read or written: the 
 FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
-ONNX, WIDE = "model.onnx", "wide.safetensors"  # written by `revsent export` (export.py)
+ONNX, ONNX_DATA, WIDE = "model.onnx", "model.onnx.data", "wide.safetensors"  # written by `revsent export` (export.py)
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
-OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, ONNX, WIDE, "training_curves.png", "confusion_matrix.png")
+OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, ONNX, ONNX_DATA, WIDE, "training_curves.png",
+             "confusion_matrix.png")
 
 
 def _umask() -> int:
@@ -164,8 +165,7 @@ def load_encoder(model_dir: Path, cfg: Config) -> TextEncoder:
         raise ArtifactError(f"{tok_path}: missing") from None
     except ValueError as exc:  # bad JSON, or not a word-level tokenizer file
         raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
-    known = [i for token, i in encoder.vocab.items() if m.oov or token != "[UNK]"]
-    if not known or max(known) >= m.vocab_size:
+    if encoder.largest_id is None or encoder.largest_id >= m.vocab_size:
         raise ArtifactError(f"{tok_path}: its ids do not fit config.json's vocab_size {m.vocab_size}; "
                             "the tokenizer belongs to another model")
     return encoder
