@@ -165,7 +165,8 @@ def load_encoder(model_dir: Path, cfg: Config) -> TextEncoder:
         raise ArtifactError(f"{tok_path}: missing") from None
     except ValueError as exc:  # bad JSON, or not a word-level tokenizer file
         raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
-    if encoder.largest_id is None or encoder.largest_id >= m.vocab_size:
+    top = encoder.largest_id  # a max over the vocabulary: once
+    if top is None or top >= m.vocab_size:
         raise ArtifactError(f"{tok_path}: its ids do not fit config.json's vocab_size {m.vocab_size}; "
                             "the tokenizer belongs to another model")
     return encoder
