@@ -205,7 +205,7 @@ def test_long_batches_go_in_parts_with_the_same_update(tiny_reviews, tmp_path, m
     import revsent.train as train_module
 
     whole = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced"), tmp_path / "whole")
-    monkeypatch.setattr(train_module, "TRAIN_TOKENS", 8)  # every batch of 8 reviews goes in parts
+    monkeypatch.setattr(train_module, "TRAIN_TOKENS", {"cpu": 8})  # every batch of 8 reviews goes in parts
     parts = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced"), tmp_path / "parts")
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "parts" / "model.safetensors")
     assert a.keys() == b.keys()
