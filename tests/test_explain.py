@@ -94,3 +94,14 @@ def test_deleting_the_top_words_hurts_more_than_deleting_random_ones(imdb_model,
           f"completeness delta median {np.median(deltas):.2e}, max {np.max(deltas):.2e}")
     assert drop_top > drop_random + 0.02
     assert np.median(deltas) < 0.05
+
+
+def test_a_bags_attributions_add_up_over_its_readers():
+    """A bag of two readers: integrated gradients over both embeddings still sum to the margin."""
+    bag = Classifier(preset="seed", **{**TINY, "ngram_buckets": 1000, "members": 2}).fit(TEXTS, LABELS)
+    assert len(bag.model_.readers) == 2
+    for explanation in bag.explain(["great food and friendly staff", "rude staff"]):
+        read = [t for t in explanation.tokens if t.in_model]
+        total = sum(t.lstm + t.ngrams for t in read)
+        assert abs(total - (explanation.margin - explanation.baseline_margin)) <= abs(explanation.delta) + 1e-4
+        assert abs(explanation.delta) < 0.01

@@ -22,6 +22,7 @@ SHAPES = {  # every branch of the graph: one and two directions, each pooling, d
     "seed": dict(preset="seed"),
     "wide": dict(preset="default", bidirectional=True, pooling="max_mean", dense=(8,), ngram_buckets=500,
                  ngram_order=3, layers=2, epochs=4, max_len=None),
+    "bag": dict(preset="quick", members=3, ngram_buckets=500, epochs=2),  # three readers averaged in one graph
 }
 
 

@@ -23,6 +23,7 @@ CONFIGS = [
     ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, bidirectional=True, pooling="last", dense=(5,)),
     ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, pooling="mean", ngram_buckets=50),
     ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, pooling="max", init="torch"),
+    ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, bidirectional=True, pooling="max_mean", members=3),
 ]
 
 
@@ -52,14 +53,15 @@ def test_last_pooling_is_the_state_after_the_last_word():
     batch = make_batch(SEQS, np.arange(4))
     row = int(np.where(batch.index == 2)[0][0])
     ids = torch.tensor([[2, 3, 4]])
-    _, (h_n, _) = model.forward_layers[0](model.embedding(ids))
-    expected = model.out(h_n[0])
+    reader = model.readers[0]
+    _, (h_n, _) = reader.forward_layers[0](reader.embedding(ids))
+    expected = reader.out(h_n[0])
     np.testing.assert_allclose(model(batch)[row].detach(), expected[0].detach(), atol=1e-6)
 
 
 def test_keras_initialisation():
     cfg = ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6)
-    model = SentimentLSTM(cfg, 2)
+    model = SentimentLSTM(cfg, 2).readers[0]
     lstm = model.forward_layers[0]
     h = 6
     bias = lstm.bias_ih_l0.detach()
@@ -85,7 +87,7 @@ def test_recurrent_dropout_only_while_training():
     c, d = model(batch), model(batch)
     assert not torch.equal(c, d)
     c.sum().backward()
-    assert model.forward_layers[0].weight_hh_l0.grad is not None
+    assert model.readers[0].forward_layers[0].weight_hh_l0.grad is not None
 
 
 def test_empty_review_gets_one_padding_step():
@@ -137,3 +139,15 @@ def test_inference_batches_of_long_reviews_hold_fewer_reviews():
     batches = inference_order(lengths, batch_size=4, max_tokens=2000)
     assert [b.tolist() for b in batches] == [[5, 2, 0], [1, 3], [4]]  # 2 reviews of 1000 fill the budget
     assert sorted(i for b in batches for i in b.tolist()) == list(range(6))
+
+
+def test_weights_saved_before_readers_existed_load_as_reader_0():
+    """Models written by earlier releases name their LSTM's weights ``embedding.weight``...: they load."""
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=20)
+    model = SentimentLSTM(cfg, 2).eval()
+    legacy = {k.replace("readers.0.", ""): v.clone() for k, v in model.state_dict().items()}
+    assert "embedding.weight" in legacy and "wide_weight" in legacy
+    again = SentimentLSTM(cfg, 2).eval()
+    again.load_state_dict(legacy)
+    batch = make_batch(SEQS, np.arange(4), model.idf(), Wide.of(cfg))
+    assert torch.equal(model(batch), again(batch))

@@ -274,3 +274,93 @@ def test_onednn_keeps_few_compiled_shapes_unless_the_user_says(given, kept):
     code = "import os, revsent.model; print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == kept
+
+
+def test_member_masks_are_disjoint_slices_of_equal_size():
+    from revsent.data.dataset import member_masks, validation_mask
+
+    masks = member_masks(1000, 0.1, 36, 4)
+    assert len(masks) == 4 and np.array_equal(masks[0], validation_mask(1000, 0.1, 36))
+    assert all(int(m.sum()) == 100 for m in masks)
+    assert int(np.sum(masks, axis=0).max()) == 1  # no row validates two members
+    assert not np.array_equal(member_masks(1000, 0.1, 37, 2)[1], masks[1])  # the seed draws them
+    assert all(not m.any() for m in member_masks(50, 0.0, 36, 3))  # no slice: every member trains on every row
+    with pytest.raises(DataError, match="no 3 separate validation slices"):
+        member_masks(10, 0.4, 36, 3)
+    with pytest.raises(ConfigError, match="--members 4 needs 4 separate validation slices"):
+        Config.from_preset("default", members=4, val_fraction=0.3)
+
+
+def test_a_bag_trains_each_member_on_its_own_slice(tiny_reviews, tmp_path, monkeypatch):
+    """Members train apart (their own slice, their own seed); the bag's logits are their mean."""
+    import torch
+
+    import revsent.train as train_module
+    from revsent.artifacts import load_model
+    from revsent.data.dataset import member_masks
+    from revsent.model import SentimentLSTM
+    from revsent.ngrams import Wide
+
+    single = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, patience=1, ngram_buckets=200), tmp_path / "one")
+    trained, real_fit = [], train_module.fit
+    monkeypatch.setattr(train_module, "fit", lambda model, *a, **k: (trained.append(model), real_fit(model, *a, **k))[1])
+    result = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, patience=1, members=2, ngram_buckets=200),
+                   tmp_path / "bag")
+    m = result.metrics
+    assert m["members"] == 2 and len(m["validation"]["members"]) == 2
+    # member 0 is the single model of the same seed (same slice, same epochs), but for the idf of its
+    # n-gram branch, which is the whole training part's in a bag
+    assert m["validation"]["members"][0]["loss"] == pytest.approx(single.metrics["validation"]["loss"], rel=1e-2)
+    assert m["epochs_run"][0] == single.metrics["epochs_run"] and m["best_epoch"][0] == single.metrics["best_epoch"]
+    assert m["epochs_run"][1] <= m["best_epoch"][0]  # member 0's early stopping bounds the others
+    assert m["validation"]["loss"] == pytest.approx(np.mean([v["loss"] for v in m["validation"]["members"]]))
+    assert [row["member"] for row in result.history] == [1] * m["epochs_run"][0] + [2] * m["epochs_run"][1]
+    assert not (tmp_path / "bag" / artifacts.MEMBERS).exists() and not (tmp_path / "bag" / artifacts.CHECKPOINT).exists()
+    cfg, classes, encoder, model = load_model(tmp_path / "bag")
+    assert isinstance(model, SentimentLSTM) and len(model.readers) == 2
+    # the two members differ: they learned from other rows at other seeds
+    a, b = (reader.embedding.weight.detach() for reader in model.readers)
+    assert not torch.allclose(a, b)
+    # the bag's logits are the mean of its readers'
+    from revsent.batching import make_batch
+
+    seqs = encoder.encode(["great food and friendly staff", "rude and slow"])
+    batch = make_batch(seqs, np.arange(2), model.idf(), Wide.of(cfg.model))
+    assert len(trained) == 2 and all(np.array_equal(m.idf(), model.idf()) for m in trained)  # one idf for all
+    model.eval()
+    with torch.no_grad():
+        mean = (trained[0].eval()(batch) + trained[1].eval()(batch)) / 2
+        assert torch.allclose(model(batch), mean, atol=1e-5)
+        assert not torch.allclose(trained[0](batch), trained[1](batch))
+    masks = member_masks(76, 0.25, 36, 2)
+    assert m["validation"]["members"][1]["n"] == int(masks[1].sum())
+
+
+def test_a_killed_bag_resumes_from_its_finished_members(tiny_reviews, tmp_path, monkeypatch):
+    import revsent.train as train_module
+
+    cfg = _cfg(tiny_reviews, val_fraction=0.25, epochs=2, members=2)
+    full = train(cfg, tmp_path / "full")
+    real_fit = train_module.fit
+    calls = {"n": 0}
+
+    def fit_then_die(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # member 1 starts: member 0 is kept, the run dies
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", fit_then_die)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out)
+    assert (out / artifacts.MEMBERS / "member0.safetensors").exists() and not (out / "model.safetensors").exists()
+    monkeypatch.setattr(train_module, "fit", real_fit)
+    calls["n"] = 0
+    counted = lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real_fit(*a, **k))[1]  # noqa: E731
+    monkeypatch.setattr(train_module, "fit", counted)
+    resumed = train(cfg, out, resume=True)
+    assert calls["n"] == 1  # only member 1 trained again
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)

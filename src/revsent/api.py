@@ -13,10 +13,10 @@ import numpy as np
 
 from . import artifacts
 from .config import Config
-from .data.dataset import validation_mask
+from .data.dataset import member_masks
 from .data.records import _is_int
 from .errors import ConfigError, DataError, NotFittedError
-from .model import SentimentLSTM, class_probabilities
+from .model import class_probabilities
 from .progress import Progress
 from .text import TextEncoder
 from .device import resolve_device, start_run
@@ -36,7 +36,7 @@ class Classifier:
         With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies);
         without them, a ``val_fraction`` slice of ``texts`` (the default preset's 0.1) plays that role.
         """
-        from .train import fit  # training pulls in scikit-learn; prediction does not need it
+        from .train import fit_members, member_history  # training pulls in scikit-learn; prediction does not need it
 
         cfg = Config.from_preset(self.preset, **self.settings)
         texts, labels = _check_pairs(texts, labels, "texts")
@@ -59,14 +59,13 @@ class Classifier:
             val_seqs = encoder.encode(val_texts)
             val_y = np.array([index[str(v)] for v in val_labels], dtype=np.int64)
         seqs = encoder.encode(texts)
-        if val_texts is None and cfg.train.val_fraction:
-            in_val = validation_mask(len(texts), cfg.train.val_fraction, cfg.train.seed)
-            keep, held = np.flatnonzero(in_val == 0), np.flatnonzero(in_val)
-            seqs, y, val_seqs, val_y = seqs.take(keep), y[keep], seqs.take(held), y[held]
-        model = SentimentLSTM(m, len(classes)).to(device)
-        state = fit(model, cfg, seqs, y, val_seqs, val_y, device=device, progress=Progress(verbose))
+        if val_texts is None:  # each member validates on its own slice of ``texts`` (none: no early stopping)
+            masks, val = member_masks(len(texts), cfg.train.val_fraction, cfg.train.seed, m.members), None
+        else:
+            masks, val = [np.zeros(len(texts), dtype=np.uint8)] * m.members, (val_seqs, val_y)
+        model, states = fit_members(cfg, len(classes), seqs, y, masks, device=device, progress=Progress(verbose), val=val)
         self.config_, self.classes_, self.encoder_, self.model_ = cfg, classes, encoder, model
-        self.history_ = state.history
+        self.history_ = member_history(states)
         return self
 
     def _check_fitted(self) -> None:

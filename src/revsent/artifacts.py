@@ -27,6 +27,7 @@ CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", 
 CHECKPOINT = "checkpoint.safetensors"
 ONNX, ONNX_DATA, WIDE = "model.onnx", "model.onnx.data", "wide.safetensors"  # written by `revsent export` (export.py)
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
+MEMBERS = ".members"  # the finished members of a bag (--members), kept until the run ends (for --resume)
 OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, ONNX, ONNX_DATA, WIDE, "training_curves.png",
              "confusion_matrix.png")
 
@@ -98,7 +99,7 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
     if resume:
-        if not (out / CHECKPOINT).exists():
+        if not (out / CHECKPOINT).exists() and not any((out / MEMBERS).glob("*.safetensors")):
             raise ArtifactError(f"{out / CHECKPOINT}: no checkpoint to resume from")
         return out
     if out.exists() and any(out.iterdir()) and not force:
@@ -110,6 +111,7 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -
         for name in OUR_FILES:  # the old model goes first: no mix of old weights and new vocabulary
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / DATASET, ignore_errors=True)
+        shutil.rmtree(out / MEMBERS, ignore_errors=True)
     return out
 
 

@@ -93,6 +93,7 @@ def train(
     ngram_order: Annotated[Optional[int], typer.Option(help="The wide branch's longest n-gram: 2 or 3.", rich_help_panel=MODEL)] = None,
     ngram_weighting: Annotated[Optional[str], typer.Option(help="tfidf | nb (NBSVM's log-count ratios).", rich_help_panel=MODEL)] = None,
     init: Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)] = None,
+    members: Annotated[Optional[int], typer.Option(help="LSTMs averaged, each trained apart on its own validation slice (a bag).", rich_help_panel=MODEL)] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam's learning rate.", rich_help_panel=TRAIN)] = None,
@@ -129,7 +130,7 @@ def train(
             **_data_settings(args),
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
-            ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init, epochs=epochs, batch_size=batch_size, lr=lr,
+            ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_fraction=val_fraction,
             baseline=baseline, class_weight=class_weight,
             device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)
@@ -141,12 +142,18 @@ def train(
             return
         m = result.metrics
         skipped = sum(m["records_skipped"].values())
-        if m.get("validation"):
+        bag = m.get("members", 1)
+        if m.get("validation") and bag > 1:
+            v = m["validation"]
+            typer.echo(f"validation, mean of {bag} members ({v['n']} reviews of the training part each, its own; "
+                       f"chose epochs {m['best_epoch']} of {m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
+        elif m.get("validation"):
             v = m["validation"]
             typer.echo(f"validation ({v['n']} reviews of the training part; chose epoch {m['best_epoch']} of "
                        f"{m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
-        typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {m['epochs_run']} epoch(s), "
-                   f"{m['train_seconds']:.1f}s training):")
+        n_epochs = sum(m["epochs_run"]) if bag > 1 else m["epochs_run"]
+        typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"
+                   f"{f' over {bag} members' if bag > 1 else ''}, {m['train_seconds']:.1f}s training):")
         typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
         if skipped:
             typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in m["records_skipped"].items()))

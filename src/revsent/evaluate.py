@@ -113,23 +113,28 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    """Training (and, with a validation slice, validation) loss and accuracy per epoch."""
+    """Training (and, with a validation slice, validation) loss and accuracy per epoch; a bag's
+    members (rows with a ``member``) each get their own curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [row["epoch"] for row in history]
+    groups: dict = {}
+    for row in history:
+        groups.setdefault(row.get("member"), []).append(row)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="train")
-        if all(f"val_{key}" in row for row in history):  # no validation slice: training curves only
-            ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label="validation")
+        for member, rows in groups.items():
+            epochs, who = [row["epoch"] for row in rows], "" if member is None else f" (member {member})"
+            ax.plot(epochs, [row[f"train_{key}"] for row in rows], "o-", label=f"train{who}")
+            if all(f"val_{key}" in row for row in rows):  # no validation slice: training curves only
+                ax.plot(epochs, [row[f"val_{key}"] for row in rows], "o--", label=f"validation{who}")
         ax.set_xlabel("epoch")
         ax.set_title(title)
-        ax.set_xticks(epochs)
+        ax.set_xticks(sorted({row["epoch"] for row in history}))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     _save_figure(fig, path)
     plt.close(fig)
 

@@ -19,6 +19,7 @@ vocabulary, cut by ``max_len``, or punctuation) get 0.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -81,7 +82,11 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
     def lstm_margins(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return _margins(model(Batch(tokens, lengths.cpu(), np.arange(len(tokens)))))
 
-    ig = LayerIntegratedGradients(lstm_margins, model.embedding)
+    # every reader's embedding (a bag has several): the readers' attributions add up per word
+    layers = [reader.embedding for reader in model.readers]
+    with warnings.catch_warnings():  # its caution is for layers that feed each other; the readers' do not
+        warnings.filterwarnings("ignore", message="Multiple layers provided")
+        ig = LayerIntegratedGradients(lstm_margins, layers if len(layers) > 1 else layers[0])
     out = []
     for text in texts:
         pieces, positions, ids = _align(encoder, text)
@@ -104,7 +109,8 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
                                            additional_forward_args=(lengths,), n_steps=steps,
                                            internal_batch_size=max(1, IG_BATCH // n),
                                            return_convergence_delta=True)
-        lstm_part = attributions.sum(dim=2)[0, : len(ids)].detach().cpu().double().numpy()  # (L,)
+        per_reader = attributions if isinstance(attributions, (list, tuple)) else [attributions]
+        lstm_part = sum(a.sum(dim=2)[0, : len(ids)] for a in per_reader).detach().cpu().double().numpy()  # (L,)
         ngram_part = _wide_shares(ids, features, values, wide, weight, k) if wide else np.zeros(len(ids))
         wide_bias = float(_margins(model.wide_bias[None].float())[0, k]) if wide else 0.0
         margin = float(_margins(logits)[0, k])

@@ -1,5 +1,8 @@
 """SentimentLSTM: Embedding -> LSTM -> pooling over time -> dense layers -> class logits.
 
+A model holds ``members`` such readers (one by default; several form a bag, trained apart by
+``train.fit_members``) and averages their logits.
+
 Batches are right-padded and every direction of every layer runs as a fused one-layer LSTM over
 the padded batch: padding comes after each review, so it never reaches the forward direction's
 states at real positions, and the backward direction reads each review reversed within its own
@@ -23,6 +26,49 @@ from .ngrams import Wide
 from .text import Sequences
 
 class SentimentLSTM(nn.Module):
+    """``cfg.members`` readers (Embedding -> LSTM -> pooling -> dense -> logits) whose logits are
+    averaged, plus the wide branch's. One reader is the tutorial's model; several are a bag, each
+    trained apart on its own validation slice (``train.fit_members``)."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.n_classes = n_classes
+        self.readers = nn.ModuleList(Reader(cfg, n_classes) for _ in range(cfg.members))
+        if cfg.ngram_buckets:
+            features = cfg.vocab_size + cfg.ngram_buckets
+            self.register_buffer("wide_idf", torch.zeros(features))  # (F,)
+            self.register_buffer("wide_weight", torch.zeros(features, n_classes))  # (F, C)
+            self.register_buffer("wide_bias", torch.zeros(n_classes))  # (C,)
+        self._register_load_state_dict_pre_hook(_one_reader_keys)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Class logits (B, C) for a right-padded batch."""
+        logits = self.readers[0](batch)  # (B, C)
+        if len(self.readers) > 1:
+            logits = torch.stack([logits, *(reader(batch) for reader in self.readers[1:])]).mean(dim=0)
+        if self.cfg.ngram_buckets and batch.ngrams is not None:
+            logits = logits + self.wide_bias + nn.functional.embedding_bag(
+                batch.ngrams, self.wide_weight, batch.ngram_offsets, mode="sum",
+                per_sample_weights=batch.ngram_weights)  # (B, C)
+        return logits
+
+    def idf(self):
+        """The wide branch's idf as a NumPy array (None without one), for batching."""
+        return self.wide_idf.cpu().numpy() if self.cfg.ngram_buckets else None
+
+
+def _one_reader_keys(state_dict, prefix, *_args) -> None:
+    """Weights saved before readers existed (``embedding.weight``...) are reader 0's."""
+    wide = {f"{prefix}wide_idf", f"{prefix}wide_weight", f"{prefix}wide_bias"}
+    for key in [k for k in state_dict if k.startswith(prefix) and k not in wide
+                and not k.startswith(f"{prefix}readers.")]:
+        state_dict[f"{prefix}readers.0.{key[len(prefix):]}"] = state_dict.pop(key)
+
+
+class Reader(nn.Module):
+    """One LSTM reader: Embedding -> LSTM(s) -> pooling over time -> dense layers -> logits (B, C)."""
+
     def __init__(self, cfg: ModelConfig, n_classes: int):
         super().__init__()
         self.cfg = cfg
@@ -39,11 +85,6 @@ class SentimentLSTM(nn.Module):
             width = size
         self.dense = nn.Sequential(*layers)
         self.out = nn.Linear(width, n_classes)
-        if cfg.ngram_buckets:
-            features = cfg.vocab_size + cfg.ngram_buckets
-            self.register_buffer("wide_idf", torch.zeros(features))  # (F,)
-            self.register_buffer("wide_weight", torch.zeros(features, n_classes))  # (F, C)
-            self.register_buffer("wide_bias", torch.zeros(n_classes))  # (C,)
         if cfg.init == "keras":
             self._keras_init()
 
@@ -69,7 +110,7 @@ class SentimentLSTM(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Class logits (B, C) for a right-padded batch."""
+        """This reader's logits (B, C) for a right-padded batch."""
         x = self.embedding(batch.tokens)  # (B, T, E)
         if self.training and self.cfg.dropout:
             # One mask per review and feature, the same at every step (Keras' LSTM `dropout`).
@@ -98,16 +139,7 @@ class SentimentLSTM(nn.Module):
             if self.cfg.pooling in ("mean", "max_mean"):
                 pooled.append((x * mask[..., None]).sum(dim=1) / lengths[:, None].to(x.dtype))
             features = torch.cat(pooled, dim=1)  # (B, H * dirs * k)
-        logits = self.out(self.dense(features))  # (B, C)
-        if self.cfg.ngram_buckets and batch.ngrams is not None:
-            logits = logits + self.wide_bias + nn.functional.embedding_bag(
-                batch.ngrams, self.wide_weight, batch.ngram_offsets, mode="sum",
-                per_sample_weights=batch.ngram_weights)  # (B, C)
-        return logits
-
-    def idf(self):
-        """The wide branch's idf as a NumPy array (None without one), for batching."""
-        return self.wide_idf.cpu().numpy() if self.cfg.ngram_buckets else None
+        return self.out(self.dense(features))  # (B, C)
 
     def _feature_mask(self, x: torch.Tensor) -> torch.Tensor:
         keep = 1.0 - self.cfg.dropout
@@ -142,7 +174,7 @@ def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int =
     """Softmax probabilities (n, C) in the input order; batches sorted by length for speed."""
     device = device or next(model.parameters()).device
     model.eval()
-    out = np.zeros((len(seqs), model.out.out_features), dtype=np.float32)
+    out = np.zeros((len(seqs), model.n_classes), dtype=np.float32)
     idf = model.idf()
     trim = HeapTrimmer()
     for index in inference_order(seqs.lengths, batch_size):

@@ -146,10 +146,12 @@ def linear_logits(seqs: Sequences, index: np.ndarray, idf: np.ndarray, weight: n
 
 
 def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: float, seed: int,
-               class_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               class_weights: np.ndarray | None = None,
+               idf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logistic regression on the wide features: ``idf`` (F,), ``weight`` (F, C), ``bias`` (C,).
 
-    With NB weighting ``idf`` is ones and ``weight`` the fitted weights times the ratios."""
+    With NB weighting ``idf`` is ones and ``weight`` the fitted weights times the ratios. A given
+    ``idf`` (TF-IDF weighting) is used instead of this data's: the members of a bag share one."""
     import torch  # here, not at the top: features and prediction are NumPy, for the ONNX runtime path
     from torch import nn
 
@@ -161,7 +163,7 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: fl
         idf = np.ones(wide.n_features, dtype=np.float32)
     else:
         df = document_frequencies(seqs, wide)
-        idf = fit_idf(seqs, wide, df)
+        idf = fit_idf(seqs, wide, df) if idf is None else idf
     seen = np.flatnonzero(df)  # features of some training review: the others keep weight 0
     compact = np.zeros(len(idf), dtype=np.int64)  # feature id -> row of `weight`; the rest never occur
     compact[seen] = np.arange(len(seen))

@@ -27,11 +27,11 @@ from .config import Config
 from .device import HeapTrimmer, start_run
 from .distributed import SINGLE, Ranks, broadcast, dropout_seed, finish, from_main, gather, init, shard, sum_all, wrap
 from .data import store
-from .data.dataset import validation_mask
+from .data.dataset import member_masks
 from .errors import ArtifactError, ConfigError, DataError
 from .evaluate import BASELINE_MAX, classification_metrics, plot_confusion, plot_history, tfidf_baseline
 from .model import SentimentLSTM, class_probabilities
-from .ngrams import Wide, fit_linear, out_of_fold_logits
+from .ngrams import Wide, fit_idf, fit_linear, out_of_fold_logits
 from .progress import Progress
 from .text import Sequences, TextEncoder
 
@@ -61,8 +61,11 @@ class FitState:
 def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.ndarray,
         val_seqs: Sequences | None, val_y: np.ndarray | None, *, device: torch.device,
         progress: Progress, checkpoint: Path | None = None, resume: bool = False,
-        on_epoch: Callable[[int, dict], None] | None = None, ranks: Ranks = SINGLE) -> FitState:
+        on_epoch: Callable[[int, dict], None] | None = None, ranks: Ranks = SINGLE,
+        idf: np.ndarray | None = None) -> FitState:
     """Train ``model`` in place; on return it holds the best weights (by validation loss).
+
+    ``idf``: the n-gram branch's, given (a bag's members share the whole training part's).
 
     ``on_epoch(epoch, row)`` sees each epoch's history row (tuning reports and prunes there).
     Under torchrun (``ranks``) every rank calls this with the whole training set; see distributed.py.
@@ -81,12 +84,13 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
             group.update(lr=t.lr, weight_decay=t.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
-    n_classes = model.out.out_features
+    n_classes = model.n_classes
     weights = class_weights(train_y, n_classes, t.class_weight)
     if model.cfg.ngram_buckets and not resume:
         started = time.perf_counter()
         if ranks.main:  # fitted once, then shared
-            idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, Wide.of(model.cfg), model.cfg.ngram_c, t.seed, weights)
+            idf, weight, bias = fit_linear(train_seqs, train_y, n_classes, Wide.of(model.cfg), model.cfg.ngram_c, t.seed,
+                                           weights, idf)
             for name, value in (("wide_idf", idf), ("wide_weight", weight), ("wide_bias", bias)):
                 getattr(model, name).copy_(torch.from_numpy(value))
         for name in ("wide_idf", "wide_weight", "wide_bias"):
@@ -212,6 +216,75 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarr
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
 
 
+def fit_members(cfg: Config, n_classes: int, seqs: Sequences, y: np.ndarray, masks: list[np.ndarray], *,
+                device: torch.device, progress: Progress, out: Path | None = None, resume: bool = False,
+                val: tuple[Sequences, np.ndarray] | None = None,
+                ranks: Ranks = SINGLE) -> tuple[SentimentLSTM, list[FitState]]:
+    """The model of ``cfg``: ``cfg.model.members`` readers, each trained apart by :func:`fit`.
+
+    Member i trains on the rows of ``seqs`` its mask (``member_masks``) leaves out, is validated
+    on the rows it marks (or on ``val``), at seed + i. Early stopping runs on member 0, whose best
+    epoch is then the most epochs the others run (each keeps its best on its own slice): the
+    epochs past the best that patience costs are spent once, not once per member. One member is
+    the model itself. Several are averaged (a bag): their n-gram branches share one idf, that of
+    all of ``seqs`` (no labels are read for it), so the bag's logits, the mean of its readers'
+    plus the mean of their n-gram branches, are exactly the mean of its members' logits. With
+    ``out``, checkpoints go there and each finished member is kept in ``out/.members`` until the
+    run ends, so that ``resume`` goes on from them.
+    """
+    k, t = cfg.model.members, cfg.train
+    members, states = [], []
+    wide = Wide.of(cfg.model)
+    idf = fit_idf(seqs, wide) if k > 1 and wide is not None and wide.weighting == "tfidf" else None
+    kept = None if out is None else out / artifacts.MEMBERS
+    for i, in_val in enumerate(masks[:k]):
+        member_cfg = cfg.with_settings(members=1, seed=t.seed + i)
+        if i:  # member 0 starts from the run's seed, as a single model does
+            torch.manual_seed(member_cfg.train.seed)
+            if t.patience and states[0].best_epoch:  # member 0 found how long to train: no epochs spent to find it again
+                member_cfg = member_cfg.with_settings(epochs=states[0].best_epoch)
+        member = SentimentLSTM(member_cfg.model, n_classes).to(device)
+        done = None if kept is None else kept / f"member{i}.safetensors"
+        if k > 1:
+            progress.log(f"member {i + 1} of {k}: {int((in_val == 0).sum())} training, "
+                         f"{int(in_val.sum()) if val is None else len(val[1])} validation reviews, seed {member_cfg.train.seed}")
+        if resume and done is not None and done.exists():
+            state = _load_member(done, member, device)
+            progress.log(f"member {i + 1}: finished before, taken from {done}")
+        else:
+            fit_rows, val_rows = np.flatnonzero(in_val == 0), np.flatnonzero(in_val)
+            member_val = val if val is not None else (seqs.take(val_rows), y[val_rows].astype(np.int64))
+            checkpoint = None if out is None else out / artifacts.CHECKPOINT
+            state = fit(member, member_cfg, seqs.take(fit_rows), y[fit_rows], *member_val, device=device,
+                        progress=progress, checkpoint=checkpoint, resume=resume and checkpoint.exists() if checkpoint else False,
+                        ranks=ranks, idf=idf)
+            if done is not None and k > 1 and ranks.main:
+                done.parent.mkdir(exist_ok=True)
+                artifacts.atomic_save_tensors(done, member.state_dict(), {"state": json.dumps(state.__dict__)})
+                checkpoint.unlink(missing_ok=True)  # the next member's checkpoint starts afresh
+        members.append(member)
+        states.append(state)
+    if k == 1:
+        return members[0], states
+    model = SentimentLSTM(cfg.model, n_classes).to(device)
+    for reader, member in zip(model.readers, members):
+        reader.load_state_dict(member.readers[0].state_dict())
+    if wide is not None:  # one linear branch: the mean of the members' (their idf is the same)
+        for name in ("wide_idf", "wide_weight", "wide_bias"):
+            getattr(model, name).copy_(torch.stack([getattr(member, name) for member in members]).mean(dim=0))
+    return model, states
+
+
+def _load_member(path: Path, member: SentimentLSTM, device: torch.device) -> FitState:
+    from safetensors import safe_open
+
+    try:
+        member.load_state_dict(load_file(path, device=str(device)))
+        with safe_open(path, "pt") as handle:
+            return FitState(**json.loads(handle.metadata()["state"]))
+    except Exception as exc:  # any damage makes the member unusable; say which file
+        raise ArtifactError(f"{path}: unusable member ({type(exc).__name__}: {exc}); train again without --resume") from None
+
 def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, rng, ranks: Ranks = SINGLE,
                      device: torch.device = torch.device("cpu")) -> None:
     """Rank 0 writes the checkpoint, with every rank's RNG states (a collective: all ranks call it)."""
@@ -317,10 +390,12 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
            progress: Progress, started: float) -> TrainResult:
     t = cfg.train
     train_rows, test_rows = ds.rows(0), ds.rows(1)
-    in_val = validation_mask(len(train_rows), t.val_fraction, t.seed)
+    masks = member_masks(len(train_rows), t.val_fraction, t.seed, cfg.model.members)
+    in_val = masks[0]
     fit_rows, val_rows = train_rows[in_val == 0], train_rows[in_val == 1]
-    fit_seqs, val_seqs, test_seqs = ds.seqs.take(fit_rows), ds.seqs.take(val_rows), ds.seqs.take(test_rows)
-    fit_y, val_y, test_y = ds.y[fit_rows], ds.y[val_rows].astype(np.int64), ds.y[test_rows].astype(np.int64)
+    train_seqs, test_seqs = ds.seqs.take(train_rows), ds.seqs.take(test_rows)
+    train_y, test_y = ds.y[train_rows], ds.y[test_rows].astype(np.int64)
+    fit_y, val_y = ds.y[fit_rows], ds.y[val_rows].astype(np.int64)
     source = ", ".join(cfg.data.paths) or "imdb"
     if len(np.unique(fit_y)) < 2:
         raise DataError(source, f"the training split of {len(fit_y)} records holds only one class; give more data")
@@ -331,25 +406,36 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
     if ranks.main and not resume:
         artifacts.atomic_write(out / artifacts.TOKENIZER, ds.encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, ds.classes))
-    model = SentimentLSTM(cfg.model, len(ds.classes)).to(device)
-    state = fit(model, cfg, fit_seqs, fit_y, val_seqs, val_y, device=device, progress=progress,
-                checkpoint=out / artifacts.CHECKPOINT, resume=resume, ranks=ranks)
+    model, states = fit_members(cfg, len(ds.classes), train_seqs, train_y, masks, device=device, progress=progress,
+                                out=out, resume=resume, ranks=ranks)
     finish(together=True)  # the ranks part here: the rest is rank 0's alone
+    history = member_history(states)
     if not ranks.main:  # rank 0 scores the test part and writes the model directory
-        return TrainResult(out, {}, state.history)
-    # The test part is scored once, here, with the weights chosen on the validation slice.
+        return TrainResult(out, {}, history)
+    # The test part is scored once, here, with the weights chosen on the validation slice(s).
     proba = class_probabilities(model, test_seqs, device=device)
     metrics = classification_metrics(test_y, proba, ds.classes)
-    chosen = state.history[state.best_epoch - 1] if state.history and state.best_epoch else {}
+    chosen = [state.history[state.best_epoch - 1] if state.history and state.best_epoch else {} for state in states]
+    validation = None
+    if len(val_y):
+        validation = {"n": len(val_y), "loss": _mean(c.get("val_loss") for c in chosen),
+                      "accuracy": _mean(c.get("val_accuracy") for c in chosen),
+                      "chosen": "the epoch with the lowest validation loss (early stopping, best epoch)"}
+        if len(states) > 1:
+            validation["chosen"] += (f"; the mean of the {len(states)} members' figures, each on its own slice "
+                                     "(the bag as a whole has no slice it did not learn from)")
+            validation["members"] = [{"n": int(mask.sum()), "loss": c.get("val_loss"), "accuracy": c.get("val_accuracy")}
+                                     for mask, c in zip(masks, chosen)]
+    one = len(states) == 1
     metrics.update({
         "scored_on": "test: the held-out part, scored once after training; nothing was chosen on it",
-        "n_train": len(fit_y), "n_validation": len(val_y), "n_test": len(test_y),
-        "validation": ({"n": len(val_y), "loss": chosen.get("val_loss"), "accuracy": chosen.get("val_accuracy"),
-                        "chosen": "the epoch with the lowest validation loss (early stopping, best epoch)"}
-                       if len(val_y) else None),
-        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "train_seconds": round(state.seconds, 2),
+        "n_train": len(fit_y), "n_validation": len(val_y), "n_test": len(test_y), "members": len(states),
+        "validation": validation,
+        "epochs_run": states[0].epoch if one else [s.epoch for s in states],
+        "best_epoch": states[0].best_epoch if one else [s.best_epoch for s in states],
+        "train_seconds": round(sum(s.seconds for s in states), 2),
         "total_seconds": round(time.perf_counter() - started, 2), "device": device.type, "processes": ranks.world,
-        "train_tokens": fit_seqs.n_tokens, **ds.manifest["counts"],
+        "train_tokens": ds.seqs.take(fit_rows).n_tokens, **ds.manifest["counts"],
         "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test_seqs, test_y)},
     })
     weights = class_weights(fit_y, len(ds.classes), t.class_weight)
@@ -362,10 +448,23 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
         metrics["baseline_tfidf_lr"] = tfidf_baseline(
             [x for x, v in zip(train_texts, in_val) if not v], fit_y, test_texts, test_y, ds.classes, t.seed,
             val=([x for x, v in zip(train_texts, in_val) if v], val_y) if len(val_y) else None)
-    save_run(out, cfg, ds.classes, ds.encoder, model, metrics, state.history)
+    save_run(out, cfg, ds.classes, ds.encoder, model, metrics, history)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
-    return TrainResult(out, metrics, state.history)
+    shutil.rmtree(out / artifacts.MEMBERS, ignore_errors=True)
+    return TrainResult(out, metrics, history)
+
+
+def member_history(states: list[FitState]) -> list[dict]:
+    """The epochs' rows; with several members, each row says whose it is."""
+    if len(states) == 1:
+        return states[0].history
+    return [{"member": i + 1, **row} for i, state in enumerate(states) for row in state.history]
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def _open_dataset(cfg: Config, out: Path, resume: bool, progress: Progress) -> tuple[store.Dataset, Config]:

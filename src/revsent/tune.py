@@ -83,7 +83,8 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
     fit_y, val_y = ds.y[fit_rows], ds.y[val_rows].astype(np.int64)
 
     def objective(trial) -> float:
-        trial_cfg = cfg.with_settings(**search_space(trial, cfg))
+        # a trial is one LSTM: a bag's members would repeat the same settings (the final model has the preset's)
+        trial_cfg = cfg.with_settings(members=1, **search_space(trial, cfg))
         model = SentimentLSTM(trial_cfg.model, len(ds.classes)).to(device)
 
         def report(epoch: int, row: dict) -> None:
