@@ -214,7 +214,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The best configuration found for accuracy on a laptop CPU budget (bench/RESULTS.md says how):
     # a bidirectional LSTM with max+mean pooling over a 100k vocabulary, beside a TF-IDF n-gram
     # logistic regression; the LSTM peaks after one or two epochs, so patience 1. (A bag of three,
-    # `--members 3`, was measured against it: the same accuracy within the seed spread, 1.4x the time.)
+    # `--members 3`, was measured against it: the same accuracy within the seed spread, 1.4x the time or more.)
     "default": {
         "data": {},
         "model": {
