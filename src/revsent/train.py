@@ -255,9 +255,9 @@ def fit_members(cfg: Config, n_classes: int, seqs: Sequences, y: np.ndarray, mas
             fit_rows, val_rows = np.flatnonzero(in_val == 0), np.flatnonzero(in_val)
             member_val = val if val is not None else (seqs.take(val_rows), y[val_rows].astype(np.int64))
             checkpoint = None if out is None else out / artifacts.CHECKPOINT
+            under_way = resume and checkpoint is not None and checkpoint.exists()  # this member's, half done
             state = fit(member, member_cfg, seqs.take(fit_rows), y[fit_rows], *member_val, device=device,
-                        progress=progress, checkpoint=checkpoint, resume=resume and checkpoint.exists() if checkpoint else False,
-                        ranks=ranks, idf=idf)
+                        progress=progress, checkpoint=checkpoint, resume=under_way, ranks=ranks, idf=idf)
             if done is not None and k > 1 and ranks.main:
                 done.parent.mkdir(exist_ok=True)
                 artifacts.atomic_save_tensors(done, member.state_dict(), {"state": json.dumps(state.__dict__)})
