@@ -285,6 +285,7 @@ def _load_member(path: Path, member: SentimentLSTM, device: torch.device) -> Fit
     except Exception as exc:  # any damage makes the member unusable; say which file
         raise ArtifactError(f"{path}: unusable member ({type(exc).__name__}: {exc}); train again without --resume") from None
 
+
 def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, rng, ranks: Ranks = SINGLE,
                      device: torch.device = torch.device("cpu")) -> None:
     """Rank 0 writes the checkpoint, with every rank's RNG states (a collective: all ranks call it)."""

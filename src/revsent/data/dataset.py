@@ -81,19 +81,17 @@ def validation_mask(n_train: int, fraction: float, seed: int) -> np.ndarray:
     return heldout_mask(n_train, fraction, seed, option="--val-fraction")
 
 
-
 def member_masks(n_train: int, fraction: float, seed: int, members: int) -> list[np.ndarray]:
     """One validation mask per member of a bag (``--members``), over the training part. The first
     is :func:`validation_mask`'s; each next one is drawn, as many rows, from the rows that no earlier
     member validates on, so the slices are disjoint and each row validates at most one member.
     Without a validation slice every member trains on every row."""
     first = validation_mask(n_train, fraction, seed)
-    masks, size = [first], int(first.sum())
-    free = np.flatnonzero(first == 0)
+    size = int(first.sum())
+    if not size:
+        return [first] * members
+    masks, free = [first], np.flatnonzero(first == 0)
     for i in range(1, members):
-        if not size:
-            masks.append(first)
-            continue
         if size > len(free):
             raise DataError("data", f"{n_train} training records hold no {members} separate validation slices "
                                     f"of {size} (--members {members}, --val-fraction {fraction})")
@@ -103,6 +101,7 @@ def member_masks(n_train: int, fraction: float, seed: int, members: int) -> list
         masks.append(mask)
         free = free[mask[free] == 0]
     return masks
+
 
 def _describe(tally: Tally) -> str:
     parts = [f"{count} {reason}" for reason, count in {**tally.skipped, **tally.filtered}.items()]
