@@ -104,6 +104,25 @@ def test_two_processes_match_one_with_the_same_global_batch(dataset, two_process
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in one.iterdir())
 
 
+def test_two_processes_average_the_weights_as_one(dataset, tmp_path):
+    """--average-weights under torchrun: every rank validates the mean the same way (rank 0's
+    figures), keeps the same weights, and they are the one-process run's."""
+    settings = [*SETTINGS, "--val-fraction", "0.25", "--average-weights"]
+    two = tmp_path / "two"
+    run = torchrun("train", dataset, "--out", two, "--batch-size", "16", *settings)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = tmp_path / "one"
+    result = CliRunner().invoke(app, ["train", str(dataset), "--out", str(one), "--batch-size", "32", "--threads", "1", *settings])
+    assert result.exit_code == 0, result.output
+    a, b = _weights(one), _weights(two)
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < TOLERANCE
+    rows = {path: (path / "history.csv").read_text().splitlines() for path in (one, two)}
+    assert "val_loss_mean" in rows[one][0] and rows[one][0] == rows[two][0]
+    m1, m2 = (json.loads((path / "metrics.json").read_text()) for path in (one, two))
+    assert (m1["best_epoch"], m1["averaged"]) == (m2["best_epoch"], m2["averaged"])
+    assert m2["validation"]["loss"] == pytest.approx(m1["validation"]["loss"], rel=1e-4)
+
+
 def _checkpoint_step(path):
     from safetensors import safe_open
 
@@ -156,7 +175,7 @@ def test_resuming_mid_epoch_with_another_number_of_processes_is_refused(tiny_rev
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
     with pytest.raises(ConfigError, match=r"written by 1 process\(es\) in the middle of epoch 1; resume it with 1"):
         train_module._load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 2))
-    state, _, _ = train_module._load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 1))
+    state, *_ = train_module._load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 1))
     assert state.step == 2
 
 

@@ -172,16 +172,18 @@ def test_training_split_with_one_class(write_jsonl, tmp_path):
         train(_cfg(path, test_split=0.2, seed=1), tmp_path / "m")
 
 
-def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_path, monkeypatch):
-    """Checkpoints every batch (checkpoint_minutes=0); a kill in the middle of epoch 2 loses nothing."""
+@pytest.mark.parametrize("average", [False, True])
+def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_path, monkeypatch, average):
+    """Checkpoints every batch (checkpoint_minutes=0); a kill in the middle of epoch 2 loses nothing
+    (with --average-weights, the running mean of the epochs' weights is in the checkpoint too)."""
     import revsent.train as train_module
 
-    full = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3), tmp_path / "full")
+    full = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, average_weights=average), tmp_path / "full")
     real_save = train_module._save_checkpoint
     saves = []
 
-    def save_then_die(path, model, optimizer, state, best, rng, *where):
-        real_save(path, model, optimizer, state, best, rng, *where)
+    def save_then_die(path, model, optimizer, state, best, mean, rng, *where):
+        real_save(path, model, optimizer, state, best, mean, rng, *where)
         saves.append((state.epoch, state.step))
         if state.epoch == 1 and state.step == 4:
             raise KeyboardInterrupt
@@ -189,11 +191,15 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
     monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0), out)
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0, average_weights=average), out)
     assert saves[-1] == (1, 4) and (0, 1) in saves and (1, 0) in saves  # mid-epoch and end-of-epoch saves
     monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
-    resumed = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0), out, resume=True)
+    resumed = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0, average_weights=average),
+                    out, resume=True)
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
+    if average:
+        means = [r["val_loss_mean"] for r in full.history[1:]]
+        assert len(means) == 2 and [r["val_loss_mean"] for r in resumed.history[1:]] == pytest.approx(means, rel=1e-5)
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
@@ -364,3 +370,77 @@ def test_a_killed_bag_resumes_from_its_finished_members(tiny_reviews, tmp_path, 
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+def _drifting_reviews(write_jsonl):
+    """One telling word among five neutral ones, a fifth of the labels flipped: at a high learning
+    rate the epochs' weights overshoot around a good model, as on real data."""
+    rng = np.random.default_rng(0)
+    good, bad, neutral = [f"g{i}" for i in range(10)], [f"b{i}" for i in range(10)], [f"n{i}" for i in range(30)]
+    rows = []
+    for _ in range(300):
+        y = int(rng.integers(2))
+        ws = list(rng.choice(neutral, 5)) + list(rng.choice(good if y else bad, 1))
+        y = 1 - y if rng.random() < 0.2 else y
+        rng.shuffle(ws)
+        rows.append({"text": " ".join(ws), "stars": 5.0 if y else 1.0})
+    return write_jsonl("drifting.json", rows)
+
+
+def test_running_mean_is_the_mean_of_the_epochs_weights():
+    import torch
+
+    from revsent.model import SentimentLSTM
+    from revsent.train import running_mean
+
+    model = SentimentLSTM(Config.from_preset("seed", **TINY).model, 2)
+    seen, mean = [], None
+    for epoch in (1, 2, 3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * p.requires_grad)
+        seen.append({k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad})
+        mean = running_mean(mean, model, epoch)
+        for k in seen[0]:
+            assert torch.allclose(mean[k], torch.stack([s[k] for s in seen]).mean(0), atol=1e-6)
+    assert "readers.0.embedding.weight" in mean and not any(k.startswith("wide_") for k in mean)
+
+
+@pytest.mark.parametrize("lr, averaged", [(0.05, True), (0.02, False)])
+def test_average_weights_keeps_whichever_validates_better(write_jsonl, tmp_path, monkeypatch, lr, averaged):
+    """Each epoch's weights and the mean of epochs 1..e are validated; the lowest loss is kept, and
+    the saved weights are exactly that epoch's, or that mean."""
+    import torch
+
+    import revsent.train as train_module
+    from revsent.artifacts import load_model
+
+    snapshots, real_fit = [], train_module.fit
+
+    def fit(model, *args, on_epoch=None, **kwargs):
+        def capture(epoch, row):
+            snapshots.append({k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad})
+        return real_fit(model, *args, on_epoch=capture, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", fit)
+    cfg = _cfg(_drifting_reviews(write_jsonl), epochs=6, lr=lr, val_fraction=0.25, average_weights=True)
+    result = train(cfg, tmp_path / "m")
+    history, m = result.history, result.metrics
+    assert "val_loss_mean" not in history[0] and all("val_loss_mean" in row for row in history[1:])
+    candidates = [(row["val_loss"], False, row["epoch"]) for row in history]
+    candidates += [(row["val_loss_mean"], True, row["epoch"]) for row in history[1:]]
+    loss, was_averaged, epoch = min(candidates)
+    assert (m["averaged"], m["best_epoch"]) == (averaged, epoch) and was_averaged == averaged
+    assert m["validation"]["loss"] == pytest.approx(loss, rel=1e-6)
+    expected = snapshots[epoch - 1]
+    if averaged:
+        expected = {k: torch.stack([s[k] for s in snapshots[:epoch]]).mean(0) for k in expected}
+    _, _, _, saved = load_model(tmp_path / "m", torch.device("cpu"))
+    weights = dict(saved.named_parameters())
+    assert all(torch.allclose(weights[k], v, atol=1e-6) for k, v in expected.items())
+
+
+def test_average_weights_needs_a_validation_slice():
+    with pytest.raises(ConfigError, match="--average-weights .* needs a validation slice"):
+        Config.from_preset("seed", average_weights=True)
+    assert Config.from_preset("default").train.average_weights

@@ -100,6 +100,7 @@ def train(
     weight_decay: Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)] = None,
     clip_norm: Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without a better validation loss.", rich_help_panel=TRAIN)] = None,
+    average_weights: Annotated[Optional[bool], typer.Option("--average-weights/--no-average-weights", help="Also validate the mean of the epochs' weights; keep it when its validation loss is lower (default preset: on).", rich_help_panel=TRAIN)] = None,
     test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).", rich_help_panel=TRAIN)] = None,
     test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).", rich_help_panel=TRAIN)] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there (default preset 0.1, seed 0).", rich_help_panel=TRAIN)] = None,
@@ -131,7 +132,7 @@ def train(
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, val_fraction=val_fraction,
+            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, average_weights=average_weights, val_fraction=val_fraction,
             baseline=baseline, class_weight=class_weight,
             device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)
         cfg = Config.from_preset(preset, **options)
@@ -149,7 +150,8 @@ def train(
                        f"chose epochs {m['best_epoch']} of {m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
         elif m.get("validation"):
             v = m["validation"]
-            typer.echo(f"validation ({v['n']} reviews of the training part; chose epoch {m['best_epoch']} of "
+            kept = f"the mean of epochs 1-{m['best_epoch']}" if m.get("averaged") else f"epoch {m['best_epoch']}"
+            typer.echo(f"validation ({v['n']} reviews of the training part; chose {kept} of "
                        f"{m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
         n_epochs = sum(m["epochs_run"]) if bag > 1 else m["epochs_run"]
         typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"

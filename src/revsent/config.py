@@ -100,6 +100,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float | None = None  # gradient norm clipping; None leaves gradients alone
     patience: int | None = None  # early stopping after this many epochs without a better val loss
+    average_weights: bool = False  # also validate the mean of the epochs' weights (SWA); keep it when better
     test_split: float = 0.2  # the tutorial's 80/20 split: the held-out test part, scored once at the end
     test_data: tuple[str, ...] = ()  # test on these files instead (all of the data then trains)
     val_fraction: float = 0.0  # of the training part, kept for validation: early stopping, the best epoch
@@ -121,6 +122,9 @@ class TrainConfig:
         _check_range(self, "val_fraction", 0.0, 1.0, right_open=True)
         if self.patience and not self.val_fraction:
             raise ConfigError("--patience stops on the validation loss: it needs a validation slice (--val-fraction, e.g. 0.1)")
+        if self.average_weights and not self.val_fraction:
+            raise ConfigError("--average-weights keeps the mean of the epochs' weights when the validation loss says so: "
+                              "it needs a validation slice (--val-fraction, e.g. 0.1)")
         _check_choice(self, "device", DEVICES)
         _check_range(self, "threads", 1, None, optional=True)
         _check_range(self, "checkpoint_minutes", 0.0, None)
@@ -213,7 +217,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "seed": {"data": {}, "model": {}, "train": {}},
     # The best configuration found for accuracy on a laptop CPU budget (bench/RESULTS.md says how):
     # a bidirectional LSTM with max+mean pooling over a 100k vocabulary, beside a TF-IDF n-gram
-    # logistic regression; the LSTM peaks after one or two epochs, so patience 1. (A bag of three,
+    # logistic regression; the LSTM peaks after one or two epochs, so patience 1, and the mean of the
+    # epochs' weights is kept where the validation loss prefers it. (A bag of three,
     # `--members 3`, was measured against it: the same accuracy within the seed spread, 1.4x the time or more.)
     "default": {
         "data": {},
@@ -222,7 +227,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "bidirectional": True, "dropout": 0.5, "recurrent_dropout": 0.0, "pooling": "max_mean",
             "ngram_buckets": 2000000, "ngram_c": 30.0,
         },
-        "train": {"epochs": 3, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1,
+                  "average_weights": True},
     },
     # `make run`: the default model, smaller and on the last 200 words, in a couple of minutes.
     "quick": {

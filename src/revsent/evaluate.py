@@ -113,8 +113,9 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    """Training (and, with a validation slice, validation) loss and accuracy per epoch; a bag's
-    members (rows with a ``member``) each get their own curves."""
+    """Training (and, with a validation slice, validation) loss and accuracy per epoch, and those
+    of the weights' running mean (``--average-weights``); a bag's members (rows with a ``member``)
+    each get their own curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +131,10 @@ def plot_history(history: list[dict], path: Path) -> None:
             ax.plot(epochs, [row[f"train_{key}"] for row in rows], "o-", label=f"train{who}")
             if all(f"val_{key}" in row for row in rows):  # no validation slice: training curves only
                 ax.plot(epochs, [row[f"val_{key}"] for row in rows], "o--", label=f"validation{who}")
+            averaged = [row for row in rows if f"val_{key}_mean" in row]  # --average-weights, from epoch 2
+            if averaged:
+                ax.plot([row["epoch"] for row in averaged], [row[f"val_{key}_mean"] for row in averaged], "s:",
+                        label=f"validation, mean of epochs 1..e{who}")
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.set_xticks(sorted({row["epoch"] for row in history}))

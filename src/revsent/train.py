@@ -51,6 +51,7 @@ class FitState:
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = float("inf")
     best_epoch: int = 0
+    averaged: bool = False  # the best weights are the mean of epochs 1..best_epoch's (--average-weights)
     bad_epochs: int = 0
     seconds: float = 0.0
     step: int = 0  # batches done in the epoch under way (a checkpoint taken mid-epoch)
@@ -79,8 +80,9 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     if ranks.enabled:  # the weights are rank 0's (DDP broadcasts them); dropout masks differ per rank
         torch.manual_seed(dropout_seed(t.seed, ranks))
     best_weights = copy.deepcopy(model.state_dict())
+    mean_weights = None  # the running mean of the trained parameters at the epochs' ends (--average-weights)
     if resume and checkpoint is not None:
-        state, best_weights, rng = _load_checkpoint(checkpoint, model, optimizer, ranks, device, t.seed)
+        state, best_weights, mean_weights, rng = _load_checkpoint(checkpoint, model, optimizer, ranks, device, t.seed)
         for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
             group.update(lr=t.lr, weight_decay=t.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
@@ -166,7 +168,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
                 sums = sum_all([total_loss, correct, seen, tokens], ranks, device)
                 state.step, state.partial = step, {"loss": sums[0], "correct": int(sums[1]), "seen": int(sums[2]),
                                                    "tokens": int(sums[3]), "seconds": elapsed}
-                _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng, ranks, device)
+                _save_checkpoint(checkpoint, model, optimizer, state, best_weights, mean_weights, rng, ranks, device)
                 saved_at = time.perf_counter()
         bar.close()
         state.step, state.partial = 0, {}
@@ -179,21 +181,28 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
                "reviews": seen, "seconds": round(train_seconds, 2), "reviews_per_s": round(seen / train_seconds, 1),
                "tokens_per_s": round(tokens / train_seconds, 1)}
         if val_seqs is not None and len(val_seqs):
-            val_loss = val_accuracy = 0.0
-            if ranks.main:  # validated once; every rank takes rank 0's figures, so the same decisions
-                proba = class_probabilities(model, val_seqs, device=device)
-                val_loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)),
-                                                        torch.from_numpy(val_y).long(), weight=weight_t))
-                val_accuracy = float((proba.argmax(1) == val_y).mean())
-            val_loss, val_accuracy = from_main([val_loss, val_accuracy], ranks, device)
+            val_loss, val_accuracy = _validate(model, val_seqs, val_y, weight_t, device, ranks)
             row.update(val_loss=val_loss, val_accuracy=val_accuracy)
-            if val_loss < state.best_val_loss:
-                state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+            candidates = [(val_loss, False)]
+            if t.average_weights:
+                mean_weights = running_mean(mean_weights, model, state.epoch)
+                if state.epoch > 1:  # the mean of one epoch is that epoch
+                    with swapped(model, mean_weights):
+                        mean_loss, mean_accuracy = _validate(model, val_seqs, val_y, weight_t, device, ranks)
+                    row.update(val_loss_mean=mean_loss, val_accuracy_mean=mean_accuracy)
+                    candidates.append((mean_loss, True))
+            loss, averaged = min(candidates)
+            if loss < state.best_val_loss:
+                state.best_val_loss, state.best_epoch, state.averaged, state.bad_epochs = loss, state.epoch, averaged, 0
                 best_weights = copy.deepcopy(model.state_dict())
+                if averaged:
+                    best_weights.update({k: v.clone() for k, v in mean_weights.items()})
             else:
                 state.bad_epochs += 1
+            mean = (f" | mean of epochs 1-{state.epoch}: val loss {row['val_loss_mean']:.4f} acc {row['val_accuracy_mean']:.4f}"
+                    if "val_loss_mean" in row else "")
             progress.log(f"epoch {state.epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-                         f"val loss {val_loss:.4f} acc {row['val_accuracy']:.4f} | {train_seconds:.1f}s, "
+                         f"val loss {val_loss:.4f} acc {row['val_accuracy']:.4f}{mean} | {train_seconds:.1f}s, "
                          f"{row['reviews_per_s']:.0f} reviews/s")
         else:
             state.best_epoch, best_weights = state.epoch, copy.deepcopy(model.state_dict())
@@ -202,10 +211,52 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         if on_epoch is not None:
             on_epoch(state.epoch, row)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, optimizer, state, best_weights, rng, ranks, device)
+            _save_checkpoint(checkpoint, model, optimizer, state, best_weights, mean_weights, rng, ranks, device)
             saved_at = time.perf_counter()
     model.load_state_dict(best_weights)
     return state
+
+
+def _validate(model: SentimentLSTM, seqs: Sequences, y: np.ndarray, weight: torch.Tensor | None,
+              device: torch.device, ranks: Ranks) -> tuple[float, float]:
+    """Validation loss and accuracy of the model as it is. Rank 0 validates; every rank takes its
+    figures, so all make the same decisions."""
+    loss = accuracy = 0.0
+    if ranks.main:
+        proba = class_probabilities(model, seqs, device=device)
+        loss = float(nn.functional.nll_loss(torch.log(torch.from_numpy(proba).clamp_min(1e-12)),
+                                            torch.from_numpy(y).long(), weight=weight))
+        accuracy = float((proba.argmax(1) == y).mean())
+    loss, accuracy = from_main([loss, accuracy], ranks, device)
+    return loss, accuracy
+
+
+def running_mean(mean: dict[str, torch.Tensor] | None, model: SentimentLSTM, epoch: int) -> dict[str, torch.Tensor]:
+    """The mean of the trained parameters over epochs 1..``epoch``, given that over 1..``epoch - 1``
+    (stochastic weight averaging at the epochs' ends). Frozen weights and buffers never change."""
+    with torch.no_grad():
+        params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+        if mean is None or epoch == 1:
+            return {k: p.clone() for k, p in params.items()}
+        for k, p in params.items():
+            mean[k] += (p - mean[k]) / epoch
+        return mean
+
+
+@contextlib.contextmanager
+def swapped(model: SentimentLSTM, weights: dict[str, torch.Tensor]):
+    """The model with some parameters replaced by ``weights`` for the ``with`` block; then its own again."""
+    params = dict(model.named_parameters())
+    own = {k: params[k].detach().clone() for k in weights}
+    with torch.no_grad():
+        for k, v in weights.items():
+            params[k].copy_(v)
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for k, v in own.items():
+                params[k].copy_(v)
 
 
 def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarray | None:
@@ -286,8 +337,8 @@ def _load_member(path: Path, member: SentimentLSTM, device: torch.device) -> Fit
         raise ArtifactError(f"{path}: unusable member ({type(exc).__name__}: {exc}); train again without --resume") from None
 
 
-def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, rng, ranks: Ranks = SINGLE,
-                     device: torch.device = torch.device("cpu")) -> None:
+def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights, mean_weights, rng,
+                     ranks: Ranks = SINGLE, device: torch.device = torch.device("cpu")) -> None:
     """Rank 0 writes the checkpoint, with every rank's RNG states (a collective: all ranks call it)."""
     rng_states = gather(torch.get_rng_state(), ranks, device)  # (world, L)
     cuda_states = gather(torch.cuda.get_rng_state(device), ranks, device) if device.type == "cuda" else None
@@ -295,6 +346,7 @@ def _save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights
         return
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_weights.items()})
+    tensors.update({f"mean.{k}": v for k, v in (mean_weights or {}).items()})
     optim = optimizer.state_dict()
     for pid, slots in optim["state"].items():
         for name, value in slots.items():
@@ -321,6 +373,7 @@ def _load_checkpoint(path: Path, model, optimizer, ranks: Ranks = SINGLE, device
         state = FitState(**json.loads(meta["state"]))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        mean = {k[5:]: v for k, v in tensors.items() if k.startswith("mean.")} or None
         slots: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):
@@ -344,7 +397,7 @@ def _load_checkpoint(path: Path, model, optimizer, ranks: Ranks = SINGLE, device
                           "only when written there")
     else:
         torch.manual_seed(dropout_seed(seed, ranks, state.epoch))
-    return state, best, rng
+    return state, best, mean, rng
 
 
 @dataclass
@@ -416,12 +469,15 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
     # The test part is scored once, here, with the weights chosen on the validation slice(s).
     proba = class_probabilities(model, test_seqs, device=device)
     metrics = classification_metrics(test_y, proba, ds.classes)
-    chosen = [state.history[state.best_epoch - 1] if state.history and state.best_epoch else {} for state in states]
+    chosen = [chosen_figures(state) for state in states]
     validation = None
     if len(val_y):
         validation = {"n": len(val_y), "loss": _mean(c.get("val_loss") for c in chosen),
                       "accuracy": _mean(c.get("val_accuracy") for c in chosen),
                       "chosen": "the epoch with the lowest validation loss (early stopping, best epoch)"}
+        if t.average_weights:
+            validation["chosen"] += ("; or, where its loss was lower, the mean of the weights of epochs 1 to that "
+                                     "epoch (--average-weights; see 'averaged')")
         if len(states) > 1:
             validation["chosen"] += (f"; the mean of the {len(states)} members' figures, each on its own slice "
                                      "(the bag as a whole has no slice it did not learn from)")
@@ -434,6 +490,7 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
         "validation": validation,
         "epochs_run": states[0].epoch if one else [s.epoch for s in states],
         "best_epoch": states[0].best_epoch if one else [s.best_epoch for s in states],
+        "averaged": states[0].averaged if one else [s.averaged for s in states],
         "train_seconds": round(sum(s.seconds for s in states), 2),
         "total_seconds": round(time.perf_counter() - started, 2), "device": device.type, "processes": ranks.world,
         "train_tokens": ds.seqs.take(fit_rows).n_tokens, **ds.manifest["counts"],
@@ -454,6 +511,16 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
     shutil.rmtree(out / artifacts.MEMBERS, ignore_errors=True)
     return TrainResult(out, metrics, history)
+
+
+def chosen_figures(state: FitState) -> dict:
+    """The validation figures of the weights a fit kept: its best epoch's, or the mean's there."""
+    if not state.history or not state.best_epoch:
+        return {}
+    row = state.history[state.best_epoch - 1]
+    if state.averaged:
+        return {"val_loss": row.get("val_loss_mean"), "val_accuracy": row.get("val_accuracy_mean")}
+    return row
 
 
 def member_history(states: list[FitState]) -> list[dict]:

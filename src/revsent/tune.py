@@ -66,7 +66,7 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
     import optuna
 
     from .model import SentimentLSTM
-    from .train import fit, train
+    from .train import chosen_figures, fit, train
 
     if not trials and not minutes:
         raise ConfigError("Give --trials N or --minutes M: how long to search")
@@ -94,8 +94,7 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
 
         state = fit(model, trial_cfg, fit_seqs, fit_y, val_seqs, val_y, device=device, progress=Progress(False),
                     on_epoch=report)
-        best = state.history[state.best_epoch - 1]
-        trial.set_user_attr("val_accuracy", best["val_accuracy"])
+        trial.set_user_attr("val_accuracy", chosen_figures(state)["val_accuracy"])
         trial.set_user_attr("best_epoch", state.best_epoch)
         return state.best_val_loss
 
