@@ -158,7 +158,9 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             optimizer.step()
             seen += 0 if padding else len(index)
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}", refresh=False)
+            if seen:  # a rank whose first batch was padding has seen nothing yet
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", rev_s=f"{seen / elapsed:.0f}",
+                                refresh=False)
             bar.update()
             trim()
             due = checkpoint is not None and step < len(batches) and time.perf_counter() - saved_at >= t.checkpoint_minutes * 60
