@@ -194,6 +194,9 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
         train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0, average_weights=average), out)
     assert saves[-1] == (1, 4) and (0, 1) in saves and (1, 0) in saves  # mid-epoch and end-of-epoch saves
     monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    flag = "--average-weights" if average else "--no-average-weights"
+    with pytest.raises(ConfigError, match=f"started with {flag}; resume it with {flag}"):  # the mean covers all epochs or none
+        train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, average_weights=not average), out, resume=True)
     resumed = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0, average_weights=average),
                     out, resume=True)
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)

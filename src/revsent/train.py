@@ -435,6 +435,9 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         if saved.model != cfg.model or saved.data != cfg.data or split_of(saved.train) != split_of(cfg.train):
             raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
+        if saved.train.average_weights != cfg.train.average_weights:  # the running mean covers every epoch or none
+            flag = "--average-weights" if saved.train.average_weights else "--no-average-weights"
+            raise ConfigError(f"{out}: the interrupted run was started with {flag}; resume it with {flag}")
     ranks, device = init(start_run(cfg.train))
     try:
         return _train(cfg, out, ds, ranks, device, resume=resume, progress=progress, started=started)
