@@ -93,6 +93,7 @@ def train(
     ngram_order: Annotated[Optional[int], typer.Option(help="The wide branch's longest n-gram: 2 or 3.", rich_help_panel=MODEL)] = None,
     ngram_weighting: Annotated[Optional[str], typer.Option(help="tfidf | nb (NBSVM's log-count ratios).", rich_help_panel=MODEL)] = None,
     init: Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)] = None,
+    embedding_init: Annotated[Optional[str], typer.Option(help="random | ppmi (word vectors of the training texts: PPMI + SVD).", rich_help_panel=MODEL)] = None,
     members: Annotated[Optional[int], typer.Option(help="LSTMs averaged, each trained apart on its own validation slice (a bag).", rich_help_panel=MODEL)] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
@@ -131,7 +132,8 @@ def train(
             **_data_settings(args),
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
             dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
-            ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
+            ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init,
+            embedding_init=embedding_init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, average_weights=average_weights, val_fraction=val_fraction,
             baseline=baseline, class_weight=class_weight,
             device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)

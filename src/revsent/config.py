@@ -19,6 +19,7 @@ POOLINGS = ("last", "max", "mean", "max_mean")
 TRUNCATE = ("head", "tail")
 DEVICES = ("auto", "cpu", "cuda")
 CLASS_WEIGHTS = ("balanced",)
+EMBEDDING_INITS = ("random", "ppmi")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ModelConfig:
     ngram_weighting: str = "tfidf"  # "tfidf" (sublinear TF-IDF, unit length) or "nb" (NBSVM's log-count ratios)
     ngram_hash: int = 2  # how n-grams are hashed: 2 mixes 64-bit words; 1, the first releases' (their models keep it)
     init: str = "keras"  # Glorot / orthogonal / forget bias 1: what the tutorial's model starts from
+    embedding_init: str = "random"  # "ppmi": the embedding starts from word vectors of the training texts (vectors.py)
     members: int = 1  # LSTM readers averaged; >1 is a bag, each trained apart on its own validation slice
 
     def __post_init__(self):
@@ -81,6 +83,7 @@ class ModelConfig:
             _check_range(self, name, 0.0, 1.0, right_open=True)
         _check_choice(self, "pooling", POOLINGS)
         _check_choice(self, "init", ("keras", "torch"))
+        _check_choice(self, "embedding_init", EMBEDDING_INITS)
         _check_range(self, "ngram_buckets", 0, None)
         _check_range(self, "ngram_c", 0.0, None, left_open=True)
         _check_range(self, "ngram_order", 2, 3)

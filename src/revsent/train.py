@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from . import artifacts
+from . import artifacts, vectors
 from .batching import make_batch, token_parts, train_order
 from .config import Config
 from .device import HeapTrimmer, start_run
@@ -99,6 +99,11 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             getattr(model, name).copy_(broadcast(getattr(model, name), ranks, device))
         state.seconds += time.perf_counter() - started
         progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
+        best_weights = copy.deepcopy(model.state_dict())
+    if model.cfg.embedding_init == "ppmi" and not resume:
+        started = time.perf_counter()
+        start_from_word_vectors(model, train_seqs, t.seed, ranks, device, progress)
+        state.seconds += time.perf_counter() - started
         best_weights = copy.deepcopy(model.state_dict())
     offsets = None  # (n, C) added to the LSTM's logits: the wide branch's out-of-fold log-odds
     if model.cfg.ngram_buckets:
@@ -217,6 +222,28 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             saved_at = time.perf_counter()
     model.load_state_dict(best_weights)
     return state
+
+
+def start_from_word_vectors(model: SentimentLSTM, seqs: Sequences, seed: int, ranks: Ranks, device: torch.device,
+                            progress: Progress) -> None:
+    """Every reader's embedding starts from PPMI + SVD vectors of ``seqs`` (rank 0 counts, then shares)."""
+    cfg = model.cfg
+    rows = min(vectors.WORDS, cfg.vocab_size)
+    table = torch.zeros(rows, cfg.embedding_dim)
+    found = torch.zeros(1)
+    if ranks.main:
+        words, counted = vectors.ppmi_vectors(seqs, cfg.vocab_size, cfg.embedding_dim, seed)
+        if words is not None:
+            table, found = torch.from_numpy(words), torch.ones(1)
+            progress.log(f"word vectors: PPMI + SVD of the {counted['words']} most frequent words' neighbours "
+                         f"({counted['pairs']} pairs) in {counted['seconds']:.1f}s")
+        else:
+            progress.log("word vectors: too few words to factor; the embedding starts at random")
+    if broadcast(found, ranks, device).item():
+        table = broadcast(table, ranks, device)
+        with torch.no_grad():
+            for reader in model.readers:
+                reader.embedding.weight[:rows].copy_(table.to(reader.embedding.weight.device))
 
 
 def _validate(model: SentimentLSTM, seqs: Sequences, y: np.ndarray, weight: torch.Tensor | None,

@@ -42,6 +42,7 @@ def search_space(trial, base: Config) -> dict:
         "dropout": trial.suggest_float("dropout", 0.1, 0.6),
         "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
         "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-4, log=True),
+        "embedding_init": trial.suggest_categorical("embedding_init", ["random", "ppmi"]),
     }
     if base.model.pooling != "last":
         settings["pooling"] = trial.suggest_categorical("pooling", ["max", "mean", "max_mean"])
