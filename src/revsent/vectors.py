@@ -38,16 +38,16 @@ def ppmi_vectors(seqs: Sequences, vocab_size: int, dim: int, seed: int, *, words
     counts = _cooccurrences(seqs, words, window, _sample(seqs, seed, max_tokens))
     pmi = _ppmi(counts)
     dim_used = min(dim, words - 2)
-    if dim_used < 1 or pmi.nnz == 0:
-        return None, {"words": words, "pairs": int(pmi.nnz), "seconds": round(time.perf_counter() - started, 2)}
-    u, s, _ = randomized_svd(pmi, dim_used, n_iter=5, random_state=seed)
-    vectors = np.zeros((words, dim), dtype=np.float32)
-    vectors[:, :dim_used] = u * np.sqrt(s)[None, :]
-    vectors[0] = 0.0
-    spread = vectors[1:, :dim_used].std()
-    if spread > 0:
-        vectors *= SCALE / spread
-    return vectors, {"words": words, "pairs": int(pmi.nnz), "seconds": round(time.perf_counter() - started, 2)}
+    table = None
+    if dim_used >= 1 and pmi.nnz:
+        u, s, _ = randomized_svd(pmi, dim_used, n_iter=5, random_state=seed)
+        table = np.zeros((words, dim), dtype=np.float32)
+        table[:, :dim_used] = u * np.sqrt(s)[None, :]
+        table[0] = 0.0
+        spread = table[1:, :dim_used].std()
+        if spread > 0:
+            table *= SCALE / spread
+    return table, {"words": words, "pairs": int(pmi.nnz), "seconds": round(time.perf_counter() - started, 2)}
 
 
 def _sample(seqs: Sequences, seed: int, max_tokens: int) -> np.ndarray:
