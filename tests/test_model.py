@@ -54,7 +54,7 @@ def test_last_pooling_is_the_state_after_the_last_word():
     row = int(np.where(batch.index == 2)[0][0])
     ids = torch.tensor([[2, 3, 4]])
     reader = model.readers[0]
-    _, (h_n, _) = reader.forward_layers[0](reader.embedding(ids))
+    _, (h_n, _) = reader.forward_layers[0](reader.embedding(ids).transpose(0, 1))  # time-major
     expected = reader.out(h_n[0])
     np.testing.assert_allclose(model(batch)[row].detach(), expected[0].detach(), atol=1e-6)
 

@@ -75,9 +75,9 @@ class Reader(nn.Module):
         directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=0)
         sizes = [cfg.embedding_dim] + [cfg.hidden_size * directions] * (cfg.layers - 1)
-        self.forward_layers = nn.ModuleList(nn.LSTM(size, cfg.hidden_size, batch_first=True) for size in sizes)
+        self.forward_layers = nn.ModuleList(nn.LSTM(size, cfg.hidden_size) for size in sizes)
         self.backward_layers = nn.ModuleList(
-            nn.LSTM(size, cfg.hidden_size, batch_first=True) for size in (sizes if cfg.bidirectional else []))
+            nn.LSTM(size, cfg.hidden_size) for size in (sizes if cfg.bidirectional else []))
         width = cfg.hidden_size * directions * (2 if cfg.pooling == "max_mean" else 1)
         layers: list[nn.Module] = []
         for size in cfg.dense:
@@ -116,29 +116,34 @@ class Reader(nn.Module):
             # One mask per review and feature, the same at every step (Keras' LSTM `dropout`).
             x = x * self._feature_mask(x)
         lengths = batch.lengths.to(x.device)  # (B,)
-        steps = torch.arange(x.shape[1], device=x.device)[None, :]  # (1, T)
-        mask = steps < lengths[:, None]  # (B, T) real positions
+        steps = torch.arange(x.shape[1], device=x.device)[:, None]  # (T, 1)
+        real = steps < lengths[None, :]  # (T, B) real positions
         # Position t of the reversed review: len-1-t inside the review, t in the padding.
-        reverse = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # (B, T)
-        h = self.cfg.hidden_size
+        reverse = torch.where(real, lengths[None, :] - 1 - steps, steps)  # (T, B)
+        # Time-major from here: the fused LSTMs' own layout, so neither they nor ONNX transpose.
+        x = x.transpose(0, 1).contiguous()  # (T, B, E)
+        layers = len(self.forward_layers)
         for depth, forward_lstm in enumerate(self.forward_layers):
             if depth:
-                x = nn.functional.dropout(x, self.cfg.dropout, self.training)
-            out = self._run(forward_lstm, x)  # (B, T, H)
+                x = nn.functional.dropout(torch.cat(parts, dim=2), self.cfg.dropout, self.training)
+            parts = [self._run(forward_lstm, x)]  # (T, B, H) per direction
             if self.cfg.bidirectional:
-                backward = self._run(self.backward_layers[depth], _take(x, reverse))  # (B, T, H), reversed
-                out = torch.cat([out, _take(backward, reverse)], dim=2)  # (B, T, 2H)
-            x = out
+                backward = self._run(self.backward_layers[depth], _take(x, reverse))  # (T, B, H), reversed
+                # The pooling reads the last layer's backward states as they come: its maximum and
+                # mean are the same in either order, and its state after the whole review is at len-1.
+                parts.append(backward if depth == layers - 1 else _take(backward, reverse))
         if self.cfg.pooling == "last":
-            last = _take(x[..., :h], (lengths - 1)[:, None]).squeeze(1)  # (B, H) state after the last word
-            features = torch.cat([last, x[:, 0, h:]], dim=1) if self.cfg.bidirectional else last
+            at_end = (lengths - 1)[None, :]  # (1, B): the forward state after the last word, the backward after the first
+            features = torch.cat([_take(part, at_end)[0] for part in parts], dim=1)  # (B, H * dirs)
         else:
-            pooled = []
+            pooled, real = [], real.to(x.dtype)[..., None]  # (T, B, 1): 1 at real positions
             if self.cfg.pooling in ("max", "max_mean"):
-                pooled.append(x.masked_fill(~mask[..., None], float("-inf")).amax(dim=1))
+                # LSTM outputs lie in (-1, 1): 2 less at the padding keeps the maximum on real words,
+                # a subtraction where masked_fill(-inf) is a slower Where in ONNX
+                pooled += [(part - 2.0 * (1.0 - real)).amax(dim=0) for part in parts]  # (B, H) each
             if self.cfg.pooling in ("mean", "max_mean"):
-                pooled.append((x * mask[..., None]).sum(dim=1) / lengths[:, None].to(x.dtype))
-            features = torch.cat(pooled, dim=1)  # (B, H * dirs * k)
+                pooled += [(part * real).sum(dim=0) / lengths[:, None].to(x.dtype) for part in parts]
+            features = torch.cat(pooled, dim=1)  # (B, H * dirs * k): max fwd, max bwd, mean fwd, mean bwd
         return self.out(self.dense(features))  # (B, C)
 
     def _feature_mask(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +151,7 @@ class Reader(nn.Module):
         return torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep  # (B, 1, E)
 
     def _run(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-        """One fused LSTM layer, with recurrent dropout while training.
+        """One fused LSTM layer over (T, B, D), with recurrent dropout while training.
 
         Keras' `recurrent_dropout` multiplies h(t-1) by one mask per review, the same at every
         step; no fused kernel takes such a mask. Zeroing the matching columns of the recurrent
@@ -164,8 +169,13 @@ class Reader(nn.Module):
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[b, index[b, t], :]`` for every b, t: (B, T, D) x (B, T') -> (B, T', D)."""
-    return x.gather(1, index[..., None].expand(-1, -1, x.shape[2]))
+    """``x[index[t, b], b, :]`` for every t, b: (T, B, D) x (T', B) -> (T', B, D).
+
+    One gather of whole rows of the flattened (T * B, D) tensor: ONNX's Gather on axis 0, where
+    ``gather`` would need a (T', B, D) index (Expand + GatherElements, a fifth of the graph's time)."""
+    steps, batch = x.shape[0], x.shape[1]
+    rows = (index * batch + torch.arange(batch, device=x.device)[None, :]).reshape(-1)  # (T' * B,)
+    return x.reshape(steps * batch, -1).index_select(0, rows).reshape(index.shape[0], batch, -1)
 
 
 @torch.no_grad()
