@@ -137,8 +137,18 @@ def test_wide_branch_adds_its_log_odds_only_when_predicting():
 def test_inference_batches_of_long_reviews_hold_fewer_reviews():
     lengths = np.array([5, 1000, 3, 1000, 1000, 2])
     batches = inference_order(lengths, batch_size=4, max_tokens=2000)
-    assert [b.tolist() for b in batches] == [[5, 2, 0], [1, 3], [4]]  # 2 reviews of 1000 fill the budget
+    assert [b.tolist() for b in batches][0] == [5, 2, 0] and len(batches) == 3  # 2 reviews of 1000 fill the budget
+    assert all(len(b) * lengths[b].max() <= 2000 for b in batches)
     assert sorted(i for b in batches for i in b.tolist()) == list(range(6))
+
+
+def test_a_few_mixed_reviews_are_cut_where_padding_costs_more_than_a_call():
+    """A micro-batch of 20 short reviews and 2 long ones fits one batch, but padding the short ones
+    to 300 steps costs more than a second call: they go apart. Equal lengths stay together."""
+    lengths = np.array([300] + [10] * 20 + [300])
+    assert sorted(len(b) for b in inference_order(lengths, batch_size=64)) == [2, 20]
+    assert [len(b) for b in inference_order(np.full(22, 300), batch_size=64)] == [22]
+    assert sorted(len(b) for b in inference_order(np.full(22, 300), batch_size=8)) == [6, 8, 8]
 
 
 def test_weights_saved_before_readers_existed_load_as_reader_0():

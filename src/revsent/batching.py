@@ -49,12 +49,25 @@ def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+# What a batch of B reviews padded to T positions costs the fused LSTM on a CPU, in row-steps:
+# T * (B + STEP_COST) + CALL_COST. Measured on 2 cores (hidden 128): 7 + 1.08 B microseconds per
+# step, about 0.3 ms per call.
+STEP_COST, CALL_COST = 6.5, 280.0
+
+
 def inference_order(lengths: np.ndarray, batch_size: int, max_tokens: int = 1 << 13) -> list[np.ndarray]:
     """Index batches sorted by length: the least padding; callers restore the order via ``Batch.index``.
 
     A batch holds ``batch_size`` reviews, fewer where they are long (at most ``max_tokens``
-    padded positions), so memory is bounded by the budget, not by the longest review."""
+    padded positions), so memory is bounded by the budget, not by the longest review.
+
+    Up to ``4 * batch_size`` reviews (a server's micro-batch, a short list), the cut points are
+    the cheapest by the cost model above (dynamic programming over the sorted lengths): a few
+    reviews of mixed lengths are split where padding them together would cost more than another
+    call. Longer lists sorted by length have little padding to save: they are cut greedily."""
     order = np.argsort(lengths, kind="stable")
+    if len(order) <= 4 * batch_size:
+        return _cheapest_cuts(order, np.maximum(lengths[order], 1).astype(np.float64), batch_size, max_tokens)
     batches, start = [], 0
     while start < len(order):
         candidates = np.maximum(lengths[order[start: start + batch_size]], 1)  # ascending
@@ -63,6 +76,25 @@ def inference_order(lengths: np.ndarray, batch_size: int, max_tokens: int = 1 <<
         batches.append(order[start:end])
         start = end
     return batches
+
+
+def _cheapest_cuts(order: np.ndarray, sorted_lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
+    """``order`` (sorted by length) cut into batches of the least total cost, each within the limits."""
+    n = len(order)
+    best = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        longest = sorted_lengths[end - 1]
+        rows = max(1, min(batch_size, int(max_tokens // longest)))
+        starts = np.arange(max(0, end - rows), end)  # (k,) where the batch ending here may start
+        costs = best[starts] + longest * (end - starts + STEP_COST) + CALL_COST
+        k = int(np.argmin(costs))
+        best[end], cut[end] = costs[k], starts[k]
+    batches, end = [], n
+    while end:
+        batches.append(order[cut[end]:end])
+        end = cut[end]
+    return batches[::-1]
 
 
 def token_parts(index: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
