@@ -11,7 +11,7 @@ held-out reviews:
    (median of five);
 3. a load test of `revsent serve` on 127.0.0.1: the held-out reviews one per request at 32
    concurrent (10,000 requests), then requests of 32 reviews at 32 concurrent, with micro-batching
-   on (--max-batch 64 --max-wait-ms 5) and off (--max-batch 1): throughput, p50/p95/p99 latency,
+   on (--max-batch 64 --max-wait-ms 2, the defaults) and off (--max-batch 1): throughput, p50/p95/p99 latency,
    errors, and single-review throughput over in-process batch prediction (the torch fp32 figure
    of step 1, same model, same run).
 
@@ -143,9 +143,9 @@ async def _load(url: str, bodies: list[bytes], concurrency: int) -> dict:
 
 
 LOADS = {  # name: (package, revsent serve options)
-    "torch, batching on": ("torch", ["--max-batch", "64", "--max-wait-ms", "5"]),
+    "torch, batching on": ("torch", ["--max-batch", "64", "--max-wait-ms", "2"]),
     "torch, batching off": ("torch", ["--max-batch", "1"]),
-    "onnx int8, batching on": ("onnx int8", ["--max-batch", "64", "--max-wait-ms", "5", "--backend", "onnx"]),
+    "onnx int8, batching on": ("onnx int8", ["--max-batch", "64", "--max-wait-ms", "2", "--backend", "onnx"]),
 }
 
 

@@ -35,7 +35,7 @@ WEB_PAGE = Path(__file__).with_name("web") / "index.html"
 class ServeConfig:
     model: str
     max_batch: int = 64  # texts per model call; 1 turns micro-batching off (each request alone)
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    max_wait_ms: float = 2.0  # how long the first request of a batch waits for others (bench/RESULTS.md: 2 against 5)
     max_texts: int = 256  # texts per request (413 above)
     max_chars: int = 50_000  # characters per text (413 above)
     max_body: int = 4 << 20  # bytes per request body (413 above)
