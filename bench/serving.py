@@ -11,7 +11,8 @@ held-out reviews:
    (median of five);
 3. a load test of `revsent serve` on 127.0.0.1: the held-out reviews one per request at 32
    concurrent (10,000 requests), then requests of 32 reviews at 32 concurrent, with micro-batching
-   on (--max-batch 64 --max-wait-ms 2, the defaults) and off (--max-batch 1): throughput, p50/p95/p99 latency,
+   on (--max-batch 64 --max-wait-ms 2, the defaults; one process, and one per core with one thread each)
+   and off (--max-batch 1): throughput, p50/p95/p99 latency,
    errors, and single-review throughput over in-process batch prediction (the torch fp32 figure
    of step 1, same model, same run).
 
@@ -93,14 +94,18 @@ def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([REVSENT, "serve", str(model), "--port", str(port), "--log-level", "warning", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
+    ready = 0  # consecutive ready answers, each on a new connection: with --workers, any worker may answer
     for _ in range(600):
         if proc.poll() is not None:
             raise RuntimeError(f"revsent serve exited: {proc.stderr.read()[-500:]}")
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=1):
-                return proc, url
+                ready += 1
+                if ready == 20:
+                    return proc, url
+                continue
         except (urllib.error.URLError, OSError):
-            pass
+            ready = 0
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("revsent serve did not become ready in 60 s")
@@ -142,10 +147,15 @@ async def _load(url: str, bodies: list[bytes], concurrency: int) -> dict:
             "p99_ms": float(np.percentile(ms, 99))}
 
 
+CORES = os.cpu_count() or 1
 LOADS = {  # name: (package, revsent serve options)
     "torch, batching on": ("torch", ["--max-batch", "64", "--max-wait-ms", "2"]),
     "torch, batching off": ("torch", ["--max-batch", "1"]),
     "onnx int8, batching on": ("onnx int8", ["--max-batch", "64", "--max-wait-ms", "2", "--backend", "onnx"]),
+    # one process per core, one thread each: while one computes, the other reads and answers requests
+    f"torch, batching on, {CORES} workers x 1 thread": ("torch", ["--workers", str(CORES), "--threads", "1"]),
+    f"onnx int8, batching on, {CORES} workers x 1 thread": ("onnx int8", ["--workers", str(CORES), "--threads", "1",
+                                                                         "--backend", "onnx"]),
 }
 
 
