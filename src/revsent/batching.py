@@ -50,8 +50,9 @@ def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
 
 
 # What a batch of B reviews padded to T positions costs the fused LSTM on a CPU, in row-steps:
-# T * (B + STEP_COST) + CALL_COST. Measured on 2 cores (hidden 128): 7 + 1.08 B microseconds per
-# step, about 0.3 ms per call.
+# T * (B + STEP_COST) + CALL_COST. Measured on 2 cores (hidden 128): 3.5-7 + 1.06-1.08 B
+# microseconds per step, about 0.3 ms per call. Server-sized groups ran as fast with STEP_COST
+# anywhere from 2 to 6.5 (bench/RESULTS.md).
 STEP_COST, CALL_COST = 6.5, 280.0
 
 
