@@ -96,6 +96,7 @@ def test_evaluate_json_and_table(model_dir):
     (["train", "missing.json", "--out", "x"], "missing.json: no such file", 2),
     (["train", "--out", "x", "--preset", "huge"], "Unknown preset 'huge'", 2),
     (["train", "--out", "x", "--dropout", "1.5"], "'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
+    (["train", "--out", "x", "--word-dropout", "1"], "'word_dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
     (["train", "--out", "x", "--pooling", "avg"], "must be one of last, max, mean, max_mean", 2),
     (["predict", "no-such-model", "text"], "no-such-model: no such model directory", 1),
     (["train", "--out", "x", "--dense", "128,abc"], "--dense takes layer sizes separated by commas", 2),

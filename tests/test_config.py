@@ -84,6 +84,7 @@ def test_wrong_types(override, message):
 @pytest.mark.parametrize("override,message", [
     ({"dropout": 1.5}, "The 'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0). Got 1.5 instead."),
     ({"recurrent_dropout": -0.1}, "The 'recurrent_dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0). Got -0.1 instead."),
+    ({"word_dropout": 1.0}, "The 'word_dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0). Got 1.0 instead."),
     ({"epochs": 0}, "The 'epochs' parameter of TrainConfig must be an int in the range [1, inf). Got 0 instead."),
     ({"test_split": 1.0}, "The 'test_split' parameter of TrainConfig must be a float in the range (0.0, 1.0). Got 1.0 instead."),
     ({"test_split": 0.0}, "The 'test_split' parameter of TrainConfig must be a float in the range (0.0, 1.0). Got 0.0 instead."),

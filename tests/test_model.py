@@ -90,6 +90,35 @@ def test_recurrent_dropout_only_while_training():
     assert model.readers[0].forward_layers[0].weight_hh_l0.grad is not None
 
 
+def test_word_dropout_drops_every_occurrence_of_a_word_and_only_while_training():
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, dropout=0.0, recurrent_dropout=0.0, word_dropout=0.5)
+    torch.manual_seed(3)
+    model = SentimentLSTM(cfg, 2)
+    seqs = _seqs([5, 6, 5, 7, 5, 6], [6, 8, 6, 9])
+    batch = make_batch(seqs, np.arange(2))
+    seen = []
+    model.readers[0].forward_layers[0].register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
+    table = model.readers[0].embedding.weight.detach()
+    model.train()
+    for _ in range(20):
+        model(batch)
+    tokens = batch.tokens.T  # (T, B), as the LSTM reads them
+    patterns = set()
+    for x in seen:  # (T, B, E): each word either zero everywhere or its row doubled everywhere
+        scale = {}
+        for t, b in zip(*np.nonzero(tokens.numpy())):
+            word = int(tokens[t, b])
+            kept = bool(torch.allclose(x[t, b], 2 * table[word]))
+            assert kept or bool(torch.all(x[t, b] == 0))
+            assert scale.setdefault(word, kept) == kept
+        patterns.add(tuple(sorted(scale.items())))
+    assert len(patterns) > 1  # a new draw each batch
+    model.eval()
+    seen.clear()
+    model(batch)
+    assert torch.equal(seen[0], table[tokens])
+
+
 def test_empty_review_gets_one_padding_step():
     seqs = _seqs([], [3, 4])
     batch = make_batch(seqs, np.arange(2))

@@ -86,6 +86,7 @@ def train(
     bidirectional: Annotated[Optional[bool], typer.Option("--bidirectional/--no-bidirectional", rich_help_panel=MODEL)] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout on the LSTM's inputs.", rich_help_panel=MODEL)] = None,
     recurrent_dropout: Annotated[Optional[float], typer.Option(help="DropConnect on the recurrent weights.", rich_help_panel=MODEL)] = None,
+    word_dropout: Annotated[Optional[float], typer.Option(help="While training, drop each vocabulary word (all its occurrences) with this chance per batch.", rich_help_panel=MODEL)] = None,
     pooling: Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)] = None,
     dense: Annotated[Optional[str], typer.Option(help="Extra ReLU layers, e.g. 128,64 ('' for none).", rich_help_panel=MODEL)] = None,
     ngram_buckets: Annotated[Optional[int], typer.Option(help="Hashed n-gram slots of the wide n-gram branch (0: none).", rich_help_panel=MODEL)] = None,
@@ -131,7 +132,7 @@ def train(
         options = _given(
             **_data_settings(args),
             embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
-            dropout=dropout, recurrent_dropout=recurrent_dropout, pooling=pooling, dense=dense_sizes,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, word_dropout=word_dropout, pooling=pooling, dense=dense_sizes,
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init,
             embedding_init=embedding_init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, average_weights=average_weights, val_fraction=val_fraction,

@@ -62,6 +62,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.2  # on the LSTM's inputs, one mask per review (Keras' `dropout`)
     recurrent_dropout: float = 0.2  # DropConnect on the recurrent weights, one mask per batch
+    word_dropout: float = 0.0  # while training, each vocabulary word dropped with this chance per batch, all its occurrences (AWD-LSTM's embedding dropout)
     pooling: str = "last"  # the tutorial uses the last hidden state
     dense: tuple[int, ...] = ()  # sizes of extra ReLU layers before the output
     ngram_buckets: int = 0  # >0 adds a wide branch: logistic regression on words + hashed n-grams
@@ -79,7 +80,7 @@ class ModelConfig:
         _check_choice(self, "truncate", TRUNCATE)
         for name in ("embedding_dim", "hidden_size", "layers", "members"):
             _check_range(self, name, 1, None)
-        for name in ("dropout", "recurrent_dropout"):
+        for name in ("dropout", "recurrent_dropout", "word_dropout"):
             _check_range(self, name, 0.0, 1.0, right_open=True)
         _check_choice(self, "pooling", POOLINGS)
         _check_choice(self, "init", ("keras", "torch"))

@@ -115,6 +115,11 @@ class Reader(nn.Module):
         if self.training and self.cfg.dropout:
             # One mask per review and feature, the same at every step (Keras' LSTM `dropout`).
             x = x * self._feature_mask(x)
+        if self.training and self.cfg.word_dropout:
+            # Whole words: every occurrence of a dropped vocabulary word is zero in this batch
+            # (AWD-LSTM's embedding dropout), the kept ones scaled up to keep the expected input.
+            keep = 1.0 - self.cfg.word_dropout
+            x = x * (torch.bernoulli(x.new_full((self.cfg.vocab_size,), keep)) / keep)[batch.tokens][..., None]
         lengths = batch.lengths.to(x.device)  # (B,)
         steps = torch.arange(x.shape[1], device=x.device)[:, None]  # (T, 1)
         real = steps < lengths[None, :]  # (T, B) real positions

@@ -40,6 +40,7 @@ def search_space(trial, base: Config) -> dict:
         "hidden_size": trial.suggest_categorical("hidden_size", [64, 128, 192]),
         "embedding_dim": trial.suggest_categorical("embedding_dim", [64, 128, 192]),
         "dropout": trial.suggest_float("dropout", 0.1, 0.6),
+        "word_dropout": trial.suggest_float("word_dropout", 0.0, 0.3),
         "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
         "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-4, log=True),
         "embedding_init": trial.suggest_categorical("embedding_init", ["random", "ppmi"]),
