@@ -141,13 +141,13 @@ class Reader(nn.Module):
             at_end = (lengths - 1)[None, :]  # (1, B): the forward state after the last word, the backward after the first
             features = torch.cat([_take(part, at_end)[0] for part in parts], dim=1)  # (B, H * dirs)
         else:
-            pooled, real = [], real.to(x.dtype)[..., None]  # (T, B, 1): 1 at real positions
+            pooled, on_word = [], real.to(x.dtype)[..., None]  # (T, B, 1): 1 at real positions, 0 in the padding
             if self.cfg.pooling in ("max", "max_mean"):
                 # LSTM outputs lie in (-1, 1): 2 less at the padding keeps the maximum on real words,
                 # a subtraction where masked_fill(-inf) is a slower Where in ONNX
-                pooled += [(part - 2.0 * (1.0 - real)).amax(dim=0) for part in parts]  # (B, H) each
+                pooled += [(part - 2.0 * (1.0 - on_word)).amax(dim=0) for part in parts]  # (B, H) each
             if self.cfg.pooling in ("mean", "max_mean"):
-                pooled += [(part * real).sum(dim=0) / lengths[:, None].to(x.dtype) for part in parts]
+                pooled += [(part * on_word).sum(dim=0) / lengths[:, None].to(x.dtype) for part in parts]
             features = torch.cat(pooled, dim=1)  # (B, H * dirs * k): max fwd, max bwd, mean fwd, mean bwd
         return self.out(self.dense(features))  # (B, C)
 
