@@ -110,6 +110,7 @@ def test_edges_inside_the_range():
     ({"labels": "sentiment"}, "The 'labels' parameter of DataConfig must be one of binary, polarity, stars. Got 'sentiment' instead."),
     ({"format": "xml"}, "The 'format' parameter of DataConfig must be one of auto, yelp, jsonl, csv, tsv, parquet, tar. Got 'xml' instead."),
     ({"device": "tpu"}, "The 'device' parameter of TrainConfig must be one of auto, cpu, cuda. Got 'tpu' instead."),
+    ({"precision": "fp16"}, "The 'precision' parameter of TrainConfig must be one of auto, fp32, bf16. Got 'fp16' instead."),
 ])
 def test_bad_choices(override, message):
     with pytest.raises(ConfigError, match=rf"^{re.escape(message)}$"):

@@ -210,12 +210,13 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
 
 def test_long_batches_go_in_parts_with_the_same_update(tiny_reviews, tmp_path, monkeypatch):
     """A batch over the TRAIN_TOKENS budget is run in parts and its gradients summed: with no
-    dropout the weights match those of whole batches; with class weights the loss stays the batch's."""
+    dropout the weights match those of whole batches; with class weights the loss stays the batch's.
+    In float32: bf16 rounds a product of another shape differently."""
     import revsent.train as train_module
 
-    whole = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced"), tmp_path / "whole")
+    whole = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced", precision="fp32"), tmp_path / "whole")
     monkeypatch.setattr(train_module, "TRAIN_TOKENS", {"cpu": 8})  # every batch of 8 reviews goes in parts
-    parts = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced"), tmp_path / "parts")
+    parts = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced", precision="fp32"), tmp_path / "parts")
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "parts" / "model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
@@ -283,6 +284,47 @@ def test_onednn_keeps_few_compiled_shapes_unless_the_user_says(given, kept):
     code = "import os, revsent.model; print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == kept
+
+
+@pytest.mark.parametrize("flags, native", [("fpu sse avx512f amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", True),
+                                           ("fpu sse avx2 avx512f avx512bw", False)])
+def test_auto_precision_is_bf16_where_the_cpu_computes_it(tmp_path, flags, native):
+    import torch
+
+    from revsent.device import cpu_has_bf16, trains_in_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: a CPU\nflags\t\t: {flags}\n\n")
+    assert cpu_has_bf16(str(cpuinfo)) is native
+    assert cpu_has_bf16(str(tmp_path / "none")) is False  # no /proc/cpuinfo (macOS, Windows): float32
+    cpu = torch.device("cpu")
+    assert (trains_in_bf16("fp32", cpu), trains_in_bf16("bf16", cpu)) == (False, True)
+    assert trains_in_bf16("auto", cpu) is cpu_has_bf16()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_runs_the_lstm_in_the_precision_asked(tiny_reviews, tmp_path, monkeypatch, precision):
+    """The LSTM's outputs while training are bf16 under bf16 autocast; the weights stay float32 and
+    prediction runs in float32 whatever was trained."""
+    import torch
+
+    from revsent import model as model_module
+
+    seen, run = [], model_module.Reader._run
+
+    def spy(self, lstm, x):
+        out = run(self, lstm, x)
+        seen.append((self.training, out.dtype))
+        return out
+
+    monkeypatch.setattr(model_module.Reader, "_run", spy)
+    result = train(_cfg(tiny_reviews, epochs=1, precision=precision), tmp_path / "model")
+    trained = {dtype for training, dtype in seen if training}
+    assert trained == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    assert result.metrics["precision"] == precision
+    weights = load_file(tmp_path / "model" / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
 
 
 def test_member_masks_are_disjoint_slices_of_equal_size():

@@ -110,6 +110,7 @@ def train(
     baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
     class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).", rich_help_panel=RUN)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
     checkpoint_minutes: Annotated[Optional[float], typer.Option(help="Also checkpoint mid-epoch this often (default 10).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
@@ -137,7 +138,7 @@ def train(
             embedding_init=embedding_init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, average_weights=average_weights, val_fraction=val_fraction,
             baseline=baseline, class_weight=class_weight,
-            device=device, threads=threads, checkpoint_minutes=checkpoint_minutes)
+            device=device, precision=precision, threads=threads, checkpoint_minutes=checkpoint_minutes)
         cfg = Config.from_preset(preset, **options)
         if data and len(data) == 1 and is_dataset(data[0]):
             check_settings(data[0], cfg, set(options))
@@ -222,6 +223,7 @@ def tune(
     test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split.", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split, sampler and initialisation seed.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).", rich_help_panel=RUN)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
@@ -235,7 +237,7 @@ def tune(
     def action():
         cfg = Config.from_preset(preset, **_given(
             **_data_settings(args),
-            epochs=epochs, val_fraction=val_fraction, device=device, threads=threads))
+            epochs=epochs, val_fraction=val_fraction, device=device, precision=precision, threads=threads))
         result = tune_settings(cfg, out, trials=trials, minutes=minutes, progress=Progress(not quiet))
         typer.echo(f"{result.n_trials} trial(s) in {result.out / 'study.db'}; best validation loss "
                    f"{result.best_val_loss:.4f} with {result.best_params}")

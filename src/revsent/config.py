@@ -18,6 +18,7 @@ LABEL_SCHEMES = ("binary", "polarity", "stars")
 POOLINGS = ("last", "max", "mean", "max_mean")
 TRUNCATE = ("head", "tail")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 CLASS_WEIGHTS = ("balanced",)
 EMBEDDING_INITS = ("random", "ppmi")
 
@@ -110,6 +111,7 @@ class TrainConfig:
     val_fraction: float = 0.0  # of the training part, kept for validation: early stopping, the best epoch
     seed: int = 36  # the tutorial's random_state; also seeds initialisation and shuffling
     device: str = "auto"  # CUDA when present
+    precision: str = "auto"  # training's arithmetic: bf16 autocast where the hardware computes it natively (device.py)
     threads: int | None = None  # None: every core
     baseline: bool = False  # also fit TF-IDF + logistic regression on the same split
     class_weight: str | None = None  # "balanced": classes weighted n / (k * count), as scikit-learn's
@@ -130,6 +132,7 @@ class TrainConfig:
             raise ConfigError("--average-weights keeps the mean of the epochs' weights when the validation loss says so: "
                               "it needs a validation slice (--val-fraction, e.g. 0.1)")
         _check_choice(self, "device", DEVICES)
+        _check_choice(self, "precision", PRECISIONS)
         _check_range(self, "threads", 1, None, optional=True)
         _check_range(self, "checkpoint_minutes", 0.0, None)
         if self.class_weight is not None:

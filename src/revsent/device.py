@@ -30,6 +30,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def trains_in_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training runs its forward pass in bfloat16 autocast (weights, gradients and Adam
+    stay float32). ``auto``: where the hardware computes bfloat16 natively, a CUDA GPU or a CPU
+    with AMX or AVX-512 BF16 instructions; there oneDNN's bf16 LSTM and matrix products run about
+    twice as fast as float32 (bench/RESULTS.md). Elsewhere bf16 would be emulated, slower than float32."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+@functools.cache
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AMX-BF16 or AVX-512 BF16 instructions (read from Linux's /proc/cpuinfo;
+    False where there is none to read)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool({"amx_bf16", "avx512_bf16"} & set(line.partition(":")[2].split()))
+    except OSError:
+        pass
+    return False
+
+
 def start_run(cfg: TrainConfig) -> torch.device:
     """What every training run sets first: threads, device and the seed."""
     set_threads(cfg.threads)

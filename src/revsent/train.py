@@ -24,7 +24,7 @@ from torch import nn
 from . import artifacts, vectors
 from .batching import make_batch, token_parts, train_order
 from .config import Config
-from .device import HeapTrimmer, start_run
+from .device import HeapTrimmer, start_run, trains_in_bf16
 from .distributed import SINGLE, Ranks, broadcast, dropout_seed, finish, from_main, gather, init, shard, sum_all, wrap
 from .data import store
 from .data.dataset import member_masks
@@ -72,9 +72,12 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     Under torchrun (``ranks``) every rank calls this with the whole training set; see distributed.py.
     """
     t = cfg.train
-    # Keras' epsilon (PyTorch's default is 1e-8); parameters that do not train (a frozen bias) are left out
+    # Keras' epsilon (PyTorch's default is 1e-8); parameters that do not train (a frozen bias) are left out.
+    # Fused: one kernel over all parameters, where the default's 100k-word embedding made Adam's
+    # elementwise steps a fifth of each batch's time on the CPU (the same update, 4x less time).
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
-                                 weight_decay=t.weight_decay, eps=1e-7)
+                                 weight_decay=t.weight_decay, eps=1e-7, fused=True)
+    bf16 = trains_in_bf16(t.precision, device)
     state = FitState()
     rng = np.random.default_rng(t.seed)  # the batch order: the same on every rank
     if ranks.enabled:  # the weights are rank 0's (DDP broadcasts them); dropout masks differ per rank
@@ -148,7 +151,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
                 with net.no_sync() if ranks.enabled and k < len(parts) - 1 else contextlib.nullcontext():
                     batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
                     target = train_y_t[batch.index].to(device, non_blocking=True).long()
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         logits = net(batch)
                         if offsets is not None:
                             logits = logits + offsets[batch.index].to(device)
@@ -524,7 +527,8 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
         "best_epoch": states[0].best_epoch if one else [s.best_epoch for s in states],
         "averaged": states[0].averaged if one else [s.averaged for s in states],
         "train_seconds": round(sum(s.seconds for s in states), 2),
-        "total_seconds": round(time.perf_counter() - started, 2), "device": device.type, "processes": ranks.world,
+        "total_seconds": round(time.perf_counter() - started, 2), "device": device.type,
+        "precision": "bf16" if trains_in_bf16(t.precision, device) else "fp32", "processes": ranks.world,
         "train_tokens": ds.seqs.take(fit_rows).n_tokens, **ds.manifest["counts"],
         "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test_seqs, test_y)},
     })
