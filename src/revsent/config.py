@@ -220,7 +220,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 # Presets name only what differs from the dataclass defaults (which are the tutorial's model).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The tutorial, exactly: vocab 2,500, Embedding 128, LSTM 200, last state, batch 32, 1 epoch.
+    # The tutorial's model: vocab 2,500, Embedding 128, LSTM 200, last state, batch 32, 1 epoch (README lists every difference).
     "seed": {"data": {}, "model": {}, "train": {}},
     # The best configuration found for accuracy on a laptop CPU budget (bench/RESULTS.md says how):
     # a bidirectional LSTM with max+mean pooling over a 100k vocabulary, beside a TF-IDF n-gram
