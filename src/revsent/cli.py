@@ -31,6 +31,7 @@ Category = Annotated[Optional[str], typer.Option(help="Keep only reviews of busi
 Limit = Annotated[Optional[int], typer.Option(help="Use the first N usable records.", rich_help_panel=DATA)]
 SkipBad = Annotated[Optional[bool], typer.Option("--skip-bad/--no-skip-bad", help="Skip bad records and count them instead of stopping at the first.", rich_help_panel=DATA)]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
+Precision = Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).", rich_help_panel=RUN)]
 Backend = Annotated[str, typer.Option(help="torch | onnx (the model's ONNX export on onnxruntime, without PyTorch; see `revsent export`).")]
 DataArg = Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet), 'imdb' or 'rt' for a bundled sample (default imdb), or (train) a dataset made by `revsent prepare`.", show_default=False)]
 # Tokenizer options, shared by train and prepare (names match ModelConfig fields).
@@ -110,7 +111,7 @@ def train(
     baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
     class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).", rich_help_panel=RUN)] = None,
+    precision: Precision = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
     checkpoint_minutes: Annotated[Optional[float], typer.Option(help="Also checkpoint mid-epoch this often (default 10).", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
@@ -223,7 +224,7 @@ def tune(
     test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split.", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split, sampler and initialisation seed.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).", rich_help_panel=RUN)] = None,
+    precision: Precision = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
