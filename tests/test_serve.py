@@ -85,6 +85,22 @@ def test_malformed_json_and_large_bodies(client):
     assert client.get("/v1/predict").status_code == 405
 
 
+def test_bodies_off_the_fast_path_get_the_same_answers(client):
+    """Well-formed bodies skip FastAPI (serve.fast_predict); the rest replay to its route, alike."""
+    fast = client.post("/v1/predict", json={"texts": ["great friendly food"]})
+    replayed = [
+        client.post("/v1/predict", json={"text": None, "texts": ["great friendly food"]}),  # valid, not the common form
+        client.post("/v1/predict", content=iter([b'{"texts": ', b'["great friendly food"]}']),  # no content-length
+                    headers={"content-type": "application/json"}),
+    ]
+    for response in replayed:
+        assert response.status_code == 200, response.text
+        assert response.json() == fast.json()
+    assert fast.headers["content-type"] == "application/json"
+    metrics = client.get("/metrics").text
+    assert 'revsent_requests_total{route="/v1/predict",status="200"} 3.0' in metrics
+
+
 def test_full_queue_is_429(model_dir):
     with TestClient(create_app(ServeConfig(str(model_dir), max_queue=2))) as client:
         _wait_ready(client)
