@@ -101,6 +101,19 @@ def test_bodies_off_the_fast_path_get_the_same_answers(client):
     assert 'revsent_requests_total{route="/v1/predict",status="200"} 3.0' in metrics
 
 
+def test_a_failing_model_is_a_500_and_counted(model_dir):
+    class Broken(Service):
+        def predict(self, texts):
+            raise RuntimeError("out of memory")
+
+    config = ServeConfig(str(model_dir))
+    with TestClient(create_app(config, Broken(config)), raise_server_exceptions=False) as client:
+        _wait_ready(client)
+        assert client.post("/v1/predict", json={"text": "good"}).status_code == 500
+        assert client.get("/readyz").status_code == 200  # the server goes on
+        assert 'revsent_requests_total{route="/v1/predict",status="500"} 1.0' in client.get("/metrics").text
+
+
 def test_full_queue_is_429(model_dir):
     with TestClient(create_app(ServeConfig(str(model_dir), max_queue=2))) as client:
         _wait_ready(client)

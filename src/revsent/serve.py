@@ -393,6 +393,9 @@ def create_app(config: ServeConfig, service: Service | None = None):
         except QueueFull as exc:
             status = 429
             await error(429, str(exc), "queue_full", {"Retry-After": "1"})(scope, replay, send)
+        except Exception:  # the model failed: counted, then uvicorn answers 500 and logs it, as for the route
+            requests_total.labels("/v1/predict", "500").inc()
+            raise
         else:
             status = 200
             payload = orjson.dumps({"predictions": predictions(texts, proba)})
