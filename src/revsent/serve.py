@@ -380,9 +380,13 @@ def create_app(config: ServeConfig, service: Service | None = None):
                 return None
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body, replayed = b"".join(chunks), False
 
-        async def replay():
+        async def replay():  # the body once, then the connection's own messages (a disconnect)
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
         texts = well_formed(body)
