@@ -292,6 +292,17 @@ def create_app(config: ServeConfig, service: Service | None = None):
     def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"error": message, "type": kind}, status_code=status, headers=headers)
 
+    def declared_size(scope) -> bytes | None:
+        """The request's content-length header as sent (None without one)."""
+        return next((value for name, value in scope["headers"] if name == b"content-length"), None)
+
+    def within_limit(size: bytes) -> bool:
+        return size.isdigit() and int(size) <= config.max_body
+
+    def record(route: str, status: int, started: float) -> None:
+        requests_total.labels(route, str(status)).inc()
+        latency.labels(route).observe(time.perf_counter() - started)
+
     async def account(scope, receive, send, inner):
         """Body-size limit and metrics around every request: plain ASGI, which costs a fraction of
         Starlette's BaseHTTPMiddleware per request (measured: the event loop is the server's bottleneck)."""
@@ -306,14 +317,12 @@ def create_app(config: ServeConfig, service: Service | None = None):
                 status = message["status"]
             await send(message)
 
-        size = dict(scope["headers"]).get(b"content-length")
-        if size is not None and (not size.isdigit() or int(size) > config.max_body):
+        size = declared_size(scope)
+        if size is not None and not within_limit(size):
             await error(413, f"the request body is larger than {config.max_body} bytes", "body_too_large")(scope, receive, sending)
         else:
             await inner(scope, receive, sending)
-        path = getattr(scope.get("route"), "path", "unmatched")  # the router put the matched route in the scope
-        requests_total.labels(path, str(status)).inc()
-        latency.labels(path).observe(time.perf_counter() - started)
+        record(getattr(scope.get("route"), "path", "unmatched"), status, started)  # the router put the matched route in the scope
 
     app.add_middleware(_Middleware, handler=account)
 
@@ -370,8 +379,8 @@ def create_app(config: ServeConfig, service: Service | None = None):
         (bench/RESULTS.md). Returns None once answered; otherwise a ``receive`` that replays the
         body to the FastAPI route, which answers everything else (errors, not ready) as before."""
         started = time.perf_counter()
-        size = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-        if not service.ready or size is None or not size.isdigit() or int(size) > config.max_body:
+        size = declared_size(scope)
+        if not service.ready or size is None or not within_limit(size):
             return receive
         chunks, more = [], True
         while more:
@@ -406,8 +415,7 @@ def create_app(config: ServeConfig, service: Service | None = None):
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
-        requests_total.labels("/v1/predict", str(status)).inc()
-        latency.labels("/v1/predict").observe(time.perf_counter() - started)
+        record("/v1/predict", status, started)
         return None
 
     @app.post("/v1/predict", summary="Label and class probabilities of each text", response_model=PredictionsOut)
