@@ -109,9 +109,10 @@ def test_a_failing_model_is_a_500_and_counted(model_dir):
     config = ServeConfig(str(model_dir))
     with TestClient(create_app(config, Broken(config)), raise_server_exceptions=False) as client:
         _wait_ready(client)
-        assert client.post("/v1/predict", json={"text": "good"}).status_code == 500
+        assert client.post("/v1/predict", json={"text": "good"}).status_code == 500  # the fast path
+        assert client.post("/v1/predict", json={"text": None, "texts": ["good"]}).status_code == 500  # FastAPI's route
         assert client.get("/readyz").status_code == 200  # the server goes on
-        assert 'revsent_requests_total{route="/v1/predict",status="500"} 1.0' in client.get("/metrics").text
+        assert 'revsent_requests_total{route="/v1/predict",status="500"} 2.0' in client.get("/metrics").text
 
 
 def test_full_queue_is_429(model_dir):

@@ -318,11 +318,13 @@ def create_app(config: ServeConfig, service: Service | None = None):
             await send(message)
 
         size = declared_size(scope)
-        if size is not None and not within_limit(size):
-            await error(413, f"the request body is larger than {config.max_body} bytes", "body_too_large")(scope, receive, sending)
-        else:
-            await inner(scope, receive, sending)
-        record(getattr(scope.get("route"), "path", "unmatched"), status, started)  # the router put the matched route in the scope
+        try:
+            if size is not None and not within_limit(size):
+                await error(413, f"the request body is larger than {config.max_body} bytes", "body_too_large")(scope, receive, sending)
+            else:
+                await inner(scope, receive, sending)
+        finally:  # a handler that raised is a 500 (answered by Starlette's outer middleware), counted here too
+            record(getattr(scope.get("route"), "path", "unmatched"), status, started)  # the router put the matched route in the scope
 
     app.add_middleware(_Middleware, handler=account)
 
@@ -401,21 +403,19 @@ def create_app(config: ServeConfig, service: Service | None = None):
         texts = well_formed(body)
         if texts is None:
             return replay
+        status = 500  # until answered: a model failure propagates, and uvicorn answers 500 and logs it
         try:
             proba = await state["batcher"].submit(texts)
-        except QueueFull as exc:
-            status = 429
-            await error(429, str(exc), "queue_full", {"Retry-After": "1"})(scope, replay, send)
-        except Exception:  # the model failed: counted, then uvicorn answers 500 and logs it, as for the route
-            requests_total.labels("/v1/predict", "500").inc()
-            raise
-        else:
-            status = 200
             payload = orjson.dumps({"predictions": predictions(texts, proba)})
+            status = 200
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
-        record("/v1/predict", status, started)
+        except QueueFull as exc:
+            status = 429
+            await error(429, str(exc), "queue_full", {"Retry-After": "1"})(scope, replay, send)
+        finally:
+            record("/v1/predict", status, started)
         return None
 
     @app.post("/v1/predict", summary="Label and class probabilities of each text", response_model=PredictionsOut)
