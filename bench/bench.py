@@ -73,13 +73,14 @@ def run(cmd: list[str], env: dict | None = None) -> dict:
 
 
 def revsent_train(name: str, preset: str, paths: dict[str, Path], out: Path, extra: list[str], seed: int = 36,
-                  speed: bool = True) -> dict:
+                  speed: bool = True, tag: str = "") -> dict:
     """One revsent run on the whole training split with the validation slice carved inside (the same
-    rows as ``val`` at seed 36), scored once on ``test``; ``speed`` also times prediction."""
-    model = out / "models" / f"{name}_{preset}_{seed}"
+    rows as ``val`` at seed 36), scored once on ``test``; ``speed`` also times prediction. ``{seed}``
+    in ``extra`` is the run's seed; ``tag`` names the model directory apart."""
+    model = out / "models" / f"{name}_{preset}{tag}_{seed}"
     result = run([str(Path(sys.executable).parent / "revsent"), "train", str(paths["train"]), "--test-data", str(paths["test"]),
                   "--preset", preset, "--val-fraction", str(VAL_FRACTION), "--seed", str(seed),
-                  "--out", str(model), "--force", "--quiet", *extra])
+                  "--out", str(model), "--force", "--quiet", *(arg.format(seed=seed) for arg in extra)])
     if "error" in result:
         return result
     metrics = json.loads((model / "metrics.json").read_text())
@@ -93,9 +94,9 @@ def revsent_train(name: str, preset: str, paths: dict[str, Path], out: Path, ext
 
 
 def revsent_seeds(name: str, preset: str, paths: dict[str, Path], out: Path, extra: list[str],
-                  seeds: tuple[int, ...] = SEEDS) -> dict:
+                  seeds: tuple[int, ...] = SEEDS, tag: str = "") -> dict:
     """revsent at every seed of ``seeds``: the first run's row, with the test accuracies of all of them."""
-    runs = [revsent_train(name, preset, paths, out, extra, seed, speed=seed == seeds[0]) for seed in seeds]
+    runs = [revsent_train(name, preset, paths, out, extra, seed, speed=seed == seeds[0], tag=tag) for seed in seeds]
     first = runs[0]
     scored = [r for r in runs if "accuracy" in r]
     if "error" not in first:
@@ -210,6 +211,13 @@ def main() -> None:
     add("rt", "fastText, bigrams", run([peers, str(HERE / "peer_fasttext.py"), *split(rt), str(out)]))
     add("rt", "Keras 3 (torch), full length, one real epoch",
         run([peers, str(HERE / "peer_keras.py"), *split(rt)], env={"KERAS_BACKEND": "torch"}))
+    # Transfer: the IMDB models above fine-tuned on the sentences (seed S from imdb_default_S), and
+    # the baseline given the same IMDB reviews (all of the IMDB training split, beside `fit`).
+    add("rt", "revsent default, fine-tuned from the IMDB model (--init-from)",
+        revsent_seeds("rt", "default", rt, out, [*short, "--init-from", str(out / "models" / "imdb_default_{seed}")],
+                      seeds, tag="_from_imdb"))
+    add("rt", "TF-IDF 1-2 grams + LR, IMDB training reviews + `fit`",
+        run([sys.executable, str(HERE / "tfidf_lr.py"), f"{imdb['train']},{rt['fit']}", str(rt["val"]), str(rt["test"])]))
 
     # The seed model's LSTM costs 8*H*(E+H) FLOPs per real token forward, about 3x that to train.
     lstm_flops = 3 * 8 * 200 * (128 + 200) * seed.get("train_tokens", 0)

@@ -1,6 +1,8 @@
 """TF-IDF (1-2 grams) + logistic regression, C chosen on the validation slice.  -> one JSON line
 
-    python tfidf_lr.py FIT.jsonl VAL.jsonl TEST.jsonl
+    python tfidf_lr.py FIT.jsonl[,MORE.jsonl...] VAL.jsonl TEST.jsonl
+
+Several training files (comma-separated) are fitted on together.
 """
 import json
 import resource
@@ -18,7 +20,9 @@ def read(path):
 
 
 def main():
-    (fit_texts, fit_y), val, (test_texts, test_y) = read(sys.argv[1]), read(sys.argv[2]), read(sys.argv[3])
+    fits = [read(path) for path in sys.argv[1].split(",")]
+    fit_texts, fit_y = [t for texts, _ in fits for t in texts], np.concatenate([y for _, y in fits])
+    val, (test_texts, test_y) = read(sys.argv[2]), read(sys.argv[3])
     started = time.perf_counter()
     result = tfidf_baseline(fit_texts, fit_y, test_texts, test_y, ["negative", "positive"], val=val)
     print(json.dumps({"accuracy": result["accuracy"], "val_accuracy": result["validation_accuracy_by_C"][str(result["C"])],

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from . import artifacts
-from .config import Config
+from .config import Config, fine_tuning
 from .data.dataset import member_masks
 from .data.records import _is_int
 from .errors import ConfigError, DataError, NotFittedError
@@ -23,7 +23,8 @@ from .device import resolve_device, start_run
 
 
 class Classifier:
-    """An LSTM sentiment classifier. Settings are :class:`~revsent.config.Config` field names."""
+    """An LSTM sentiment classifier. Settings are :class:`~revsent.config.Config` field names;
+    ``init_from="models/yelp"`` fine-tunes that trained model (its vocabulary, settings and weights)."""
 
     def __init__(self, preset: str = "default", **settings):
         self.preset = preset
@@ -36,9 +37,12 @@ class Classifier:
         With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies);
         without them, a ``val_fraction`` slice of ``texts`` (the default preset's 0.1) plays that role.
         """
-        from .train import fit_members, member_history  # training pulls in scikit-learn; prediction does not need it
+        from .train import Start, fit_members, member_history  # training pulls in scikit-learn; prediction does not need it
 
         cfg = Config.from_preset(self.preset, **self.settings)
+        if cfg.train.init_from is not None:  # fine-tuning: the model's vocabulary, settings and weights
+            cfg = fine_tuning(cfg, artifacts.read_config(cfg.train.init_from)[0], self.settings)
+        start = Start.load(cfg)
         texts, labels = _check_pairs(texts, labels, "texts")
         names = [str(label) for label in labels]
         seen = set(names)
@@ -49,7 +53,7 @@ class Classifier:
         y = np.array([index[n] for n in names], dtype=np.int64)
         device = start_run(cfg.train)
         m = cfg.model
-        encoder = TextEncoder.fit_config(texts, m)
+        encoder = TextEncoder.fit_config(texts, m) if start is None else start.encoder
         val_seqs = val_y = None
         if val_texts is not None:
             val_texts, val_labels = _check_pairs(val_texts, val_labels, "val_texts")
@@ -63,7 +67,8 @@ class Classifier:
             masks, val = member_masks(len(texts), cfg.train.val_fraction, cfg.train.seed, m.members), None
         else:
             masks, val = [np.zeros(len(texts), dtype=np.uint8)] * m.members, (val_seqs, val_y)
-        model, states = fit_members(cfg, len(classes), seqs, y, masks, device=device, progress=Progress(verbose), val=val)
+        model, states = fit_members(cfg, len(classes), seqs, y, masks, device=device, progress=Progress(verbose), val=val,
+                                    start=None if start is None else start.readers(classes))
         self.config_, self.classes_, self.encoder_, self.model_ = cfg, classes, encoder, model
         self.history_ = member_history(states)
         return self

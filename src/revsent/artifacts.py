@@ -158,7 +158,7 @@ def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
         raise ArtifactError(f"{path}: {exc}") from None
 
 
-def load_encoder(model_dir: Path, cfg: Config) -> TextEncoder:
+def load_encoder(model_dir: str | Path, cfg: Config) -> TextEncoder:
     """The tokenizer of a model directory, checked against its config."""
     tok_path, m = Path(model_dir) / TOKENIZER, cfg.model
     try:

@@ -57,6 +57,17 @@ def _data_settings(args: dict) -> dict:
             **{name: args[name] for name in DATA_OPTIONS}}
 
 
+def _fine_tuning(cfg, given: dict):
+    """``cfg`` with the model settings of the model it starts from (``--init-from``), if any."""
+    if cfg.train.init_from is None:
+        return cfg
+    from . import artifacts
+    from .config import fine_tuning
+
+    source, _ = artifacts.read_config(cfg.train.init_from)
+    return fine_tuning(cfg, source, given)
+
+
 def _run(action):
     """Call ``action``; a user's mistake becomes one line on stderr and a non-zero exit code."""
     try:
@@ -110,6 +121,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Split and initialisation seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
     baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
     class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
+    init_from: Annotated[Optional[str], typer.Option(help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the n-gram branch is fitted afresh.", rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
     precision: Precision = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
@@ -138,9 +150,9 @@ def train(
             ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init,
             embedding_init=embedding_init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, average_weights=average_weights, val_fraction=val_fraction,
-            baseline=baseline, class_weight=class_weight,
+            baseline=baseline, class_weight=class_weight, init_from=init_from,
             device=device, precision=precision, threads=threads, checkpoint_minutes=checkpoint_minutes)
-        cfg = Config.from_preset(preset, **options)
+        cfg = _fine_tuning(Config.from_preset(preset, **options), options)
         if data and len(data) == 1 and is_dataset(data[0]):
             check_settings(data[0], cfg, set(options))
         result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
@@ -181,6 +193,7 @@ def prepare(
     test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction (default 0.2, the tutorial's).", rich_help_panel=TRAIN)] = None,
     test_data: Annotated[Optional[list[str]], typer.Option(help="Hold out this labelled file as the test part instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
+    init_from: Annotated[Optional[str], typer.Option(help="Number the words by this trained model's vocabulary (a dataset for `train --init-from` it).", rich_help_panel=TRAIN)] = None,
     force: Annotated[bool, typer.Option(help="Replace the dataset already in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
@@ -191,8 +204,14 @@ def prepare(
     from .progress import Progress
 
     def action():
-        cfg = Config.from_preset(preset, **_given(**_data_settings(args)))
-        ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet))
+        options = _given(**_data_settings(args), init_from=init_from)
+        cfg = _fine_tuning(Config.from_preset(preset, **options), options)
+        encoder = None
+        if init_from is not None:
+            from . import artifacts
+
+            encoder = artifacts.load_encoder(init_from, cfg)
+        ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet), encoder=encoder)
         m = ds.manifest
         typer.echo(f"{m['n']} reviews ({m['n_train']} training, {m['n_heldout']} held out), {m['n_tokens']} tokens, "
                    f"classes: {', '.join(m['classes'])}; {m['seconds']:.1f}s")

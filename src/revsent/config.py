@@ -116,6 +116,7 @@ class TrainConfig:
     baseline: bool = False  # also fit TF-IDF + logistic regression on the same split
     class_weight: str | None = None  # "balanced": classes weighted n / (k * count), as scikit-learn's
     checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a killed run loses at most this much
+    init_from: str | None = None  # a trained model directory to start from (fine-tuning): its vocabulary, settings and weights
 
     def __post_init__(self):
         _check_range(self, "epochs", 1, None)
@@ -197,6 +198,32 @@ class Config:
             train=_build(TrainConfig, sections["train"]),
             preset=preset,
         )
+
+
+# The model settings a fine-tuning run may change: they shape no weight and no token id. The
+# others are the started-from model's (its vocabulary and weights carry them).
+FINE_TUNABLE = frozenset({"dropout", "recurrent_dropout", "word_dropout",
+                          "ngram_buckets", "ngram_c", "ngram_order", "ngram_weighting", "ngram_hash"})
+
+
+def fine_tuning(cfg: Config, source: Config, given: typing.Iterable[str] = ()) -> Config:
+    """``cfg`` as a run that starts from a model trained with ``source``: the model settings are
+    the source's, but for the FINE_TUNABLE ones in ``given`` (the settings a user set explicitly),
+    which keep ``cfg``'s. Another explicitly given model setting that differs is refused."""
+    given = set(given)
+    for name in fixed_differences(cfg.model, source.model):
+        if name in given:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg.model, name)!r} differs from the model started "
+                              f"from ({getattr(source.model, name)!r}, --init-from {cfg.train.init_from}): "
+                              f"its vocabulary and weights fix it")
+    model = dataclasses.replace(source.model, **{name: getattr(cfg.model, name) for name in given & FINE_TUNABLE})
+    return dataclasses.replace(cfg, model=model)
+
+
+def fixed_differences(model: ModelConfig, source: ModelConfig) -> list[str]:
+    """The model settings a fine-tuning run of ``model`` from ``source`` may not change, but does."""
+    return [f.name for f in dataclasses.fields(ModelConfig)
+            if f.name not in FINE_TUNABLE and getattr(model, f.name) != getattr(source, f.name)]
 
 
 # config.json of models from before the held-out part was named "test" (it was "val")

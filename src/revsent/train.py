@@ -2,6 +2,9 @@
 
     revsent.train(config, out)          the whole run, model directory written at the end
     fit(model, ...)                     the plain epoch loop, resumable from a checkpoint
+
+With ``train.init_from`` a run starts from a trained model (fine-tuning, :class:`Start`): its
+vocabulary, model settings and LSTM weights; the n-gram branch is fitted afresh on the new data.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from torch import nn
 
 from . import artifacts, vectors
 from .batching import make_batch, token_parts, train_order
-from .config import Config
+from .config import Config, fixed_differences
 from .device import HeapTrimmer, start_run, trains_in_bf16
 from .distributed import SINGLE, Ranks, broadcast, dropout_seed, finish, from_main, gather, init, shard, sum_all, wrap
 from .data import store
@@ -41,6 +44,68 @@ from .text import Sequences, TextEncoder
 # peak memory of training is that bound, the same at 20k reviews as at 1M, at the same speed as
 # 32k (measured side by side, bench/RESULTS.md). A GPU has the memory for the larger parts.
 TRAIN_TOKENS = {"cpu": 1 << 14, "cuda": 1 << 15}
+
+
+@dataclass
+class Start:
+    """A trained model that a run starts from (``--init-from``): fine-tuning it on new data."""
+
+    path: str
+    cfg: Config
+    classes: list[str]
+    encoder: TextEncoder
+    model: SentimentLSTM
+
+    @classmethod
+    def load(cls, cfg: Config) -> "Start | None":
+        """The model ``cfg.train.init_from`` names (None without one), checked against ``cfg``:
+        the same fixed model settings (``config.fine_tuning`` makes them so)."""
+        path = cfg.train.init_from
+        if path is None:
+            return None
+        source, classes, encoder, model = artifacts.load_model(path)
+        differ = fixed_differences(cfg.model, source.model)
+        if differ:
+            raise ConfigError(f"--init-from {path}: the run's {', '.join(differ)} differ from the model's; a fine-tuning "
+                              f"run keeps its vocabulary and weights' settings (config.fine_tuning)")
+        return cls(str(path), source, classes, encoder, model)
+
+    def readers(self, classes: list[str]) -> list[dict[str, torch.Tensor]]:
+        """Each reader's weights to start from. With other classes than the model's, the output
+        layer is left out: it starts afresh."""
+        states = [reader.state_dict() for reader in self.model.readers]
+        if classes != self.classes:
+            states = [{k: v for k, v in state.items() if not k.startswith("out.")} for state in states]
+        return states
+
+    def describe(self, classes: list[str]) -> dict:
+        """What metrics.json says of it."""
+        return {"model": self.path, "data": list(self.cfg.data.paths) or ["imdb"],
+                "classes": self.classes, "output_layer": "kept" if classes == self.classes else "new (other classes)"}
+
+
+def check_held_out(cfg: Config, start: Start | None) -> None:
+    """Refuse a test part the started-from model trained on: its figures would not be held out."""
+    if start is None:
+        return
+    source, path = start.cfg, start.path
+    learned = _places(source.data.paths)
+    for file in cfg.train.test_data:
+        if _places([file]) & learned:
+            raise ConfigError(f"--test-data {file}: the model of --init-from {path} was trained on it, so its figures "
+                              f"would not be held out")
+    same_split = (source.train.test_data, source.train.test_split, source.train.seed) == \
+                 (cfg.train.test_data, cfg.train.test_split, cfg.train.seed)
+    if not cfg.train.test_data and _places(cfg.data.paths) & learned and not same_split:
+        theirs = (f"its test part was --test-data {', '.join(source.train.test_data)}" if source.train.test_data
+                  else f"seed {source.train.seed}, test split {source.train.test_split}")
+        raise ConfigError(f"--init-from {path}: that model was trained on this data with another split ({theirs}), "
+                          f"so part of this run's test part trained it; use the same split, or --test-data")
+
+
+def _places(paths) -> set[str]:
+    """Data paths as comparable strings (no paths: the bundled IMDB sample)."""
+    return {str(Path(p).resolve()) if Path(p).exists() else p for p in (paths or ("imdb",))}
 
 
 @dataclass
@@ -103,7 +168,7 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
         state.seconds += time.perf_counter() - started
         progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in {time.perf_counter() - started:.1f}s")
         best_weights = copy.deepcopy(model.state_dict())
-    if model.cfg.embedding_init == "ppmi" and not resume:
+    if model.cfg.embedding_init == "ppmi" and not resume and t.init_from is None:  # fine-tuning keeps its embedding
         started = time.perf_counter()
         start_from_word_vectors(model, train_seqs, t.seed, ranks, device, progress)
         state.seconds += time.perf_counter() - started
@@ -301,8 +366,8 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarr
 
 def fit_members(cfg: Config, n_classes: int, seqs: Sequences, y: np.ndarray, masks: list[np.ndarray], *,
                 device: torch.device, progress: Progress, out: Path | None = None, resume: bool = False,
-                val: tuple[Sequences, np.ndarray] | None = None,
-                ranks: Ranks = SINGLE) -> tuple[SentimentLSTM, list[FitState]]:
+                val: tuple[Sequences, np.ndarray] | None = None, ranks: Ranks = SINGLE,
+                start: list[dict[str, torch.Tensor]] | None = None) -> tuple[SentimentLSTM, list[FitState]]:
     """The model of ``cfg``: ``cfg.model.members`` readers, each trained apart by :func:`fit`.
 
     Member i trains on the rows of ``seqs`` its mask (``member_masks``) leaves out, is validated
@@ -313,7 +378,8 @@ def fit_members(cfg: Config, n_classes: int, seqs: Sequences, y: np.ndarray, mas
     all of ``seqs`` (no labels are read for it), so the bag's logits, the mean of its readers'
     plus the mean of their n-gram branches, are exactly the mean of its members' logits. With
     ``out``, checkpoints go there and each finished member is kept in ``out/.members`` until the
-    run ends, so that ``resume`` goes on from them.
+    run ends, so that ``resume`` goes on from them. ``start`` (``Start.readers``): the weights each
+    member's reader starts from (fine-tuning); what they leave out keeps its fresh initialisation.
     """
     k, t = cfg.model.members, cfg.train
     members, states = [], []
@@ -326,7 +392,10 @@ def fit_members(cfg: Config, n_classes: int, seqs: Sequences, y: np.ndarray, mas
             torch.manual_seed(member_cfg.train.seed)
             if t.patience and states[0].best_epoch:  # member 0 found how long to train: no epochs spent to find it again
                 member_cfg = member_cfg.with_settings(epochs=states[0].best_epoch)
-        member = SentimentLSTM(member_cfg.model, n_classes).to(device)
+        member = SentimentLSTM(member_cfg.model, n_classes)
+        if start is not None:
+            member.readers[0].load_state_dict(start[i], strict=False)
+        member.to(device)
         done = None if kept is None else kept / f"member{i}.safetensors"
         if k > 1:
             progress.log(f"member {i + 1} of {k}: {int((in_val == 0).sum())} training, "
@@ -458,7 +527,13 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     else:
         out = artifacts.prepare_out(out, resume=resume, force=force)
     started = time.perf_counter()
-    ds, cfg = _open_dataset(cfg, out, resume, progress)
+    start = Start.load(cfg)
+    prepared = any(store.is_dataset(p) for p in cfg.data.paths)
+    if not prepared:  # before reading the data; a prepared dataset's split is known once it is open
+        check_held_out(cfg, start)
+    ds, cfg = _open_dataset(cfg, out, resume, progress, start)
+    if prepared:
+        check_held_out(cfg, start)
     if resume and ranks.main:
         saved, _ = artifacts.read_config(out)
         split_of = lambda t: (t.seed, t.test_split, t.test_data, t.val_fraction)  # noqa: E731
@@ -470,13 +545,13 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
             raise ConfigError(f"{out}: the interrupted run was started with {flag}; resume it with {flag}")
     ranks, device = init(start_run(cfg.train))
     try:
-        return _train(cfg, out, ds, ranks, device, resume=resume, progress=progress, started=started)
+        return _train(cfg, out, ds, ranks, device, resume=resume, progress=progress, started=started, start=start)
     finally:
         finish()
 
 
 def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torch.device, *, resume: bool,
-           progress: Progress, started: float) -> TrainResult:
+           progress: Progress, started: float, start: Start | None = None) -> TrainResult:
     t = cfg.train
     train_rows, test_rows = ds.rows(0), ds.rows(1)
     masks = member_masks(len(train_rows), t.val_fraction, t.seed, cfg.model.members)
@@ -495,8 +570,12 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
     if ranks.main and not resume:
         artifacts.atomic_write(out / artifacts.TOKENIZER, ds.encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, ds.classes))
+    if start is not None:
+        progress.log(f"starting from {start.path}: its vocabulary and LSTM weights"
+                     + ("" if ds.classes == start.classes else f"; a new output layer for {len(ds.classes)} classes"))
     model, states = fit_members(cfg, len(ds.classes), train_seqs, train_y, masks, device=device, progress=progress,
-                                out=out, resume=resume, ranks=ranks)
+                                out=out, resume=resume, ranks=ranks,
+                                start=None if start is None else start.readers(ds.classes))
     finish(together=True)  # the ranks part here: the rest is rank 0's alone
     history = member_history(states)
     if not ranks.main:  # rank 0 scores the test part and writes the model directory
@@ -531,6 +610,7 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
         "precision": "bf16" if trains_in_bf16(t.precision, device) else "fp32", "processes": ranks.world,
         "train_tokens": ds.seqs.take(fit_rows).n_tokens, **ds.manifest["counts"],
         "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test_seqs, test_y)},
+        "init_from": None if start is None else start.describe(ds.classes),
     })
     weights = class_weights(fit_y, len(ds.classes), t.class_weight)
     if weights is not None:
@@ -571,14 +651,20 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _open_dataset(cfg: Config, out: Path, resume: bool, progress: Progress) -> tuple[store.Dataset, Config]:
-    """The run's dataset, and ``cfg`` with the dataset's own settings where it was prepared already."""
+def _open_dataset(cfg: Config, out: Path, resume: bool, progress: Progress,
+                  start: Start | None = None) -> tuple[store.Dataset, Config]:
+    """The run's dataset, and ``cfg`` with the dataset's own settings where it was prepared already.
+    Fine-tuning (``start``), its words are numbered by the started-from model's vocabulary."""
     paths = cfg.data.paths
     if any(store.is_dataset(p) for p in paths):
         if len(paths) > 1:
             raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
         ds = store.Dataset.open(paths[0])
         progress.log(f"dataset {paths[0]}: {ds.manifest['n']} reviews, vocabulary {ds.manifest['tokenizer']['vocab_size']}")
+        if start is not None and (ds.manifest["tokenizer"] != {name: getattr(start.cfg.model, name) for name in store.TOKENIZER_FIELDS}
+                                  or ds.encoder.vocab != start.encoder.vocab):
+            raise ConfigError(f"{paths[0]}: its vocabulary is not that of --init-from {start.path}; prepare the dataset "
+                              f"with `revsent prepare ... --init-from {start.path}`")
         return ds, ds.run_config(cfg)
     cached = out / artifacts.DATASET
     if resume and store.is_dataset(cached):
@@ -588,7 +674,8 @@ def _open_dataset(cfg: Config, out: Path, resume: bool, progress: Progress) -> t
                 return ds, cfg
         except ArtifactError:
             pass
-    return store.prepare(cfg, cached, force=True, work_dir=out.parent, progress=progress), cfg
+    return store.prepare(cfg, cached, force=True, work_dir=out.parent, progress=progress,
+                         encoder=None if start is None else start.encoder), cfg
 
 
 def save_run(out: Path, cfg: Config, classes: list[str], encoder: TextEncoder, model: SentimentLSTM,

@@ -232,8 +232,10 @@ SPOOLS = ("spool-ids.bin", "spool-lengths.bin", "spool-codes.bin")
 
 
 def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str | Path | None = None,
-            progress=None) -> Dataset:
+            progress=None, encoder: TextEncoder | None = None) -> Dataset:
     """Read ``cfg.data``, fit the vocabulary on the training split and write the dataset ``out``.
+
+    ``encoder``: a model's vocabulary to use instead (fine-tuning that model, ``--init-from``).
 
     ``cfg.model`` gives the tokenizer (vocab_size, oov, max_len, truncate); ``cfg.train`` the
     split (test_split and seed, or test_data files as the held-out part). Built in ``work_dir``
@@ -246,7 +248,7 @@ def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str 
     _remove_stale_builds(work, out.name)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=work))
     try:
-        _build(cfg, build, progress)
+        _build(cfg, build, progress, encoder)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():  # --force: the old dataset goes only once the new one is complete
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -328,20 +330,26 @@ def _read(cfg: Config, spool: _Spool):
     return reader, test_reader, label_of, classes, split
 
 
-def _build(cfg: Config, build: Path, progress) -> dict:
+def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> dict:
     started = time.perf_counter()
     log = progress.log if progress is not None else (lambda message: None)
+    vocabulary_from = None if encoder is None else cfg.train.init_from
     spool = _Spool(build)
     try:
         reader, test_reader, label_of, classes, split = _read(cfg, spool)
         n = len(split)
-        log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
         m = cfg.model
-        counts = _train_counts(build, split, len(spool.words))
-        vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), m.vocab_size, m.oov)
+        if encoder is None:
+            log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
+            counts = _train_counts(build, split, len(spool.words))
+            vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), m.vocab_size, m.oov)
+        else:
+            log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; "
+                f"using the vocabulary of {cfg.train.init_from}")
+            vocab = encoder.vocab
         table = np.full(len(spool.words), 1 if m.oov else -1, dtype=np.int32)  # provisional -> final id
         for word, i in vocab.items():
-            if word not in (PAD, UNK):
+            if word not in (PAD, UNK) and word in spool.index:
                 table[spool.index[word]] = i
         del spool.index, spool.words
         dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
@@ -374,6 +382,7 @@ def _build(cfg: Config, build: Path, progress) -> dict:
         "label_scheme": reader.star_scheme or "labels",
         "data": dataclasses.asdict(cfg.data),
         "tokenizer": {name: getattr(m, name) for name in TOKENIZER_FIELDS},
+        "vocabulary_from": vocabulary_from,
         "split": {"test_split": cfg.train.test_split, "seed": cfg.train.seed, "test_data": list(cfg.train.test_data)},
         "counts": reader.tally.as_dict(),
         "heldout_counts": test_reader.tally.as_dict() if test_reader is not None else None,
@@ -552,6 +561,7 @@ def prepared_with(ds: Dataset, cfg: Config) -> bool:
     m = ds.manifest
     return (m["data"] == json.loads(json.dumps(dataclasses.asdict(cfg.data)))
             and m["tokenizer"] == {name: getattr(cfg.model, name) for name in TOKENIZER_FIELDS}
+            and m.get("vocabulary_from") == cfg.train.init_from
             and m["split"] == {"test_split": cfg.train.test_split, "seed": cfg.train.seed,
                                "test_data": list(cfg.train.test_data)})
 
