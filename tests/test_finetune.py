@@ -144,3 +144,17 @@ def test_classifier_fine_tunes_a_saved_model(source):
     assert clf.encoder_.vocab == artifacts.load_encoder(source, artifacts.read_config(source)[0]).vocab
     assert clf.config_.train.init_from == str(source)
     assert clf.predict(["great food and friendly staff", "rude staff awful place"]) == ["positive", "negative"]
+
+
+def test_a_failed_start_leaves_out_as_it_was(source, other_reviews, tmp_path):
+    model_cfg = Config.from_preset("seed", **TINY)
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    with pytest.raises(ConfigError, match="is the model of --init-from"):
+        train(fine_tuning(_cfg(other_reviews, init_from=str(source)), model_cfg), source, force=True)
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+    other = tmp_path / "other"
+    train(_cfg(other_reviews, epochs=1), other)
+    kept = (other / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="differ from the model's"):
+        train(_cfg(other_reviews, init_from=str(source), hidden_size=64), other, force=True)
+    assert (other / "model.safetensors").read_bytes() == kept

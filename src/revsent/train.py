@@ -521,16 +521,18 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     if ranks.enabled and not any(store.is_dataset(p) for p in cfg.data.paths):
         raise ConfigError("under torchrun, DATA must be a dataset made by `revsent prepare`, at the same path on every "
                           "machine: every process opens it (memory-mapped)")
+    started = time.perf_counter()
+    start = Start.load(cfg)  # before --out is touched: a mistake here leaves it as it was
+    if start is not None and Path(out).resolve() == Path(start.path).resolve():
+        raise ConfigError(f"--out {out} is the model of --init-from; write the fine-tuned model to another directory")
+    prepared = any(store.is_dataset(p) for p in cfg.data.paths)
+    if not prepared:  # before reading the data; a prepared dataset's split is known once it is open
+        check_held_out(cfg, start)
     if not ranks.main:
         progress = Progress(False)
         out = Path(out)
     else:
         out = artifacts.prepare_out(out, resume=resume, force=force)
-    started = time.perf_counter()
-    start = Start.load(cfg)
-    prepared = any(store.is_dataset(p) for p in cfg.data.paths)
-    if not prepared:  # before reading the data; a prepared dataset's split is known once it is open
-        check_held_out(cfg, start)
     ds, cfg = _open_dataset(cfg, out, resume, progress, start)
     if prepared:
         check_held_out(cfg, start)
