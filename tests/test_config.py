@@ -106,7 +106,7 @@ def test_edges_inside_the_range():
 
 @pytest.mark.parametrize("override,message", [
     ({"pooling": "avg"}, "The 'pooling' parameter of ModelConfig must be one of last, max, mean, max_mean. Got 'avg' instead."),
-    ({"truncate": "middle"}, "The 'truncate' parameter of ModelConfig must be one of head, tail. Got 'middle' instead."),
+    ({"truncate": "middle"}, "The 'truncate' parameter of ModelConfig must be one of head, tail, head_tail. Got 'middle' instead."),
     ({"labels": "sentiment"}, "The 'labels' parameter of DataConfig must be one of binary, polarity, stars. Got 'sentiment' instead."),
     ({"format": "xml"}, "The 'format' parameter of DataConfig must be one of auto, yelp, jsonl, csv, tsv, parquet, tar. Got 'xml' instead."),
     ({"device": "tpu"}, "The 'device' parameter of TrainConfig must be one of auto, cpu, cuda. Got 'tpu' instead."),

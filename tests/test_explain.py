@@ -31,6 +31,17 @@ def test_words_keep_their_spans_and_what_the_model_did_not_read(tiny):
     assert ids.tolist() == [int(tiny.encoder_.encode([t])[0][0]) for t in ("food", "and", "friendly", "staff")]
 
 
+def test_alignment_follows_a_head_and_tail_cut():
+    clf = Classifier(preset="seed", **{**TINY, "max_len": 4, "truncate": "head_tail"}).fit(TEXTS, LABELS)
+    text = "great food and friendly staff wonderful place"
+    pieces, positions, ids = _align(clf.encoder_, text)
+    # the first word (a quarter of 4) and the last three are read, in that order
+    assert positions == [0, -1, -1, -1, 1, 2, 3]
+    assert ids.tolist() == clf.encoder_.encode([text])[0].tolist()
+    explanation = clf.explain([text])[0]
+    assert [t.text for t in explanation.tokens if t.in_model] == ["great", "staff", "wonderful", "place"]
+
+
 def test_attributions_add_up_to_the_margin(tiny):
     for explanation in tiny.explain(["great food and friendly staff", "rude staff", "terrible awful food but great value"]):
         read = [t for t in explanation.tokens if t.in_model]

@@ -131,8 +131,9 @@ def test_cli_prepare_and_train_from_a_model(source, other_reviews, tmp_path):
     prepared = runner.invoke(app, ["prepare", other_reviews, "--init-from", str(source), "--out", str(tmp_path / "ds"), "--quiet"])
     assert prepared.exit_code == 0, prepared.output
     result = runner.invoke(app, ["train", str(tmp_path / "ds"), "--init-from", str(source), "--preset", "seed",
-                                 "--epochs", "2", "--lr", "0.01", "--out", str(tmp_path / "m"), "--quiet"])
+                                 "--epochs", "2", "--lr", "0.01", "--out", str(tmp_path / "m"), "--quiet", "--baseline"])
     assert result.exit_code == 0, result.output
+    assert f"TF-IDF+LR learnt from this run's training reviews only, not those of the --init-from model ({source})" in result.output
     assert (tmp_path / "m" / "tokenizer.json").read_text() == (source / "tokenizer.json").read_text()
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["accuracy"] >= 0.9
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import revsent.text
-from revsent.text import PAD, UNK, Sequences, TextEncoder, words
+from revsent.text import PAD, UNK, Sequences, TextEncoder, truncate, words
 
 # --- the tutorial's pipeline, rewritten in plain Python --------------------------------------------
 
@@ -211,6 +211,29 @@ def test_max_len_truncates_head_or_tail(truncate, expected):
     assert [sequences[i].tolist() for i in range(len(sequences))] == expected
     assert sequences.lengths.tolist() == [len(s) for s in expected]
     assert sequences.offsets.tolist() == [0, 3, 5, 5, 8, 9]
+
+
+def test_head_tail_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
+    encoder = TextEncoder.fit(ALPHABET, vocab_size=10, max_len=4, truncate="head_tail")
+    sequences = encoder.encode(["a b c d e f", "a b c d", "f e d c b a a"])
+    assert [sequences[i].tolist() for i in range(3)] == [[1, 4, 5, 6], [1, 2, 3, 4], [6, 2, 1, 1]]
+
+
+@pytest.mark.parametrize("side", ["head", "tail", "head_tail"])
+def test_truncate_matches_cutting_each_review_alone(side):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = rng.integers(0, 30, size=int(rng.integers(1, 6)))
+        ids = rng.integers(0, 1000, size=int(lengths.sum()))
+        max_len = int(rng.integers(1, 25))
+        got, kept = truncate(ids, lengths, max_len, side)
+        expected, offset = [], 0
+        for n in lengths:
+            review, offset = ids[offset: offset + n].tolist(), offset + n
+            head = {"head": max_len, "tail": 0, "head_tail": max_len // 4}[side]
+            expected.append(review if n <= max_len else review[:head] + review[n - (max_len - head):])
+        assert got.tolist() == [i for review in expected for i in review]
+        assert kept.tolist() == [len(review) for review in expected]
 
 
 def test_max_len_counts_kept_words_after_dropping_unknown_ones():

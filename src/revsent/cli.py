@@ -38,7 +38,7 @@ DataArg = Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp
 VocabSize = Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent of the training split.", rich_help_panel=MODEL)]
 Oov = Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)]
 MaxLen = Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)]
-Truncate = Annotated[Optional[str], typer.Option(help="Which end of a long review to keep: head | tail.", rich_help_panel=MODEL)]
+Truncate = Annotated[Optional[str], typer.Option(help="Which part of a long review to keep: head | tail | head_tail (the first quarter of --max-len words and the rest from the end).", rich_help_panel=MODEL)]
 
 
 def _given(**options) -> dict:
@@ -174,6 +174,8 @@ def train(
         typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"
                    f"{f' over {bag} members' if bag > 1 else ''}, {m['train_seconds']:.1f}s training):")
         typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
+        if m.get("baseline_tfidf_lr", {}).get("trained_on"):
+            typer.echo(f"TF-IDF+LR learnt from {m['baseline_tfidf_lr']['trained_on']}")
         if skipped:
             typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in m["records_skipped"].items()))
         typer.echo(f"model written to {result.out}")

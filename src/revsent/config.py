@@ -16,7 +16,7 @@ from .errors import ConfigError
 FORMATS = ("auto", "yelp", "jsonl", "csv", "tsv", "parquet", "tar")
 LABEL_SCHEMES = ("binary", "polarity", "stars")
 POOLINGS = ("last", "max", "mean", "max_mean")
-TRUNCATE = ("head", "tail")
+TRUNCATE = ("head", "tail", "head_tail")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 CLASS_WEIGHTS = ("balanced",)

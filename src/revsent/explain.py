@@ -29,7 +29,7 @@ import torch
 from .batching import Batch
 from .model import SentimentLSTM
 from .ngrams import Wide, tfidf
-from .text import Sequences, TextEncoder, words
+from .text import Sequences, TextEncoder, truncate, words
 
 IG_STEPS = 64  # integration steps of integrated gradients
 IG_BATCH = 1 << 14  # padded positions per internal forward pass of Captum (bounds memory on long reviews)
@@ -136,10 +136,10 @@ def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | 
         where.append(len(ids) if i is not None else -1)
         if i is not None:
             ids.append(i)
-    kept = len(ids) if encoder.max_len is None else min(len(ids), encoder.max_len)
-    first = len(ids) - kept if encoder.truncate == "tail" else 0  # the window the model reads
-    positions = [p - first if p >= 0 and first <= p < first + kept else -1 for p in where]
-    return pieces, positions, np.asarray(ids[first: first + kept], dtype=np.int64)
+    read, _ = truncate(np.arange(len(ids)), np.array([len(ids)]), encoder.max_len, encoder.truncate)  # what the model reads
+    at = {int(p): j for j, p in enumerate(read)}
+    positions = [at.get(p, -1) for p in where]
+    return pieces, positions, np.asarray(ids, dtype=np.int64)[read]
 
 
 def _features(ids: np.ndarray, wide: Wide, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -105,13 +105,17 @@ def rank_vocabulary(counts: Iterable[tuple[str, int]], vocab_size: int, oov: boo
 
 
 def truncate(ids: np.ndarray, lengths: np.ndarray, max_len: int | None, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Keep at most ``max_len`` ids of each flat-stored sequence: the last (``tail``) or first (``head``)."""
+    """Keep at most ``max_len`` ids of each flat-stored sequence: the last (``tail``), the first
+    (``head``), or the first quarter of ``max_len`` and the rest from the end (``head_tail``)."""
     if max_len is None or not len(lengths) or lengths.max() <= max_len:
         return ids, lengths
     ends = np.cumsum(lengths)
     kept = np.minimum(lengths, max_len)
-    starts = ends - kept if side == "tail" else ends - lengths
-    index = np.repeat(starts - (np.cumsum(kept) - kept), kept) + np.arange(kept.sum())
+    head = {"head": kept, "tail": np.zeros_like(kept), "head_tail": np.minimum(kept, max_len // 4)}[side]
+    # The j-th id kept of a review: the j-th of its head, or past the head, the (j - head)-th of its tail.
+    j = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
+    in_head = np.repeat(head, kept)
+    index = np.where(j < in_head, np.repeat(ends - lengths, kept) + j, np.repeat(ends - kept + head, kept) + j - in_head)
     return ids[index], kept
 
 

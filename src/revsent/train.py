@@ -624,6 +624,9 @@ def _train(cfg: Config, out: Path, ds: store.Dataset, ranks: Ranks, device: torc
         metrics["baseline_tfidf_lr"] = tfidf_baseline(
             [x for x, v in zip(train_texts, in_val) if not v], fit_y, test_texts, test_y, ds.classes, t.seed,
             val=([x for x, v in zip(train_texts, in_val) if v], val_y) if len(val_y) else None)
+        if start is not None:  # revsent also learnt from the started-from model's data; the baseline did not
+            metrics["baseline_tfidf_lr"]["trained_on"] = (f"this run's training reviews only, not those of the "
+                                                          f"--init-from model ({start.path})")
     save_run(out, cfg, ds.classes, ds.encoder, model, metrics, history)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
