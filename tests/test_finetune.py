@@ -1,4 +1,5 @@
 """Fine-tuning: a run that starts from a trained model (``--init-from``)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -159,3 +160,29 @@ def test_a_failed_start_leaves_out_as_it_was(source, other_reviews, tmp_path):
     with pytest.raises(ConfigError, match="differ from the model's"):
         train(_cfg(other_reviews, init_from=str(source), hidden_size=64), other, force=True)
     assert (other / "model.safetensors").read_bytes() == kept
+
+
+def test_a_killed_fine_tuning_run_resumes_from_the_same_start(source, other_reviews, tmp_path, monkeypatch):
+    import revsent.train as train_module
+
+    model_cfg = Config.from_preset("seed", **TINY)
+    cfg = fine_tuning(_cfg(other_reviews, init_from=str(source), val_fraction=0.25, epochs=3), model_cfg)
+    full = train(cfg, tmp_path / "full")
+    real_save = train_module._save_checkpoint
+
+    def save_then_die(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out)
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    # The same settings without the model started from: its token ids would be numbered anew.
+    with pytest.raises(ConfigError, match="started with --init-from .*; resume it the same way"):
+        train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=None)), out, resume=True)
+    resumed = train(cfg, out, resume=True)
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)

@@ -542,6 +542,9 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         if saved.model != cfg.model or saved.data != cfg.data or split_of(saved.train) != split_of(cfg.train):
             raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                               f"(only training settings such as --epochs may change)")
+        if saved.train.init_from != cfg.train.init_from:  # its token ids and weights came from that model
+            given = f"--init-from {saved.train.init_from}" if saved.train.init_from else "no --init-from"
+            raise ConfigError(f"{out}: the interrupted run was started with {given}; resume it the same way")
         if saved.train.average_weights != cfg.train.average_weights:  # the running mean covers every epoch or none
             flag = "--average-weights" if saved.train.average_weights else "--no-average-weights"
             raise ConfigError(f"{out}: the interrupted run was started with {flag}; resume it with {flag}")
