@@ -124,6 +124,22 @@ def test_two_processes_average_the_weights_as_one(dataset, tmp_path):
     assert m2["validation"]["loss"] == pytest.approx(m1["validation"]["loss"], rel=1e-4)
 
 
+def test_two_processes_train_adversarially_as_one(dataset, two_processes, tmp_path):
+    """--adversarial under torchrun: each rank moves its own reviews' inputs (two backward passes
+    a step, the gradients all-reduced once, after the second), as one process does."""
+    settings = [*SETTINGS, "--adversarial", "0.05"]
+    two = tmp_path / "two"
+    run = torchrun("train", dataset, "--out", two, "--batch-size", "16", *settings)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = tmp_path / "one"
+    result = CliRunner().invoke(app, ["train", str(dataset), "--out", str(one), "--batch-size", "32", "--threads", "1", *settings])
+    assert result.exit_code == 0, result.output
+    a, b = _weights(one), _weights(two)
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < TOLERANCE
+    plain = _weights(two_processes[0])  # the same run without --adversarial
+    assert max(float(np.abs(b[k] - plain[k]).max()) for k in b) > 100 * TOLERANCE
+
+
 def _checkpoint_step(path):
     from safetensors import safe_open
 

@@ -489,3 +489,53 @@ def test_average_weights_needs_a_validation_slice():
     with pytest.raises(ConfigError, match="--average-weights .* needs a validation slice"):
         Config.from_preset("seed", average_weights=True)
     assert Config.from_preset("default").train.average_weights
+
+
+def test_uphill_is_the_loss_gradient_at_a_fraction_of_each_inputs_norm():
+    import torch
+
+    from revsent.train import uphill
+
+    x = torch.randn(3, 5, 4, requires_grad=True)
+    weights = torch.randn(5, 4)
+    loss = (x * weights).sum(dim=(1, 2)).pow(2).sum()
+    loss.backward()
+    step = uphill(x, 0.1)
+    for b in range(3):
+        assert step[b].norm().item() == pytest.approx(0.1 * x[b].detach().norm().item(), rel=1e-5)
+        cosine = torch.nn.functional.cosine_similarity(step[b].flatten(), x.grad[b].flatten(), dim=0)
+        assert cosine.item() == pytest.approx(1.0, abs=1e-5)
+    moved = ((x.detach() + step) * weights).sum(dim=(1, 2)).pow(2).sum()
+    assert moved > loss  # uphill: a small step along the gradient raises the loss
+
+
+def test_adversarial_training_trains_on_moved_inputs_too(tiny_reviews, tmp_path, monkeypatch):
+    """Every training batch also goes through with each reader's embedded input moved by
+    ``uphill`` (a second pass); validation and prediction never do."""
+    import revsent.train as train_module
+
+    steps = []
+    real = train_module.uphill
+
+    def counted(x, size):
+        step = real(x, size)
+        steps.append((x.detach().flatten(1).norm(dim=1), step.flatten(1).norm(dim=1), size))
+        return step
+
+    monkeypatch.setattr(train_module, "uphill", counted)
+    result = train(_cfg(tiny_reviews, adversarial=0.05, val_fraction=0.25), tmp_path / "adv")
+    batches = sum(-(-row["reviews"] // 8) for row in result.history)  # batch size 8
+    assert len(steps) == batches
+    for x_norm, step_norm, size in steps:
+        assert size == 0.05 and torch_allclose(step_norm, 0.05 * x_norm)
+    plain = train(_cfg(tiny_reviews, val_fraction=0.25), tmp_path / "plain")
+    assert [r["val_loss"] for r in plain.history] != [r["val_loss"] for r in result.history]
+    assert result.metrics["accuracy"] >= 0.9
+    with pytest.raises(ConfigError, match="adversarial"):
+        _cfg(tiny_reviews, adversarial=-0.1)
+
+
+def torch_allclose(a, b):
+    import torch
+
+    return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-6))

@@ -212,16 +212,27 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             # by the longest review of the corpus.
             parts = token_parts(index, lengths, budget)
             for k, part in enumerate(parts):
-                # under DDP the gradients are all-reduced once a step, with its last part
-                with net.no_sync() if ranks.enabled and k < len(parts) - 1 else contextlib.nullcontext():
-                    batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
-                    target = train_y_t[batch.index].to(device, non_blocking=True).long()
+                batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
+                target = train_y_t[batch.index].to(device, non_blocking=True).long()
+
+                def batch_loss():
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                        logits = net(batch)
+                        out = net(batch)
                         if offsets is not None:
-                            logits = logits + offsets[batch.index].to(device)
-                    summed = loss_sum(logits.float(), target)
+                            out = out + offsets[batch.index].to(device)
+                    return out, loss_sum(out.float(), target)
+
+                # under DDP the gradients are all-reduced once a step, with its last backward pass
+                last = k == len(parts) - 1
+                with net.no_sync() if ranks.enabled and not (last and not t.adversarial) else contextlib.nullcontext():
+                    with embedded_inputs(model, record=bool(t.adversarial)) as inputs:
+                        logits, summed = batch_loss()
                     (summed * scale).backward()
+                if t.adversarial:  # the same reviews again, each input moved uphill: a second backward pass
+                    with net.no_sync() if ranks.enabled and not last else contextlib.nullcontext():
+                        with embedded_inputs(model, add=[uphill(x, t.adversarial) for x in inputs]):
+                            _, adversarial_loss = batch_loss()
+                        (adversarial_loss * scale).backward()
                 if not padding:
                     total_loss += summed.item() * len(global_index) / total_weight
                     correct += (logits.argmax(1) == target).sum().item()
@@ -290,6 +301,38 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             saved_at = time.perf_counter()
     model.load_state_dict(best_weights)
     return state
+
+
+@contextlib.contextmanager
+def embedded_inputs(model: SentimentLSTM, record: bool = False, add: list[torch.Tensor] | None = None):
+    """Within: with ``record``, each reader's embedded input (B, T, E) of the next forward pass,
+    kept with its gradient (the list yielded); with ``add``, those tensors added to them."""
+    inputs: list[torch.Tensor] = []
+
+    def hook(index: int):
+        def change(_module, _args, out):
+            if add is not None:
+                return out + add[index]
+            out.retain_grad()
+            inputs.append(out)
+        return change
+
+    handles = ([reader.embedding.register_forward_hook(hook(i)) for i, reader in enumerate(model.readers)]
+               if record or add is not None else [])
+    try:
+        yield inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def uphill(x: torch.Tensor, size: float) -> torch.Tensor:
+    """Adversarial training's step (Miyato et al. 2017): for each review, the direction of its
+    loss gradient at its embedded input ``x`` (B, T, E), at ``size`` times that input's norm (a
+    size relative to the embedding's scale, which training is free to grow)."""
+    g = x.grad.detach().float()
+    norm = lambda v: v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)  # noqa: E731
+    return (size * norm(x.detach().float()) * g / norm(g)).to(x.dtype)
 
 
 def start_from_word_vectors(model: SentimentLSTM, seqs: Sequences, seed: int, ranks: Ranks, device: torch.device,
