@@ -105,10 +105,9 @@ def test_two_processes_match_one_with_the_same_global_batch(dataset, two_process
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in one.iterdir())
 
 
-def test_two_processes_average_the_weights_as_one(dataset, tmp_path):
-    """--average-weights under torchrun: every rank validates the mean the same way (rank 0's
-    figures), keeps the same weights, and they are the one-process run's."""
-    settings = [*SETTINGS, "--val-fraction", "0.25", "--average-weights"]
+def _two_against_one(dataset, tmp_path, settings):
+    """The same run under torchrun with 2 processes (batch 16 each) and in one (batch 32): their
+    model directories, once their weights are checked to be the same."""
     two = tmp_path / "two"
     run = torchrun("train", dataset, "--out", two, "--batch-size", "16", *settings)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -117,6 +116,13 @@ def test_two_processes_average_the_weights_as_one(dataset, tmp_path):
     assert result.exit_code == 0, result.output
     a, b = _weights(one), _weights(two)
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < TOLERANCE
+    return one, two
+
+
+def test_two_processes_average_the_weights_as_one(dataset, tmp_path):
+    """--average-weights under torchrun: every rank validates the mean the same way (rank 0's
+    figures), keeps the same weights, and they are the one-process run's."""
+    one, two = _two_against_one(dataset, tmp_path, [*SETTINGS, "--val-fraction", "0.25", "--average-weights"])
     rows = {path: (path / "history.csv").read_text().splitlines() for path in (one, two)}
     assert "val_loss_mean" in rows[one][0] and rows[one][0] == rows[two][0]
     m1, m2 = (json.loads((path / "metrics.json").read_text()) for path in (one, two))
@@ -127,16 +133,8 @@ def test_two_processes_average_the_weights_as_one(dataset, tmp_path):
 def test_two_processes_train_adversarially_as_one(dataset, two_processes, tmp_path):
     """--adversarial under torchrun: each rank moves its own reviews' inputs (two backward passes
     a step, the gradients all-reduced once, after the second), as one process does."""
-    settings = [*SETTINGS, "--adversarial", "0.05"]
-    two = tmp_path / "two"
-    run = torchrun("train", dataset, "--out", two, "--batch-size", "16", *settings)
-    assert run.returncode == 0, run.stderr[-3000:]
-    one = tmp_path / "one"
-    result = CliRunner().invoke(app, ["train", str(dataset), "--out", str(one), "--batch-size", "32", "--threads", "1", *settings])
-    assert result.exit_code == 0, result.output
-    a, b = _weights(one), _weights(two)
-    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < TOLERANCE
-    plain = _weights(two_processes[0])  # the same run without --adversarial
+    _, two = _two_against_one(dataset, tmp_path, [*SETTINGS, "--adversarial", "0.05"])
+    b, plain = _weights(two), _weights(two_processes[0])  # the same run without --adversarial
     assert max(float(np.abs(b[k] - plain[k]).max()) for k in b) > 100 * TOLERANCE
 
 
