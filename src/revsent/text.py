@@ -111,11 +111,12 @@ def truncate(ids: np.ndarray, lengths: np.ndarray, max_len: int | None, side: st
         return ids, lengths
     ends = np.cumsum(lengths)
     kept = np.minimum(lengths, max_len)
-    head = {"head": kept, "tail": np.zeros_like(kept), "head_tail": np.minimum(kept, max_len // 4)}[side]
-    # The j-th id kept of a review: the j-th of its head, or past the head, the (j - head)-th of its tail.
-    j = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
-    in_head = np.repeat(head, kept)
-    index = np.where(j < in_head, np.repeat(ends - lengths, kept) + j, np.repeat(ends - kept + head, kept) + j - in_head)
+    starts = ends - kept if side == "tail" else ends - lengths  # of each review's ids kept (the first run of them)
+    index = np.repeat(starts - (np.cumsum(kept) - kept), kept) + np.arange(kept.sum())
+    if side == "head_tail":  # past its first quarter, each review's window skips the middle
+        head = np.minimum(kept, max_len // 4)
+        past_head = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept) >= np.repeat(head, kept)
+        index += np.repeat(lengths - kept, kept) * past_head
     return ids[index], kept
 
 

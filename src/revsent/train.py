@@ -187,6 +187,19 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
     pin = device.type == "cuda"
     budget = TRAIN_TOKENS.get(device.type, TRAIN_TOKENS["cpu"])
     net = wrap(model, ranks, device)
+
+    def batch_loss(batch, target) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits (LSTM + the wide branch's offsets) and the summed loss of one batch."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = net(batch)
+            if offsets is not None:
+                out = out + offsets[batch.index].to(device)
+        return out, loss_sum(out.float(), target)
+
+    def all_reduced(final: bool):
+        """Under DDP the gradients are all-reduced once a step, by its final backward pass."""
+        return contextlib.nullcontext() if final or not ranks.enabled else net.no_sync()
+
     saved_at, trim = time.perf_counter(), HeapTrimmer()
     while state.epoch < t.epochs and not (t.patience and state.bad_epochs >= t.patience):
         if state.step:  # resuming mid-epoch: the same batch order, less the batches already done
@@ -214,24 +227,14 @@ def fit(model: SentimentLSTM, cfg: Config, train_seqs: Sequences, train_y: np.nd
             for k, part in enumerate(parts):
                 batch = make_batch(train_seqs, part, pin=pin).to(device)  # LSTM only: the wide part is in offsets
                 target = train_y_t[batch.index].to(device, non_blocking=True).long()
-
-                def batch_loss():
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                        out = net(batch)
-                        if offsets is not None:
-                            out = out + offsets[batch.index].to(device)
-                    return out, loss_sum(out.float(), target)
-
-                # under DDP the gradients are all-reduced once a step, with its last backward pass
                 last = k == len(parts) - 1
-                with net.no_sync() if ranks.enabled and not (last and not t.adversarial) else contextlib.nullcontext():
+                with all_reduced(last and not t.adversarial):
                     with embedded_inputs(model, record=bool(t.adversarial)) as inputs:
-                        logits, summed = batch_loss()
+                        logits, summed = batch_loss(batch, target)
                     (summed * scale).backward()
                 if t.adversarial:  # the same reviews again, each input moved uphill: a second backward pass
-                    with net.no_sync() if ranks.enabled and not last else contextlib.nullcontext():
-                        with embedded_inputs(model, add=[uphill(x, t.adversarial) for x in inputs]):
-                            _, adversarial_loss = batch_loss()
+                    with all_reduced(last), embedded_inputs(model, add=[uphill(x, t.adversarial) for x in inputs]):
+                        _, adversarial_loss = batch_loss(batch, target)
                         (adversarial_loss * scale).backward()
                 if not padding:
                     total_loss += summed.item() * len(global_index) / total_weight
@@ -712,8 +715,7 @@ def _open_dataset(cfg: Config, out: Path, resume: bool, progress: Progress,
             raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
         ds = store.Dataset.open(paths[0])
         progress.log(f"dataset {paths[0]}: {ds.manifest['n']} reviews, vocabulary {ds.manifest['tokenizer']['vocab_size']}")
-        if start is not None and (ds.manifest["tokenizer"] != {name: getattr(start.cfg.model, name) for name in store.TOKENIZER_FIELDS}
-                                  or ds.encoder.vocab != start.encoder.vocab):
+        if start is not None and (ds.model_config(start.cfg.model) != start.cfg.model or ds.encoder.vocab != start.encoder.vocab):
             raise ConfigError(f"{paths[0]}: its vocabulary is not that of --init-from {start.path}; prepare the dataset "
                               f"with `revsent prepare ... --init-from {start.path}`")
         return ds, ds.run_config(cfg)
