@@ -28,7 +28,7 @@ def test_tune_searches_continues_and_trains_the_best(tmp_path):
     assert [r["trial"] for r in rows] == ["0", "1", "2"]
     complete = [r for r in rows if r["state"] == "complete"]
     assert complete and min(float(r["val_loss"]) for r in complete) == pytest.approx(first.best_val_loss)
-    assert {"lr", "hidden_size", "dropout", "word_dropout", "ngram_c", "embedding_init"} <= set(rows[0])
+    assert {"lr", "hidden_size", "dropout", "word_dropout", "ngram_c", "embedding_init", "adversarial"} <= set(rows[0])
     assert (out / "history.png").stat().st_size > 0
 
     # the best settings are the final model's; the test part (20% of 400) was scored once, by it
