@@ -331,3 +331,91 @@ def test_serve_refuses_a_missing_model_with_one_line(tmp_path):
     result = subprocess.run([str(revsent), "serve", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("revsent: error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def _sockets_by_process(pids, port, state: str) -> dict[int, set[str]]:
+    """The sockets on the server's ``port`` in ``state`` ("01" established, "0A" listening) that each
+    of ``pids`` holds, by inode (the kernel's tables in /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:  # the local port
+                inodes.add(fields[9])
+    held = {}
+    for pid in pids:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        held[pid] = {link[8:-1] for link in links if link.startswith("socket:[") and link[8:-1] in inodes}
+    return held
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table")
+def test_workers_share_the_port_evenly_and_stop_together(model_dir):
+    proc, url = start_server(model_dir, "--workers", "2")
+    port = int(url.rsplit(":", 1)[1])
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    try:
+        body = json.dumps({"text": "great friendly food"}).encode()
+        request = (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]  # kept alive, as a load test's
+        for client in clients:
+            client.sendall(request)
+        for client in clients:
+            reader = client.makefile("rb")
+            head = [reader.readline()]
+            while head[-1] not in (b"\r\n", b""):
+                head.append(reader.readline())
+            size = next(int(line.split(b":")[1]) for line in head if line.lower().startswith(b"content-length:"))
+            assert head[0].startswith(b"HTTP/1.1 200") and b'"positive"' in reader.read(size)
+        # each process listens on a socket of its own (SO_REUSEPORT; on one shared socket the first
+        # process awake took 28 of 32 connections), and the kernel spreads the connections over them
+        listening = {pid: found for pid, found in _sockets_by_process(workers, port, "0A").items() if found}
+        assert len(listening) == 2 and len(set.union(*listening.values())) == 2, listening
+        held = {pid: len(found) for pid, found in _sockets_by_process(workers, port, "01").items() if found}
+        assert held.keys() == listening.keys() and sum(held.values()) == 32 and min(held.values()) >= 4, held
+        for client in clients:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in held)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        for pid in workers:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_workers_refuse_a_port_in_use_and_a_missing_model_with_one_line(model_dir, tmp_path):
+    revsent = Path(sys.executable).parent / "revsent"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run([str(revsent), "serve", str(model_dir), "--workers", "2", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert busy.returncode != 0 and busy.stderr.startswith("revsent: error: cannot listen on 127.0.0.1:")
+    missing = subprocess.run([str(revsent), "serve", str(tmp_path / "nothing"), "--workers", "2", "--port", str(_free_port())],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("revsent: error:") and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+
+def test_workers_stop_when_their_parent_is_killed(model_dir):
+    proc, url = start_server(model_dir, "--workers", "2")
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    try:
+        assert len(workers) >= 2
+        proc.kill()  # SIGKILL: nothing passes a signal on
+        proc.wait(10)
+        deadline = time.time() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers outlived their parent"
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
