@@ -546,7 +546,7 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
 
     import uvicorn
 
-    from .errors import RevsentError
+    from .errors import ConfigError, RevsentError
 
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which passes it on once (a second would cut requests off)
     parent = os.getppid()
@@ -561,18 +561,21 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
     try:
         service = Service(config)
         service.thread.submit(service.load).result()
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:  # the parent found the port free; another program may have taken it since
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock.listen(2048)  # uvicorn's backlog
     except RevsentError as exc:
         with reported.get_lock():
             if not reported.value:
                 reported.value = 1
                 print(f"revsent: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # uvicorn's backlog
     server = uvicorn.Server(uvicorn.Config(create_app(config, service), log_level=log_level, timeout_graceful_shutdown=30))
     server.run(sockets=[sock])
 
