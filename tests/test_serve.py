@@ -333,6 +333,11 @@ def test_serve_refuses_a_missing_model_with_one_line(tmp_path):
     assert result.stderr.startswith("revsent: error:") and len(result.stderr.strip().splitlines()) == 1
 
 
+def _children(proc) -> list[int]:
+    """The processes ``proc`` started (the workers of ``revsent serve --workers``)."""
+    return [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+
+
 def _sockets_by_process(pids, port, state: str) -> dict[int, set[str]]:
     """The sockets on the server's ``port`` in ``state`` ("01" established, "0A" listening) that each
     of ``pids`` holds, by inode (the kernel's tables in /proc)."""
@@ -353,7 +358,7 @@ def _sockets_by_process(pids, port, state: str) -> dict[int, set[str]]:
 def test_workers_share_the_port_evenly_and_stop_together(model_dir):
     proc, url = start_server(model_dir, "--workers", "2")
     port = int(url.rsplit(":", 1)[1])
-    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    workers = _children(proc)
     try:
         body = json.dumps({"text": "great friendly food"}).encode()
         request = (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -404,7 +409,7 @@ def test_workers_refuse_a_port_in_use_and_a_missing_model_with_one_line(model_di
 
 def test_workers_stop_when_their_parent_is_killed(model_dir):
     proc, url = start_server(model_dir, "--workers", "2")
-    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    workers = _children(proc)
     try:
         assert len(workers) >= 2
         proc.kill()  # SIGKILL: nothing passes a signal on

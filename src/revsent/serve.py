@@ -496,13 +496,7 @@ def serve_workers(config: ServeConfig, host: str, port: int, workers: int, log_l
 
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ConfigError("--workers > 1 needs SO_REUSEPORT, which this system lacks; run one process per port instead")
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    try:  # a port in use is an error here: a second server must not quietly share it through SO_REUSEPORT
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed server's connections do not block
-            probe.bind((host, port))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    _bound(host, port).close()  # a port in use is an error here: a second server must not quietly share it (SO_REUSEPORT)
     context = multiprocessing.get_context("spawn")
     reported = context.Value("b", 0)  # the first worker to fail prints its error; the others, the same one, do not
     processes = [context.Process(target=_worker, args=(asdict(config), host, port, log_level, reported))
@@ -540,13 +534,12 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
     """One of :func:`serve_workers`' processes: its model, its socket on the shared port, uvicorn."""
     import os
     import signal
-    import socket
     import sys
     import threading
 
     import uvicorn
 
-    from .errors import ConfigError, RevsentError
+    from .errors import RevsentError
 
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which passes it on once (a second would cut requests off)
     parent = os.getppid()
@@ -561,14 +554,7 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
     try:
         service = Service(config)
         service.thread.submit(service.load).result()
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:  # the parent found the port free; another program may have taken it since
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock = _bound(host, port, share=True)  # the parent found the port free; another program may have taken it since
         sock.listen(2048)  # uvicorn's backlog
     except RevsentError as exc:
         with reported.get_lock():
@@ -578,6 +564,25 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
         sys.exit(exc.exit_code)
     server = uvicorn.Server(uvicorn.Config(create_app(config, service), log_level=log_level, timeout_graceful_shutdown=30))
     server.run(sockets=[sock])
+
+
+def _bound(host: str, port: int, share: bool = False):
+    """A TCP socket bound to ``host:port`` (SO_REUSEADDR, as uvicorn's: a closed server's connections
+    do not block it; ``share``: SO_REUSEPORT too); a port that cannot be had is a one-line error."""
+    import socket
+
+    from .errors import ConfigError
+
+    sock = socket.socket(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0], socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
 
 
 def _version() -> str:
