@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean bench bench-scale bench-ddp
+.PHONY: run test install dev clean bench bench-scale bench-ddp bench-rated
 
 $(BIN)/revsent: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-scale: $(BIN)/revsent
 # One seed epoch as one process against 2 processes under torchrun (the same global batch), in turn.
 bench-ddp: $(BIN)/revsent
 	$(BIN)/python bench/ddp.py $(BENCH_ARGS)
+
+# 3- and 5-class labels on rated movie- and product-review snippets: the default preset against TF-IDF + LR
+# at three seeds (pip fetches the ratings, in vaderSentiment's source distribution, from the registry).
+bench-rated: $(BIN)/revsent
+	$(BIN)/python bench/rated_snippets.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) runs bench/out
