@@ -1,6 +1,6 @@
 """3- and 5-class labels on real review text: revsent's default against TF-IDF + LR.
 
-    python bench/rated_snippets.py [--seeds 36 37 38] [--tasks movie-5 amazon-3 ...]
+    python bench/rated_snippets.py [--seeds 36 37 38] [--tasks movie-5 amazon-3 ...] [--quick]
 
 The bundled samples carry binary labels only. The source distribution of the PyPI package
 `vaderSentiment` (3.3.2, MIT licence) ships the human ratings of Hutto & Gilbert (ICWSM 2014):
@@ -79,7 +79,7 @@ def prepare() -> dict[str, Path]:
 def train(task: str, path: Path, seed: int) -> dict:
     out = OUT / "models" / f"{task}_{seed}"
     subprocess.run([sys.executable, "-m", "revsent", "train", str(path), "--baseline", "--seed", str(seed),
-                    "--out", str(out), "--force", "--quiet"], check=True)
+                    "--out", str(out), "--force", "--quiet"], check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -88,7 +88,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[36, 37, 38])
     parser.add_argument("--tasks", nargs="+", default=["movie-5", "movie-3", "amazon-5", "amazon-3"])
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one seed, the Amazon tasks only (CI runs this)")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.tasks = args.seeds[:1], [task for task in args.tasks if task.startswith("amazon")]
     paths = prepare()
     for task, path in paths.items():
         labels = [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()]
