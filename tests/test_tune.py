@@ -70,3 +70,20 @@ def test_continuing_with_other_data_is_refused(tmp_path):
     tune(_cfg(limit=200, epochs=1), out, trials=1)
     with pytest.raises(ConfigError, match="prepared from other data"):
         tune(_cfg(limit=300, epochs=1), out, trials=1)
+
+
+def test_the_log_line_of_a_pruned_trial_gives_its_last_loss_and_no_accuracy():
+    import optuna
+
+    from revsent.tune import trial_line
+
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    complete = optuna.trial.create_trial(params={"lr": 2e-3}, distributions=space, value=0.4915,
+                                         intermediate_values={1: 0.52, 2: 0.4915},
+                                         user_attrs={"val_accuracy": 0.7672, "best_epoch": 2})
+    pruned = optuna.trial.create_trial(params={"lr": 4e-3}, distributions=space, value=0.5074,
+                                       state=optuna.trial.TrialState.PRUNED, intermediate_values={1: 0.5074})
+    study = optuna.create_study()
+    study.add_trials([complete, pruned])
+    assert trial_line(study.trials[0]) == "trial 0: complete (val loss 0.4915, acc 0.7672) {'lr': 0.002}"
+    assert trial_line(study.trials[1]) == "trial 1: pruned (val loss 0.5074 after epoch 1) {'lr': 0.004}"

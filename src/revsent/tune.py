@@ -103,8 +103,7 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
         return state.best_val_loss
 
     def log_trial(study, trial) -> None:
-        value = "pruned" if trial.value is None else f"val loss {trial.value:.4f}, acc {trial.user_attrs.get('val_accuracy', 0):.4f}"
-        progress.log(f"trial {trial.number}: {trial.state.name.lower()} ({value}) {trial.params}")
+        progress.log(trial_line(trial))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -157,6 +156,19 @@ def _dataset(cfg: Config, out: Path, progress: Progress) -> tuple[store.Dataset,
     else:
         ds = store.prepare(cfg, cached, force=True, progress=progress)
     return ds, ds.run_config(cfg)
+
+
+def trial_line(trial) -> str:
+    """One finished trial for the log: a complete one's chosen validation loss and accuracy; a
+    pruned one's loss at the epoch where it was stopped (it has no chosen accuracy)."""
+    if "val_accuracy" in trial.user_attrs:
+        value = f"val loss {trial.value:.4f}, acc {trial.user_attrs['val_accuracy']:.4f}"
+    elif trial.intermediate_values:
+        epoch = max(trial.intermediate_values)
+        value = f"val loss {trial.intermediate_values[epoch]:.4f} after epoch {epoch}"
+    else:
+        value = "no epoch finished"
+    return f"trial {trial.number}: {trial.state.name.lower()} ({value}) {trial.params}"
 
 
 def _write_trials(study, out: Path) -> None:
