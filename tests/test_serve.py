@@ -1,6 +1,7 @@
 """revsent serve: the HTTP API, micro-batching, limits and errors, metrics, the server process."""
 import asyncio
 import json
+import re
 import os
 import signal
 import socket
@@ -334,8 +335,21 @@ def test_serve_refuses_a_missing_model_with_one_line(tmp_path):
 
 
 def _children(proc) -> list[int]:
-    """The processes ``proc`` started (the workers of ``revsent serve --workers``)."""
-    return [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    """The workers ``proc`` started (``revsent serve --workers``): its children but for
+    multiprocessing's resource tracker."""
+    pids = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    return [pid for pid in pids if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _listening(pids, port, count: int, seconds: float = 60) -> dict[int, set[str]]:
+    """Wait until ``count`` of ``pids`` listen on ``port`` (a worker answers /readyz while the other
+    may still be loading its model); returns the listening sockets by process."""
+    deadline = time.time() + seconds
+    while True:
+        found = {pid: held for pid, held in _sockets_by_process(pids, port, "0A").items() if held}
+        if len(found) >= count or time.time() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _sockets_by_process(pids, port, state: str) -> dict[int, set[str]]:
@@ -349,7 +363,12 @@ def _sockets_by_process(pids, port, state: str) -> dict[int, set[str]]:
                 inodes.add(fields[9])
     held = {}
     for pid in pids:
-        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                links.append(os.readlink(fd))
+            except FileNotFoundError:  # closed since the listing (a worker still starting)
+                pass
         held[pid] = {link[8:-1] for link in links if link.startswith("socket:[") and link[8:-1] in inodes}
     return held
 
@@ -360,6 +379,8 @@ def test_workers_share_the_port_evenly_and_stop_together(model_dir):
     port = int(url.rsplit(":", 1)[1])
     workers = _children(proc)
     try:
+        assert len(workers) == 2, workers
+        _listening(workers, port, 2)
         body = json.dumps({"text": "great friendly food"}).encode()
         request = (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -411,7 +432,7 @@ def test_workers_stop_when_their_parent_is_killed(model_dir):
     proc, url = start_server(model_dir, "--workers", "2")
     workers = _children(proc)
     try:
-        assert len(workers) >= 2
+        assert len(workers) == 2, workers
         proc.kill()  # SIGKILL: nothing passes a signal on
         proc.wait(10)
         deadline = time.time() + 30
@@ -424,3 +445,69 @@ def test_workers_stop_when_their_parent_is_killed(model_dir):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _serve(*args) -> subprocess.Popen:
+    revsent = Path(sys.executable).parent / "revsent"
+    return subprocess.Popen([str(revsent), "serve", *map(str, args), "--threads", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _stop(proc) -> str:
+    """SIGTERM, then what the server wrote to stderr."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table")
+def test_workers_on_port_0_share_the_port_the_system_chose_and_say_which(model_dir):
+    proc = _serve(model_dir, "--workers", "2", "--port", "0")
+    try:
+        lines = []
+        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+        deadline, match = time.time() + 60, None
+        while time.time() < deadline and not match and proc.poll() is None:
+            match = next(filter(None, (re.search(r"2 workers serving on http://127\.0\.0\.1:(\d+)", line)
+                                       for line in list(lines))), None)
+            time.sleep(0.1)
+        assert match, lines
+        port = int(match.group(1))
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        listening = _listening(_children(proc), port, 2)
+        assert len(listening) == 2, listening  # both workers on the one port (each took a port of its own before)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        time.sleep(0.5)  # the reader thread takes the last lines
+        assert not any("Traceback" in line for line in lines)
+    finally:
+        proc.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table")
+def test_the_port_is_held_while_the_workers_load_so_a_second_server_is_refused(model_dir):
+    port = _free_port()
+    first = _serve(model_dir, "--workers", "2", "--port", port, "--log-level", "warning")
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # what another server's check finds: the port taken, and since when
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    break
+            time.sleep(0.02)
+        # taken before any worker listens: the parent holds it from its check on (before, it was
+        # free until the workers had loaded their models, and a second server could join them)
+        assert not _listening(_children(first), port, 1, seconds=0), "the port was free until the workers listened"
+        second = subprocess.run([str(Path(sys.executable).parent / "revsent"), "serve", str(model_dir), "--workers", "2",
+                                 "--port", str(port)], capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and second.stderr.startswith(f"revsent: error: cannot listen on 127.0.0.1:{port}")
+        assert len(_listening(_children(first), port, 2)) == 2  # the first server goes on
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        assert "Traceback" not in _stop(first)
+    finally:
+        first.kill()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -494,12 +496,19 @@ def serve_workers(config: ServeConfig, host: str, port: int, workers: int, log_l
 
     from .errors import ConfigError, RevsentError
 
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ConfigError("--workers > 1 needs SO_REUSEPORT, which this system lacks; run one process per port instead")
-    _bound(host, port).close()  # a port in use is an error here: a second server must not quietly share it (SO_REUSEPORT)
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--workers > 1 needs Linux, whose SO_REUSEPORT spreads connections over the workers; "
+                          "run one process per port instead")
+    # A port in use is an error here: a second server must not quietly share it (SO_REUSEPORT). The
+    # port is then held, bound but not listening (it takes no connections), until the end: another
+    # server's check finds it taken even while the workers are still loading their models.
+    with _bound(host, port) as check:
+        port = check.getsockname()[1]  # --port 0: the port the system chose, for every worker
+    hold = _bound(host, port, share=True, reuse_address=False)
     context = multiprocessing.get_context("spawn")
     reported = context.Value("b", 0)  # the first worker to fail prints its error; the others, the same one, do not
-    processes = [context.Process(target=_worker, args=(asdict(config), host, port, log_level, reported))
+    ready = context.Value("i", 0)  # workers listening
+    processes = [context.Process(target=_worker, args=(asdict(config), host, port, log_level, os.getpid(), reported, ready))
                  for _ in range(workers)]
     stopping = []
 
@@ -509,40 +518,51 @@ def serve_workers(config: ServeConfig, host: str, port: int, workers: int, log_l
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The workers start with SIGINT ignored (they inherit that, and make themselves a process group
+    # of their own first thing): a terminal's Ctrl-C while they start reaches the parent alone.
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop)
+    announced = False
     try:
         for process in processes:
-            process.start()
+            if not stopping:
+                process.start()
+        signal.signal(signal.SIGINT, stop)
+        if stopping:  # a signal came while they started: those started after it stop too
+            stop(stopping[0], None)
         while True:
-            failed = [p for p in processes if p.exitcode not in (None, 0, -signal.SIGTERM)]
+            codes = [p.exitcode for p in processes if p.pid is not None]  # one look decides both questions below
+            failed = [code for code in codes if code not in (None, 0, -signal.SIGTERM)]
             if failed and not stopping:  # one failed: the others stop too
                 stop(signal.SIGTERM, None)
                 for process in processes:
                     process.join(60)
                 if reported.value:  # its one-line error is printed: exit with its code
-                    raise SystemExit(failed[0].exitcode)
-                raise RevsentError(f"a server process stopped (exit code {failed[0].exitcode}); the others were stopped too")
-            if not any(process.is_alive() for process in processes):
+                    raise SystemExit(failed[0])
+                raise RevsentError(f"a server process stopped (exit code {failed[0]}); the others were stopped too")
+            if all(code is not None for code in codes):
                 return
+            if not announced and ready.value == workers and log_level in ("trace", "debug", "info"):
+                shown = f"[{host}]" if ":" in host else host
+                print(f"revsent: {workers} workers serving on http://{shown}:{port} (Ctrl+C to stop)", file=sys.stderr,
+                      flush=True)
+                announced = True
             time.sleep(0.2)
     finally:
+        hold.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> None:
+def _worker(settings: dict, host: str, port: int, log_level: str, parent: int, reported, ready) -> None:
     """One of :func:`serve_workers`' processes: its model, its socket on the shared port, uvicorn."""
-    import os
+    os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which passes it on once (a second would cut requests off)
     import signal
-    import sys
     import threading
 
     import uvicorn
 
     from .errors import RevsentError
-
-    os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which passes it on once (a second would cut requests off)
-    parent = os.getppid()
 
     def orphaned():  # the parent was killed outright (SIGKILL): stop as on SIGTERM, not hold the port forever
         while os.getppid() == parent:
@@ -554,7 +574,7 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
     try:
         service = Service(config)
         service.thread.submit(service.load).result()
-        sock = _bound(host, port, share=True)  # the parent found the port free; another program may have taken it since
+        sock = _bound(host, port, share=True)  # the parent holds the port; SO_REUSEPORT lets its workers in
         sock.listen(2048)  # uvicorn's backlog
     except RevsentError as exc:
         with reported.get_lock():
@@ -563,25 +583,31 @@ def _worker(settings: dict, host: str, port: int, log_level: str, reported) -> N
                 print(f"revsent: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     server = uvicorn.Server(uvicorn.Config(create_app(config, service), log_level=log_level, timeout_graceful_shutdown=30))
+    with ready.get_lock():
+        ready.value += 1
     server.run(sockets=[sock])
 
 
-def _bound(host: str, port: int, share: bool = False):
-    """A TCP socket bound to ``host:port`` (SO_REUSEADDR, as uvicorn's: a closed server's connections
-    do not block it; ``share``: SO_REUSEPORT too); a port that cannot be had is a one-line error."""
+def _bound(host: str, port: int, share: bool = False, reuse_address: bool = True):
+    """A TCP socket bound to ``host:port``; a port that cannot be had is a one-line error.
+
+    ``reuse_address``: SO_REUSEADDR, as uvicorn's (a closed server's connections do not block the
+    port); ``share``: SO_REUSEPORT, so that the workers' sockets can all bind the port."""
     import socket
 
     from .errors import ConfigError
 
-    sock = socket.socket(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0], socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if share:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock = None
     try:
+        sock = socket.socket(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
+        if share:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except OSError as exc:  # socket.gaierror too: a host that does not resolve
+        if sock is not None:
+            sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
