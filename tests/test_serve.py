@@ -422,6 +422,10 @@ def test_workers_refuse_a_port_in_use_and_a_missing_model_with_one_line(model_di
         busy = subprocess.run([str(revsent), "serve", str(model_dir), "--workers", "2", "--port", str(port)],
                               capture_output=True, text=True, timeout=60)
     assert busy.returncode != 0 and busy.stderr.startswith("revsent: error: cannot listen on 127.0.0.1:")
+    nowhere = subprocess.run([str(revsent), "serve", str(model_dir), "--workers", "2", "--host", "nosuch.invalid"],
+                             capture_output=True, text=True, timeout=60)
+    assert nowhere.returncode != 0 and nowhere.stderr.startswith("revsent: error: cannot listen on nosuch.invalid:")
+    assert len(nowhere.stderr.strip().splitlines()) == 1, nowhere.stderr
     missing = subprocess.run([str(revsent), "serve", str(tmp_path / "nothing"), "--workers", "2", "--port", str(_free_port())],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr

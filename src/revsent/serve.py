@@ -599,7 +599,8 @@ def _bound(host: str, port: int, share: bool = False, reuse_address: bool = True
 
     sock = None
     try:
-        sock = socket.socket(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0], socket.SOCK_STREAM)
+        # the address family as uvicorn picks it for one process: IPv6 where the host has a colon
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
         if share:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
