@@ -60,6 +60,16 @@ def test_override_to_none():
     assert cfg.model.max_len is None and cfg.train.patience is None
 
 
+def test_no_validation_slice_drops_the_presets_choices_made_on_it():
+    cfg = Config.from_preset("default", val_fraction=0)  # train on everything: nothing to stop early or average on
+    assert (cfg.train.val_fraction, cfg.train.patience, cfg.train.average_weights) == (0.0, None, False)
+    assert cfg.train.epochs == Config.from_preset("default").train.epochs
+    with pytest.raises(ConfigError, match="--patience stops on the validation loss"):  # asked for: still refused
+        Config.from_preset("default", val_fraction=0, patience=2)
+    with pytest.raises(ConfigError, match="--average-weights keeps the mean"):
+        Config.from_preset("default", val_fraction=0, average_weights=True)
+
+
 def test_unknown_override():
     with pytest.raises(ConfigError, match=r"^Unknown setting 'hiden_size'; known settings: .*\bhidden_size\b"):
         Config.from_preset("default", hiden_size=10)

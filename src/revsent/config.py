@@ -194,6 +194,10 @@ class Config:
             if key not in owners:
                 raise ConfigError(f"Unknown setting {key!r}; known settings: {', '.join(sorted(owners))}.")
             sections[owners[key]][key] = value
+        if overrides.get("val_fraction") == 0:  # no validation slice: the preset's choices made on one fall away
+            for key, off in (("patience", None), ("average_weights", False)):
+                if key not in overrides:
+                    sections["train"][key] = off
         return cls(
             data=_build(DataConfig, sections["data"]),
             model=_build(ModelConfig, sections["model"]),
