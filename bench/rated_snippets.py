@@ -106,7 +106,8 @@ def main() -> None:
         for seed in args.seeds:
             m = train(task, paths[task], seed)
             b = m["baseline_tfidf_lr"]
-            ours.append(m["accuracy"]), theirs.append(b["accuracy"])
+            ours.append(m["accuracy"])
+            theirs.append(b["accuracy"])
             print(f"| {task} | {seed} | {m['accuracy']:.2%} / {m['f1_macro']:.2%} | {b['accuracy']:.2%} / "
                   f"{b['f1_macro']:.2%} (C {b.get('C', '?')}) | {m['validation']['loss']:.4f} / "
                   f"{m['validation']['accuracy']:.2%} | {m['total_seconds']:.1f} |", flush=True)

@@ -288,12 +288,19 @@ def _free_port():
         return s.getsockname()[1]
 
 
+REVSENT = str(Path(sys.executable).parent / "revsent")  # the console script, as a user runs it
+
+
+def _serve(*args) -> subprocess.Popen:
+    """``revsent serve ARGS --threads 1`` as its own process; its stderr is a pipe."""
+    return subprocess.Popen([REVSENT, "serve", *map(str, args), "--threads", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def start_server(model_dir, *extra):
     """``revsent serve`` as a user runs it, on 127.0.0.1; returns (process, base URL) once ready."""
     port = _free_port()
-    revsent = Path(sys.executable).parent / "revsent"
-    proc = subprocess.Popen([str(revsent), "serve", str(model_dir), "--port", str(port), "--threads", "1",
-                             "--log-level", "warning", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _serve(model_dir, "--port", port, "--log-level", "warning", *extra)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -328,8 +335,7 @@ def test_server_process_answers_and_stops_cleanly_on_sigterm(model_dir):
 
 
 def test_serve_refuses_a_missing_model_with_one_line(tmp_path):
-    revsent = Path(sys.executable).parent / "revsent"
-    result = subprocess.run([str(revsent), "serve", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([REVSENT, "serve", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("revsent: error:") and len(result.stderr.strip().splitlines()) == 1
 
@@ -414,19 +420,18 @@ def test_workers_share_the_port_evenly_and_stop_together(model_dir):
 
 
 def test_workers_refuse_a_port_in_use_and_a_missing_model_with_one_line(model_dir, tmp_path):
-    revsent = Path(sys.executable).parent / "revsent"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = subprocess.run([str(revsent), "serve", str(model_dir), "--workers", "2", "--port", str(port)],
+        busy = subprocess.run([REVSENT, "serve", str(model_dir), "--workers", "2", "--port", str(port)],
                               capture_output=True, text=True, timeout=60)
     assert busy.returncode != 0 and busy.stderr.startswith("revsent: error: cannot listen on 127.0.0.1:")
-    nowhere = subprocess.run([str(revsent), "serve", str(model_dir), "--workers", "2", "--host", "nosuch.invalid"],
+    nowhere = subprocess.run([REVSENT, "serve", str(model_dir), "--workers", "2", "--host", "nosuch.invalid"],
                              capture_output=True, text=True, timeout=60)
     assert nowhere.returncode != 0 and nowhere.stderr.startswith("revsent: error: cannot listen on nosuch.invalid:")
     assert len(nowhere.stderr.strip().splitlines()) == 1, nowhere.stderr
-    missing = subprocess.run([str(revsent), "serve", str(tmp_path / "nothing"), "--workers", "2", "--port", str(_free_port())],
+    missing = subprocess.run([REVSENT, "serve", str(tmp_path / "nothing"), "--workers", "2", "--port", str(_free_port())],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert missing.stderr.startswith("revsent: error:") and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
@@ -449,12 +454,6 @@ def test_workers_stop_when_their_parent_is_killed(model_dir):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def _serve(*args) -> subprocess.Popen:
-    revsent = Path(sys.executable).parent / "revsent"
-    return subprocess.Popen([str(revsent), "serve", *map(str, args), "--threads", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
 
 
 def _stop(proc) -> str:
@@ -507,7 +506,7 @@ def test_the_port_is_held_while_the_workers_load_so_a_second_server_is_refused(m
         # taken before any worker listens: the parent holds it from its check on (before, it was
         # free until the workers had loaded their models, and a second server could join them)
         assert not _listening(_children(first), port, 1, seconds=0), "the port was free until the workers listened"
-        second = subprocess.run([str(Path(sys.executable).parent / "revsent"), "serve", str(model_dir), "--workers", "2",
+        second = subprocess.run([REVSENT, "serve", str(model_dir), "--workers", "2",
                                  "--port", str(port)], capture_output=True, text=True, timeout=60)
         assert second.returncode != 0 and second.stderr.startswith(f"revsent: error: cannot listen on 127.0.0.1:{port}")
         assert len(_listening(_children(first), port, 2)) == 2  # the first server goes on

@@ -476,9 +476,15 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
     if workers > 1:
         serve_workers(config, host, port, workers, log_level)
         return
+    uvicorn.run(create_app(config, _loaded(config)), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
+def _loaded(config: ServeConfig) -> Service:
+    """The service with its model loaded, before any socket listens: a bad model is a clear error at
+    start, not a 503 forever."""
     service = Service(config)
-    service.thread.submit(service.load).result()  # before listening: a bad model is a clear error at start, not a 503 forever
-    uvicorn.run(create_app(config, service), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    service.thread.submit(service.load).result()
+    return service
 
 
 def serve_workers(config: ServeConfig, host: str, port: int, workers: int, log_level: str) -> None:
@@ -572,8 +578,7 @@ def _worker(settings: dict, host: str, port: int, log_level: str, parent: int, r
     threading.Thread(target=orphaned, daemon=True).start()
     config = ServeConfig(**settings)
     try:
-        service = Service(config)
-        service.thread.submit(service.load).result()
+        service = _loaded(config)
         sock = _bound(host, port, share=True)  # the parent holds the port; SO_REUSEPORT lets its workers in
         sock.listen(2048)  # uvicorn's backlog
     except RevsentError as exc:
