@@ -269,6 +269,57 @@ def test_micro_batcher_merges_within_size_and_wait():
     assert sorted(t for call in calls for t in call) == [str(i) for i in range(1, 9)]
 
 
+def test_micro_batcher_stops_waiting_once_as_many_requests_as_last_time_came():
+    """With N clients in step (each sends again when answered), a batch that holds N requests
+    goes at once instead of waiting out ``max_wait``; the first batch, with no history, waits."""
+    calls = []
+
+    def run(texts):
+        calls.append(list(texts))
+        return np.zeros((len(texts), 1))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher(run, max_batch=64, max_wait=0.5, max_queue=100)
+        batcher.start()
+        started = loop.time()
+        await asyncio.gather(*(batcher.submit([f"a{i}"]) for i in range(3)))
+        first = loop.time() - started
+        started = loop.time()
+        await asyncio.wait_for(asyncio.gather(*(batcher.submit([f"b{i}"]) for i in range(3))), 0.25)
+        second = loop.time() - started
+        await batcher.stop()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first >= 0.5  # no history: the first batch waited for more
+    assert second < 0.25  # three again, as last time: no wait (wait_for raises otherwise)
+    assert calls == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+
+
+def test_micro_batcher_waits_again_when_fewer_came_than_last_time():
+    calls = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher(lambda texts: calls.append(list(texts)) or np.zeros((len(texts), 1)), 64, 0.3, 100)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit([str(i)]) for i in range(2)))
+        started = loop.time()
+        late = asyncio.ensure_future(asyncio.sleep(0.1))
+        first = asyncio.ensure_future(batcher.submit(["x"]))
+        await late
+        second = batcher.submit(["y"])  # came 0.1 s later, within the wait: the same call
+        await asyncio.gather(first, second)
+        waited = loop.time() - started
+        await batcher.stop()
+        return waited
+
+    waited = asyncio.run(main())
+    assert calls == [["0", "1"], ["x", "y"]]
+    assert 0.1 <= waited < 0.3
+
+
 def test_micro_batching_off_runs_each_request_alone():
     calls = []
 

@@ -360,7 +360,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the model.")] = 1,
     max_batch: Annotated[int, typer.Option(help="Texts per model call when merging concurrent requests (1: no merging).")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its model call.")] = 2.0,
+    max_wait_ms: Annotated[float, typer.Option(help="The longest a request waits for others to share its model call.")] = 2.0,
     max_texts: Annotated[int, typer.Option(help="Texts per request (413 above).")] = 256,
     max_chars: Annotated[int, typer.Option(help="Characters per text (413 above).")] = 50_000,
     max_body: Annotated[int, typer.Option(help="Bytes per request body (413 above).")] = 4 << 20,

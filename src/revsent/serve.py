@@ -7,7 +7,7 @@
     GET  /metrics      Prometheus text format;  GET /docs: OpenAPI;  GET /: the web page
 
 Concurrent requests are merged into one model call (``MicroBatcher``: up to ``max_batch`` texts,
-waiting at most ``max_wait_ms`` for more), run on a worker thread so that the event loop keeps
+waiting at most ``max_wait_ms`` for more, less once as many requests came as last time), run on a worker thread so that the event loop keeps
 serving. Errors are JSON ``{"error": ..., "type": ...}``: 413 for too many texts, too long a text
 or too large a body, 422 for malformed JSON, wrong types or an empty list, 429 when the queue is
 full, 503 while loading. Nothing a client sends gives a 500.
@@ -37,7 +37,7 @@ WEB_PAGE = Path(__file__).with_name("web") / "index.html"
 class ServeConfig:
     model: str
     max_batch: int = 64  # texts per model call; 1 turns micro-batching off (each request alone)
-    max_wait_ms: float = 2.0  # how long the first request of a batch waits for others (bench/RESULTS.md: 2 against 5)
+    max_wait_ms: float = 2.0  # the longest the first request of a batch waits for others (bench/RESULTS.md: 2 against 5)
     max_texts: int = 256  # texts per request (413 above)
     max_chars: int = 50_000  # characters per text (413 above)
     max_body: int = 4 << 20  # bytes per request body (413 above)
@@ -102,7 +102,11 @@ class QueueFull(Exception):
 class MicroBatcher:
     """Merges concurrent requests into model calls of at most ``max_batch`` texts.
 
-    A call starts when the batch is full or ``max_wait`` seconds after its first request came.
+    A call starts when the batch is full, ``max_wait`` seconds after its first request came, or as
+    soon as it holds as many requests as the call before it and no more are queued. With N clients
+    each sending again when answered, that is the moment all N are in: waiting out ``max_wait``
+    would only idle the model (bench/RESULTS.md, "Serving"). When fewer come than last time, the
+    batch waits out ``max_wait`` as before, and the next one expects as many as it got.
     A request is never split: one larger than ``max_batch`` runs alone. ``run`` (texts -> (n, C))
     runs on ``executor``'s one worker thread (the model's: see ``model_thread``), never on the event loop.
     """
@@ -114,6 +118,7 @@ class MicroBatcher:
         self.waiting = 0  # texts queued, not yet running
         self._queue: asyncio.Queue = asyncio.Queue()
         self._carry: tuple | None = None
+        self._expected = 1 << 30  # requests in the last call: a batch that has as many goes at once (none yet)
         self._executor = executor or model_thread()
         self._task: asyncio.Task | None = None
 
@@ -158,6 +163,8 @@ class MicroBatcher:
             count = len(group[0][0])
             deadline = loop.time() + self.max_wait
             while count < self.max_batch:
+                if len(group) >= self._expected and self._queue.empty():
+                    break
                 try:
                     item = await self._next(deadline - loop.time())
                 except (asyncio.TimeoutError, asyncio.QueueEmpty):
@@ -167,6 +174,7 @@ class MicroBatcher:
                     break
                 group.append(item)
                 count += len(item[0])
+            self._expected = len(group)
             texts = [text for item, _ in group for text in item]
             self.waiting -= len(texts)
             self.on_batch(len(texts))
