@@ -7,10 +7,10 @@
     GET  /metrics      Prometheus text format;  GET /docs: OpenAPI;  GET /: the web page
 
 Concurrent requests are merged into one model call (``MicroBatcher``: up to ``max_batch`` texts,
-waiting at most ``max_wait_ms`` for more, less once as many requests came as last time), run on a worker thread so that the event loop keeps
-serving. Errors are JSON ``{"error": ..., "type": ...}``: 413 for too many texts, too long a text
-or too large a body, 422 for malformed JSON, wrong types or an empty list, 429 when the queue is
-full, 503 while loading. Nothing a client sends gives a 500.
+waiting at most ``max_wait_ms`` for more, less once as many requests came as last time), run on a
+worker thread so that the event loop keeps serving. Errors are JSON ``{"error": ..., "type": ...}``:
+413 for too many texts, too long a text or too large a body, 422 for malformed JSON, wrong types
+or an empty list, 429 when the queue is full, 503 while loading. Nothing a client sends gives a 500.
 """
 from __future__ import annotations
 
