@@ -70,8 +70,11 @@ def prepare() -> dict[str, Path]:
             rows.append((float(parts[1]), parts[2]))
         for classes, bin_ in ((3, three), (5, five)):
             path = OUT / f"{source}-{classes}.jsonl"
-            path.write_text("".join(json.dumps({"text": text, "label": bin_(rating)}) + "\n" for rating, text in rows),
-                            encoding="utf-8")
+            labels = [bin_(rating) for rating, _ in rows]
+            path.write_text("".join(json.dumps({"text": text, "label": label}) + "\n"
+                                    for (_, text), label in zip(rows, labels)), encoding="utf-8")
+            print(f"{path}: {len(labels)} snippets, "
+                  + ", ".join(f"{label} {labels.count(label)}" for label in sorted(set(labels))))
             paths[f"{source}-{classes}"] = path
     return paths
 
@@ -93,9 +96,6 @@ def main() -> None:
     if args.quick:
         args.seeds, args.tasks = args.seeds[:1], [task for task in args.tasks if task.startswith("amazon")]
     paths = prepare()
-    for task, path in paths.items():
-        labels = [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()]
-        print(f"{path}: {len(labels)} snippets, " + ", ".join(f"{label} {labels.count(label)}" for label in sorted(set(labels))))
     if args.prepare_only:
         return
     print("| task | seed | revsent default: **test** acc. / macro F1 | TF-IDF + LR: **test** acc. / macro F1 (C) "
