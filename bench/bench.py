@@ -35,7 +35,7 @@ def prepare(name: str, limit: int | None, out: Path) -> dict[str, Path]:
     its two parts ``fit`` and ``val`` (the validation slice revsent carves with seed 36) and ``test``."""
     from revsent.config import Config
     from revsent.data import read_labelled, split
-    from revsent.data.dataset import validation_mask
+    from revsent.data.splits import validation_mask
 
     data = read_labelled(Config.from_preset("seed", paths=(name,), limit=limit))
     train_idx, test_idx = split(len(data.texts), 0.2, 36)

@@ -60,7 +60,7 @@ def imdb_heldout():
     """The texts and labels (0/1) of the 1,000 reviews ``imdb_model`` held out."""
     from revsent.config import DataConfig
     from revsent.data import RecordReader
-    from revsent.data.dataset import split
+    from revsent.data.splits import split
 
     records = list(RecordReader(DataConfig(paths=("imdb",), limit=5000)))
     _, test = split(len(records), 0.2, 36)

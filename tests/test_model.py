@@ -5,7 +5,7 @@ import torch
 from revsent.batching import inference_order, make_batch, train_order
 from revsent.config import ModelConfig
 from revsent.model import SentimentLSTM, class_probabilities
-from revsent.ngrams import Wide
+from revsent.ngrams import NgramFeatures
 from revsent.text import Sequences
 
 
@@ -30,7 +30,7 @@ CONFIGS = [
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.pooling}-bi{c.bidirectional}-l{c.layers}")
 def test_output_shape(cfg):
     model = SentimentLSTM(cfg, 3).eval()
-    batch = make_batch(SEQS, np.arange(4), model.idf(), Wide.of(cfg))
+    batch = make_batch(SEQS, np.arange(4), model.idf(), NgramFeatures.of(cfg))
     assert model(batch).shape == (4, 3)
 
 
@@ -149,7 +149,7 @@ def test_wide_branch_adds_its_log_odds_only_when_predicting():
     model.wide_weight[:, 1] = 1.0
     model.wide_bias[1] = 0.5
     lstm_only = model.eval()(make_batch(SEQS, np.arange(4)))
-    with_wide = model(make_batch(SEQS, np.arange(4), model.idf(), Wide.of(cfg)))
+    with_wide = model(make_batch(SEQS, np.arange(4), model.idf(), NgramFeatures.of(cfg)))
     delta = (with_wide - lstm_only).detach()
     assert torch.all(delta[:, 0] == 0)
     # each review's unit-length TF-IDF vector with idf 1: weights 1 + log(count), summed by the ones
@@ -188,5 +188,5 @@ def test_weights_saved_before_readers_existed_load_as_reader_0():
     assert "embedding.weight" in legacy and "wide_weight" in legacy
     again = SentimentLSTM(cfg, 2).eval()
     again.load_state_dict(legacy)
-    batch = make_batch(SEQS, np.arange(4), model.idf(), Wide.of(cfg))
+    batch = make_batch(SEQS, np.arange(4), model.idf(), NgramFeatures.of(cfg))
     assert torch.equal(model(batch), again(batch))

@@ -1,12 +1,12 @@
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from revsent.ngrams import NGRAM_PRIME, Wide, batch_grams, fit_idf, fit_linear, nb_ratios, out_of_fold_logits, tfidf
+from revsent.ngrams import NGRAM_PRIME, NgramFeatures, batch_grams, fit_idf, fit_linear, nb_ratios, out_of_fold_logits, tfidf
 from revsent.text import Sequences
 
 DOCS = [[1, 2, 3, 2], [3, 4], [5], [], [2, 2, 2, 1, 5]]
 VOCAB, BUCKETS = 6, 50
-WIDE = Wide(VOCAB, BUCKETS)
+WIDE = NgramFeatures(VOCAB, BUCKETS)
 
 
 def _seqs(rows):
@@ -100,7 +100,7 @@ def test_class_weights_move_the_decision_towards_the_weighted_class():
 
 
 def test_trigrams_are_hashed_within_each_review():
-    wide = Wide(VOCAB, BUCKETS, order=3)
+    wide = NgramFeatures(VOCAB, BUCKETS, order=3)
     rows, features, counts = batch_grams(_seqs(DOCS), np.arange(len(DOCS)), wide)
     for row, doc in enumerate(DOCS):
         expected = {}
@@ -116,11 +116,11 @@ def test_hash_2_spreads_bigrams_where_hash_1_crowded_them():
     a, b = np.meshgrid(np.arange(1, 2001), np.arange(1, 2001))
     seqs = _seqs([[int(x), int(y)] for x, y in zip(a.ravel()[::7], b.ravel()[::7])])  # 571k bigrams, all different
     index = np.arange(len(seqs))
-    old = Wide(2001, 2_000_000, hash=1)
+    old = NgramFeatures(2001, 2_000_000, hash=1)
     _, features, _ = batch_grams(seqs, index, old)
     slots_1 = np.unique(features[features >= 2001])
     assert np.array_equal(np.sort(np.unique((a.ravel()[::7] * NGRAM_PRIME + b.ravel()[::7]) % 2_000_000 + 2001)), slots_1)
-    _, features, _ = batch_grams(seqs, index, Wide(2001, 2_000_000))
+    _, features, _ = batch_grams(seqs, index, NgramFeatures(2001, 2_000_000))
     slots_2 = np.unique(features[features >= 2001])
     assert len(slots_1) < 20_000 and len(slots_2) > 480_000  # 571k bigrams: ~12k slots against ~500k
 
@@ -137,7 +137,7 @@ def test_nb_ratios_match_nbsvm():
 def test_nb_weighting_counts_presence_and_folds_the_ratios_into_the_weights():
     rows = [[1, 2, 1, 1], [1, 2], [2, 1, 1], [3, 4, 3], [4, 3], [3, 3, 4]]
     y = np.array([1, 1, 1, 0, 0, 0])
-    wide = Wide(VOCAB, BUCKETS, order=3, weighting="nb")
+    wide = NgramFeatures(VOCAB, BUCKETS, order=3, weighting="nb")
     seqs = _seqs(rows)
     idf, weight, bias = fit_linear(seqs, y, 2, wide, c=10.0, seed=0)
     assert np.all(idf == 1.0)

@@ -1,7 +1,7 @@
 """revsent: train, evaluate and serve LSTM sentiment classifiers on review text.
 
 The library functions behind the CLI live in their stage's module:
-``revsent.train.train``, ``revsent.evaluate.evaluate``, ``revsent.predict.predict``.
+``revsent.training.train``, ``revsent.evaluate.evaluate``, ``revsent.predict.predict``.
 """
 from .config import Config, DataConfig, ModelConfig, TrainConfig
 from .errors import ArtifactError, ConfigError, DataError, RevsentError

@@ -12,14 +12,14 @@ from typing import Sequence
 import numpy as np
 
 from . import artifacts
-from .config import Config, fine_tuning
-from .data.dataset import member_masks
+from .config import Config
+from .data.parts import Part, RunData
 from .data.records import _is_int
+from .device import resolve_device, start_run
 from .errors import ConfigError, DataError, NotFittedError
 from .model import class_probabilities
 from .progress import Progress
 from .text import TextEncoder
-from .device import resolve_device, start_run
 
 
 class Classifier:
@@ -37,12 +37,15 @@ class Classifier:
         With ``val_texts`` / ``val_labels`` the best epoch on them is kept (and ``patience`` applies);
         without them, a ``val_fraction`` slice of ``texts`` (the default preset's 0.1) plays that role.
         """
-        from .train import Start, fit_members, member_history  # training pulls in scikit-learn; prediction does not need it
+        # training pulls in scikit-learn; prediction does not need it
+        from .training.init_from import InitFrom
+        from .training.members import fit_members, member_history
 
         cfg = Config.from_preset(self.preset, **self.settings)
-        if cfg.train.init_from is not None:  # fine-tuning: the model's vocabulary, settings and weights
-            cfg = fine_tuning(cfg, artifacts.read_config(cfg.train.init_from)[0], self.settings)
-        start = Start.load(cfg)
+        start = InitFrom.of(cfg)  # fine-tuning: the model's vocabulary, settings and weights
+        if start is not None:
+            cfg = start.settings(cfg, self.settings)
+            start.check(cfg)
         texts, labels = _check_pairs(texts, labels, "texts")
         names = [str(label) for label in labels]
         seen = set(names)
@@ -50,24 +53,18 @@ class Classifier:
             raise DataError("labels", f"only one class ({next(iter(seen))!r}); a classifier needs at least two")
         classes = sorted(seen, key=int) if all(_is_int(n) for n in seen) else sorted(seen)
         index = {name: i for i, name in enumerate(classes)}
-        y = np.array([index[n] for n in names], dtype=np.int64)
         device = start_run(cfg.train)
-        m = cfg.model
-        encoder = TextEncoder.fit_config(texts, m) if start is None else start.encoder
-        val_seqs = val_y = None
-        if val_texts is not None:
+        encoder = TextEncoder.fit_config(texts, cfg.model) if start is None else start.encoder
+        val = None
+        if val_texts is not None:  # every member validates on it; else each on its own slice of ``texts``
             val_texts, val_labels = _check_pairs(val_texts, val_labels, "val_texts")
             unknown = {str(v) for v in val_labels} - seen
             if unknown:
                 raise DataError("val_labels", f"labels {sorted(unknown)[:5]} do not occur in the training labels")
-            val_seqs = encoder.encode(val_texts)
-            val_y = np.array([index[str(v)] for v in val_labels], dtype=np.int64)
-        seqs = encoder.encode(texts)
-        if val_texts is None:  # each member validates on its own slice of ``texts`` (none: no early stopping)
-            masks, val = member_masks(len(texts), cfg.train.val_fraction, cfg.train.seed, m.members), None
-        else:
-            masks, val = [np.zeros(len(texts), dtype=np.uint8)] * m.members, (val_seqs, val_y)
-        model, states = fit_members(cfg, len(classes), seqs, y, masks, device=device, progress=Progress(verbose), val=val,
+            val = Part(encoder.encode(val_texts), np.array([index[str(v)] for v in val_labels], dtype=np.int64))
+        train = Part(encoder.encode(texts), np.array([index[n] for n in names], dtype=np.int64))
+        data = RunData.of(cfg, classes, encoder, train, val=val)
+        model, states = fit_members(data, device=device, progress=Progress(verbose),
                                     start=None if start is None else start.readers(classes))
         self.config_, self.classes_, self.encoder_, self.model_ = cfg, classes, encoder, model
         self.history_ = member_history(states)

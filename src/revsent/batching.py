@@ -3,8 +3,9 @@
     shuffle all ──► pools of `pool` batches ──► sort each pool by length ──► cut into batches
                                                                            ──► shuffle batch order
 
-Within a batch the padding is only the difference between its longest and shortest review,
-and the model packs the batch so that padded steps cost nothing anyway.
+Within a batch the padding is only the difference between its longest and shortest review. The
+model runs fused LSTMs over the right-padded batch and masks the padded steps (model.py), so
+they never change a review's result; the fewer of them, the less time is spent on them.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .ngrams import Wide, tfidf
+from .ngrams import NgramFeatures, tfidf
 from .text import Sequences
 
 if TYPE_CHECKING:  # only make_batch needs PyTorch: the ONNX runtime batches with inference_order alone
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # only make_batch needs PyTorch: the ONNX runtime batches wit
 @dataclass
 class Batch:
     tokens: torch.Tensor  # (B, T) int64, 0-padded, rows sorted by length, longest first
-    lengths: torch.Tensor  # (B,) int64 on the CPU (pack_padded_sequence wants them there)
+    lengths: torch.Tensor  # (B,) int64 on the CPU: the model's masks and pooling read them
     index: np.ndarray  # (B,) positions of the rows in the original data
     ngrams: torch.Tensor | None = None  # (N,) TF-IDF feature ids of the wide branch, rows concatenated
     ngram_weights: torch.Tensor | None = None  # (N,) their weights
@@ -50,9 +51,8 @@ def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
 
 
 # What a batch of B reviews padded to T positions costs the fused LSTM on a CPU, in row-steps:
-# T * (B + STEP_COST) + CALL_COST. Measured on 2 cores (hidden 128): 3.5-7 + 1.06-1.08 B
-# microseconds per step, about 0.3 ms per call. Server-sized groups ran as fast with STEP_COST
-# anywhere from 2 to 6.5 (bench/RESULTS.md).
+# T * (B + STEP_COST) + CALL_COST, in units of one row's step; the constants were measured on
+# the CPU (bench/RESULTS.md has the figures, and how little the choice of STEP_COST matters).
 STEP_COST, CALL_COST = 6.5, 280.0
 
 
@@ -121,7 +121,7 @@ def pad(seqs: Sequences, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tokens, steps
 
 
-def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, wide: Wide | None = None,
+def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, wide: NgramFeatures | None = None,
                pin: bool = False) -> Batch:
     """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).
 

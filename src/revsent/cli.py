@@ -57,17 +57,6 @@ def _data_settings(args: dict) -> dict:
             **{name: args[name] for name in DATA_OPTIONS}}
 
 
-def _fine_tuning(cfg, given: dict):
-    """``cfg`` with the model settings of the model it starts from (``--init-from``), if any."""
-    if cfg.train.init_from is None:
-        return cfg
-    from . import artifacts
-    from .config import fine_tuning
-
-    source, _ = artifacts.read_config(cfg.train.init_from)
-    return fine_tuning(cfg, source, given)
-
-
 def _run(action):
     """Call ``action``; a user's mistake becomes one line on stderr and a non-zero exit code."""
     try:
@@ -133,55 +122,78 @@ def train(
 ):
     """Train a model on review data (files, or a dataset made by `revsent prepare`) and write it to --out."""
     args = dict(locals())
-    from .config import Config
-    from .data.store import check_settings, is_dataset
-    from .evaluate import format_report
     from .progress import Progress
-    from .train import train as train_model
+    from .training import train as train_model
 
     def action():
-        try:
-            dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
-        except ValueError:
-            raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. Got {dense!r} instead.") from None
-        options = _given(
-            **_data_settings(args),
-            embedding_dim=embedding_dim, hidden_size=hidden_size, layers=layers, bidirectional=bidirectional,
-            dropout=dropout, recurrent_dropout=recurrent_dropout, word_dropout=word_dropout, pooling=pooling, dense=dense_sizes,
-            ngram_buckets=ngram_buckets, ngram_c=ngram_c, ngram_order=ngram_order, ngram_weighting=ngram_weighting, init=init,
-            embedding_init=embedding_init, members=members, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, clip_norm=clip_norm, patience=patience, average_weights=average_weights, val_fraction=val_fraction,
-            baseline=baseline, class_weight=class_weight, init_from=init_from, adversarial=adversarial,
-            device=device, precision=precision, threads=threads, checkpoint_minutes=checkpoint_minutes)
-        cfg = _fine_tuning(Config.from_preset(preset, **options), options)
-        if data and len(data) == 1 and is_dataset(data[0]):
-            check_settings(data[0], cfg, set(options))
-        result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
-        if not result.metrics:  # a torchrun process other than rank 0: rank 0 reports
-            return
-        m = result.metrics
-        skipped = sum(m["records_skipped"].values())
-        bag = m.get("members", 1)
-        if m.get("validation") and bag > 1:
-            v = m["validation"]
-            typer.echo(f"validation, mean of {bag} members ({v['n']} reviews of the training part each, its own; "
-                       f"chose epochs {m['best_epoch']} of {m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
-        elif m.get("validation"):
-            v = m["validation"]
-            kept = f"the mean of epochs 1-{m['best_epoch']}" if m.get("averaged") else f"epoch {m['best_epoch']}"
-            typer.echo(f"validation ({v['n']} reviews of the training part; chose {kept} of "
-                       f"{m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
-        n_epochs = sum(m["epochs_run"]) if bag > 1 else m["epochs_run"]
-        typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"
-                   f"{f' over {bag} members' if bag > 1 else ''}, {m['train_seconds']:.1f}s training):")
-        typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
-        if m.get("baseline_tfidf_lr", {}).get("trained_on"):
-            typer.echo(f"TF-IDF+LR learnt from {m['baseline_tfidf_lr']['trained_on']}")
-        if skipped:
-            typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in m["records_skipped"].items()))
-        typer.echo(f"model written to {result.out}")
+        cfg, start = _train_config(args)
+        result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet), start=start)
+        if result.metrics:  # empty in a torchrun process other than rank 0: rank 0 reports
+            _report_training(result.metrics, result.out)
 
     _run(action)
+
+
+# The model and training options of `train`, by their field names (those the user gave override the preset).
+TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dropout", "recurrent_dropout",
+                 "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_order", "ngram_weighting", "init",
+                 "embedding_init", "members", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience",
+                 "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "device",
+                 "precision", "threads", "checkpoint_minutes")
+
+
+def _train_config(args: dict):
+    """The run's config from `train`'s arguments, and the --init-from model (read once) or None."""
+    from .config import Config
+    from .data.store import check_settings, is_dataset
+
+    dense = args["dense"]
+    try:
+        dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. Got {dense!r} instead.") from None
+    options = _given(**_data_settings(args), **{name: args[name] for name in TRAIN_OPTIONS}, dense=dense_sizes)
+    cfg, start = Config.from_preset(args["preset"], **options), None
+    if cfg.train.init_from is not None:  # fine-tuning: that model's vocabulary, settings and weights
+        from .training.init_from import InitFrom
+
+        start = InitFrom.load(cfg.train.init_from)
+        cfg = start.settings(cfg, options)
+    data = args["data"]
+    if data and len(data) == 1 and is_dataset(data[0]):
+        check_settings(data[0], cfg, set(options))
+    return cfg, start
+
+
+def _report_training(m: dict, out) -> None:
+    """What `train` prints at the end: the validation figures the weights were chosen by, the test report."""
+    from .metrics import format_report
+
+    skipped = sum(m["records_skipped"].values())
+    bag = m.get("members", 1)
+    if m.get("validation") and bag > 1:
+        v = m["validation"]
+        typer.echo(f"validation, mean of {bag} members ({v['n']} reviews of the training part each, its own; "
+                   f"chose epochs {m['best_epoch']} of {m['epochs_run']}): loss {v['loss']:.4f}, "
+                   f"accuracy {v['accuracy']:.4f}")
+    elif m.get("validation"):
+        v = m["validation"]
+        kept = f"the mean of epochs 1-{m['best_epoch']}" if m.get("averaged") else f"epoch {m['best_epoch']}"
+        typer.echo(f"validation ({v['n']} reviews of the training part; chose {kept} of "
+                   f"{m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
+    n_epochs = sum(m["epochs_run"]) if bag > 1 else m["epochs_run"]
+    typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"
+               f"{f' over {bag} members' if bag > 1 else ''}, {m['train_seconds']:.1f}s training):")
+    typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
+    if m.get("baseline_tfidf_lr", {}).get("trained_on"):
+        typer.echo(f"TF-IDF+LR learnt from {m['baseline_tfidf_lr']['trained_on']}")
+    if skipped:
+        typer.echo(f"skipped {skipped} bad record(s): " + _counts(m["records_skipped"]))
+    typer.echo(f"model written to {out}")
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 @app.command()
@@ -203,16 +215,17 @@ def prepare(
     """Read review data once into a dataset directory (memory-mapped token ids, labels, split) for train and evaluate."""
     args = dict(locals())
     from .config import Config
-    from .data.store import prepare as prepare_dataset
+    from .data.build import prepare as prepare_dataset
     from .progress import Progress
 
     def action():
         options = _given(**_data_settings(args), init_from=init_from)
-        cfg = _fine_tuning(Config.from_preset(preset, **options), options)
-        encoder = None
-        if init_from is not None:
+        cfg, encoder = Config.from_preset(preset, **options), None
+        if init_from is not None:  # its vocabulary numbers the words (its weights are not needed here)
             from . import artifacts
+            from .config import fine_tuning
 
+            cfg = fine_tuning(cfg, artifacts.read_config(init_from)[0], options)
             encoder = artifacts.load_encoder(init_from, cfg)
         ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet), encoder=encoder)
         m = ds.manifest
@@ -220,10 +233,10 @@ def prepare(
                    f"classes: {', '.join(m['classes'])}; {m['seconds']:.1f}s")
         skipped = m["counts"]["records_skipped"]
         if skipped:
-            typer.echo(f"skipped {sum(skipped.values())} bad record(s): " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+            typer.echo(f"skipped {sum(skipped.values())} bad record(s): " + _counts(skipped))
         filtered = m["counts"]["records_filtered"]
         if filtered:
-            typer.echo(f"filtered {sum(filtered.values())} record(s): " + ", ".join(f"{k} {v}" for k, v in filtered.items()))
+            typer.echo(f"filtered {sum(filtered.values())} record(s): " + _counts(filtered))
         typer.echo(f"dataset written to {ds.path}")
 
     _run(action)
@@ -255,7 +268,7 @@ def tune(
     from .config import Config
     from .evaluate import format_report
     from .progress import Progress
-    from .tune import tune as tune_settings
+    from .training.tune import tune as tune_settings
 
     def action():
         cfg = Config.from_preset(preset, **_given(
@@ -322,7 +335,7 @@ def predict(
         if output:
             typer.echo(f"{result['predicted']} predictions written to {output}", err=True)
         if skipped:
-            typer.echo(f"skipped {skipped} bad record(s): " + ", ".join(f"{k} {v}" for k, v in result["records_skipped"].items()), err=True)
+            typer.echo(f"skipped {skipped} bad record(s): " + _counts(result["records_skipped"]), err=True)
 
     _run(action)
 

@@ -72,7 +72,7 @@ class ModelConfig:
     ngram_weighting: str = "tfidf"  # "tfidf" (sublinear TF-IDF, unit length) or "nb" (NBSVM's log-count ratios)
     ngram_hash: int = 2  # how n-grams are hashed: 2 mixes 64-bit words; 1, the first releases' (their models keep it)
     init: str = "keras"  # Glorot / orthogonal / forget bias 1: what the tutorial's model starts from
-    embedding_init: str = "random"  # "ppmi": the embedding starts from word vectors of the training texts (vectors.py)
+    embedding_init: str = "random"  # "ppmi": the embedding starts from word vectors of the training texts (training/word_vectors.py)
     members: int = 1  # LSTM readers averaged; >1 is a bag, each trained apart on its own validation slice
 
     def __post_init__(self):
@@ -167,9 +167,9 @@ class Config:
         if raw.get("preset", "default") not in PRESETS:
             raise ConfigError(f"The 'preset' of Config must be one of {', '.join(PRESETS)}. Got {raw.get('preset')!r} instead.")
         return cls(
-            data=_build(DataConfig, raw.get("data", {})),
-            model=_build(ModelConfig, _legacy_model(raw.get("model", {}))),
-            train=_build(TrainConfig, _renamed(raw.get("train", {}), LEGACY_TRAIN_KEYS)),
+            data=_section(DataConfig, raw.get("data", {})),
+            model=_section(ModelConfig, _legacy_model(raw.get("model", {}))),
+            train=_section(TrainConfig, renamed(raw.get("train", {}), LEGACY_SPLIT_KEYS)),
             preset=raw.get("preset", "default"),
         )
 
@@ -199,9 +199,9 @@ class Config:
                 if key not in overrides:
                     sections["train"][key] = off
         return cls(
-            data=_build(DataConfig, sections["data"]),
-            model=_build(ModelConfig, sections["model"]),
-            train=_build(TrainConfig, sections["train"]),
+            data=_section(DataConfig, sections["data"]),
+            model=_section(ModelConfig, sections["model"]),
+            train=_section(TrainConfig, sections["train"]),
             preset=preset,
         )
 
@@ -232,8 +232,9 @@ def fixed_differences(model: ModelConfig, source: ModelConfig) -> list[str]:
             if f.name not in FINE_TUNABLE and getattr(model, f.name) != getattr(source, f.name)]
 
 
-# config.json of models from before the held-out part was named "test" (it was "val")
-LEGACY_TRAIN_KEYS = {"val_split": "test_split", "val_data": "test_data"}
+# Settings of the held-out part, by the names they had before it was called "test" (it was "val"):
+# read from the config.json of older models and the manifest of older prepared datasets.
+LEGACY_SPLIT_KEYS = {"val_split": "test_split", "val_data": "test_data"}
 
 
 def _legacy_model(raw: Any) -> Any:
@@ -243,7 +244,8 @@ def _legacy_model(raw: Any) -> Any:
     return raw
 
 
-def _renamed(raw: Any, names: dict[str, str]) -> Any:
+def renamed(raw: Any, names: dict[str, str]) -> Any:
+    """``raw`` with its keys renamed by ``names`` (old -> new), where the new key is not there already."""
     if not isinstance(raw, dict):
         return raw
     return {(names[key] if key in names and names[key] not in raw else key): value for key, value in raw.items()}
@@ -255,13 +257,12 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The tutorial's model: vocab 2,500, Embedding 128, LSTM 200, last state, batch 32, 1 epoch (README lists every difference).
     "seed": {"data": {}, "model": {}, "train": {}},
-    # The best configuration found for accuracy on a laptop CPU budget (bench/RESULTS.md says how):
-    # a bidirectional LSTM with max+mean pooling over a 100k vocabulary, beside a TF-IDF n-gram
-    # logistic regression; the LSTM peaks after one or two epochs, so patience 1, and the mean of the
-    # epochs' weights is kept where the validation loss prefers it; every batch also trains on its
-    # embedded inputs moved 2% uphill (adversarial training, about 2x the time: a lower validation
-    # loss at every seed on IMDB and RT). (A bag of three, `--members 3`, was measured against it
-    # before: the same accuracy within the seed spread, 1.4x the time or more.)
+    # The best configuration found for accuracy on a laptop CPU budget (bench/RESULTS.md says how and
+    # what each part was measured to give): a bidirectional LSTM with max+mean pooling over a 100k
+    # vocabulary, beside a TF-IDF n-gram logistic regression; the LSTM peaks after one or two epochs,
+    # so patience 1, and the mean of the epochs' weights is kept where the validation loss prefers it;
+    # every batch also trains on its embedded inputs moved 2% uphill (adversarial training, chosen on
+    # the validation loss). A bag (`--members 3`) did not pay for its time.
     "default": {
         "data": {},
         "model": {
@@ -285,7 +286,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _build(kind, raw: dict[str, Any]):
+def _section(kind, raw: dict[str, Any]):
     if not isinstance(raw, dict):
         raise ConfigError(f"The {kind.__name__} section must be a JSON object. Got {type(raw).__name__} instead.")
     hints = typing.get_type_hints(kind)

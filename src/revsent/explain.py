@@ -28,7 +28,7 @@ import torch
 
 from .batching import Batch
 from .model import SentimentLSTM
-from .ngrams import Wide, tfidf
+from .ngrams import NgramFeatures, tfidf
 from .text import Sequences, TextEncoder, truncate, words
 
 IG_STEPS = 64  # integration steps of integrated gradients
@@ -75,7 +75,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
 
     model.eval()
     device = next(model.parameters()).device
-    wide = Wide.of(model.cfg)
+    wide = NgramFeatures.of(model.cfg)
     idf = model.idf()
     weight = model.wide_weight.detach().cpu().numpy() if wide else None
 
@@ -142,14 +142,14 @@ def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | 
     return pieces, positions, np.asarray(ids, dtype=np.int64)[read]
 
 
-def _features(ids: np.ndarray, wide: Wide, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _features(ids: np.ndarray, wide: NgramFeatures, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The wide branch's feature ids and values of one review's ``ids``."""
     seqs = Sequences(ids.astype(np.int32), np.array([0, len(ids)], dtype=np.int64))
     features, values, _ = tfidf(seqs, np.zeros(1, np.int64), idf, wide)
     return features, values
 
 
-def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide: Wide, weight: np.ndarray,
+def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide: NgramFeatures, weight: np.ndarray,
                  k: int) -> np.ndarray:
     """Each position's share of the wide branch's margin for class ``k`` (bias excluded): every
     n-gram's value times its margin weight, split equally among its occurrences and their words."""

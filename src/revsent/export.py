@@ -25,7 +25,7 @@ import numpy as np
 from .artifacts import CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WIDE, atomic_write, load_encoder, read_config
 from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
-from .ngrams import Wide, linear_logits
+from .ngrams import NgramFeatures, linear_logits
 from .text import Sequences
 
 OPSET = 17
@@ -147,7 +147,7 @@ class OnnxClassifier:
         if props.get("revsent_classes", ",".join(self.classes_)) != ",".join(self.classes_):
             raise ArtifactError(f"{graph}: exported from a model with other classes than {path / CONFIG}; export again")
         self.precision_ = props.get("revsent_precision", "fp32")
-        self.wide_ = Wide.of(self.config_.model)
+        self.wide_ = NgramFeatures.of(self.config_.model)
         if self.wide_ is not None:
             self.idf_, self.weight_, self.bias_ = self._wide(path)
 

@@ -1,7 +1,8 @@
 """SentimentLSTM: Embedding -> LSTM -> pooling over time -> dense layers -> class logits.
 
-A model holds ``members`` such readers (one by default; several form a bag, trained apart by
-``train.fit_members``) and averages their logits.
+A model holds ``members`` such LSTM branches in ``readers`` (one by default; several form a bag,
+trained apart by ``training.members.fit_members``) and averages their logits. The name
+``readers`` is kept because the weight files name their tensors by it (``readers.0.embedding...``).
 
 Batches are right-padded and every direction of every layer runs as a fused one-layer LSTM over
 the padded batch: padding comes after each review, so it never reaches the forward direction's
@@ -22,19 +23,19 @@ from torch import nn
 from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
 from .device import HeapTrimmer
-from .ngrams import Wide
+from .ngrams import NgramFeatures
 from .text import Sequences
 
 class SentimentLSTM(nn.Module):
-    """``cfg.members`` readers (Embedding -> LSTM -> pooling -> dense -> logits) whose logits are
-    averaged, plus the wide branch's. One reader is the tutorial's model; several are a bag, each
-    trained apart on its own validation slice (``train.fit_members``)."""
+    """``cfg.members`` LSTM branches (Embedding -> LSTM -> pooling -> dense -> logits) whose logits
+    are averaged, plus the wide branch's. One branch is the tutorial's model; several are a bag,
+    each trained apart on its own validation slice (``training.members.fit_members``)."""
 
     def __init__(self, cfg: ModelConfig, n_classes: int):
         super().__init__()
         self.cfg = cfg
         self.n_classes = n_classes
-        self.readers = nn.ModuleList(Reader(cfg, n_classes) for _ in range(cfg.members))
+        self.readers = nn.ModuleList(LSTMBranch(cfg, n_classes) for _ in range(cfg.members))
         if cfg.ngram_buckets:
             features = cfg.vocab_size + cfg.ngram_buckets
             self.register_buffer("wide_idf", torch.zeros(features))  # (F,)
@@ -66,8 +67,8 @@ def _one_reader_keys(state_dict, prefix, *_args) -> None:
         state_dict[f"{prefix}readers.0.{key[len(prefix):]}"] = state_dict.pop(key)
 
 
-class Reader(nn.Module):
-    """One LSTM reader: Embedding -> LSTM(s) -> pooling over time -> dense layers -> logits (B, C)."""
+class LSTMBranch(nn.Module):
+    """One LSTM branch: Embedding -> LSTM(s) -> pooling over time -> dense layers -> logits (B, C)."""
 
     def __init__(self, cfg: ModelConfig, n_classes: int):
         super().__init__()
@@ -194,7 +195,7 @@ def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int =
     trim = HeapTrimmer()
     for index in inference_order(seqs.lengths, batch_size):
         trim()
-        batch = make_batch(seqs, index, idf, Wide.of(model.cfg)).to(device)
+        batch = make_batch(seqs, index, idf, NgramFeatures.of(model.cfg)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch)
         out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()

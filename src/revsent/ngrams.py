@@ -1,7 +1,7 @@
 """The wide branch's features: word ids and hashed n-grams (fastText's hashing trick), weighted.
 
 A review's features are its word ids (``< vocab_size``) and its bigrams (and trigrams, with
-``order`` 3) hashed into ``buckets`` slots after them. Two weightings (``Wide.weighting``):
+``order`` 3) hashed into ``buckets`` slots after them. Two weightings (``NgramFeatures.weighting``):
 
 - ``tfidf``: as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``: ``(1 + log tf) * idf``,
   each review's vector scaled to unit length;
@@ -41,7 +41,7 @@ MIX_1, MIX_2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 
 
 @dataclass(frozen=True)
-class Wide:
+class NgramFeatures:
     """What the wide branch's features are: ``vocab_size`` word ids, then ``buckets`` hashed
     n-gram slots for n = 2..``order``, weighted by ``weighting``, hashed by hash ``hash``."""
 
@@ -52,7 +52,7 @@ class Wide:
     hash: int = 2
 
     @classmethod
-    def of(cls, cfg) -> "Wide | None":
+    def of(cls, cfg) -> "NgramFeatures | None":
         """The wide branch of a ModelConfig (None without one)."""
         if not cfg.ngram_buckets:
             return None
@@ -74,7 +74,7 @@ class Wide:
         return self.vocab_size + (hashes % np.uint64(self.buckets) if self.hash != 1 else hashes).astype(np.int64)
 
 
-def batch_grams(seqs: Sequences, index: np.ndarray, wide: Wide):
+def batch_grams(seqs: Sequences, index: np.ndarray, wide: NgramFeatures):
     """Distinct features of the reviews ``index``: row (N,), feature id (N,), count (N,), sorted by row."""
     lengths = seqs.lengths[index]
     ids = np.concatenate([np.asarray(seqs[i], dtype=np.int64) for i in index]) if len(index) else np.zeros(0, np.int64)
@@ -90,7 +90,7 @@ def batch_grams(seqs: Sequences, index: np.ndarray, wide: Wide):
     return keys // width, keys % width, counts
 
 
-def tfidf(seqs: Sequences, index, idf: np.ndarray, wide: Wide) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tfidf(seqs: Sequences, index, idf: np.ndarray, wide: NgramFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sparse rows for ``index``: feature ids (N,), weights (N,), row offsets (len(index) + 1,).
 
     TF-IDF weighting: sublinear counts times ``idf``, unit length; NB weighting: ``idf`` (ones:
@@ -108,7 +108,7 @@ def tfidf(seqs: Sequences, index, idf: np.ndarray, wide: Wide) -> tuple[np.ndarr
     return features, weights.astype(np.float32), offsets
 
 
-def document_frequencies(seqs: Sequences, wide: Wide, y: np.ndarray | None = None, n_classes: int = 1) -> np.ndarray:
+def document_frequencies(seqs: Sequences, wide: NgramFeatures, y: np.ndarray | None = None, n_classes: int = 1) -> np.ndarray:
     """In how many reviews each feature occurs, counted in batches: (F,) int64, or with labels
     ``y`` (F, n_classes), per class."""
     df = np.zeros(wide.n_features * n_classes, dtype=np.int64)
@@ -121,7 +121,7 @@ def document_frequencies(seqs: Sequences, wide: Wide, y: np.ndarray | None = Non
     return df if y is None else df.reshape(wide.n_features, n_classes)
 
 
-def fit_idf(seqs: Sequences, wide: Wide, df: np.ndarray | None = None) -> np.ndarray:
+def fit_idf(seqs: Sequences, wide: NgramFeatures, df: np.ndarray | None = None) -> np.ndarray:
     """Smoothed inverse document frequency, as scikit-learn: ``log((1 + n) / (1 + df)) + 1``."""
     df = document_frequencies(seqs, wide) if df is None else df
     return (np.log((1 + len(seqs)) / (1 + df)) + 1).astype(np.float32)
@@ -135,7 +135,7 @@ def nb_ratios(class_df: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 
 
 def linear_logits(seqs: Sequences, index: np.ndarray, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray,
-                  wide: Wide) -> np.ndarray:
+                  wide: NgramFeatures) -> np.ndarray:
     """The regression's log-odds (B, C) for the reviews ``index``: each review's weighted sum of
     its features' rows of ``weight``, plus ``bias``."""
     features, weights, offsets = tfidf(seqs, index, idf, wide)
@@ -145,7 +145,7 @@ def linear_logits(seqs: Sequences, index: np.ndarray, idf: np.ndarray, weight: n
     return (np.stack(sums, axis=1) + bias).astype(np.float32)  # (B, C)
 
 
-def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: float, seed: int,
+def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFeatures, c: float, seed: int,
                class_weights: np.ndarray | None = None,
                idf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logistic regression on the wide features: ``idf`` (F,), ``weight`` (F, C), ``bias`` (C,).
@@ -199,7 +199,7 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: fl
     return idf, full, bias.detach().numpy().copy()
 
 
-def predict_logits(seqs: Sequences, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray, wide: Wide) -> np.ndarray:
+def predict_logits(seqs: Sequences, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray, wide: NgramFeatures) -> np.ndarray:
     """The regression's log-odds (n, C) for every review of ``seqs``, in batches."""
     out = np.zeros((len(seqs), weight.shape[1]), dtype=np.float32)
     for start in range(0, len(seqs), ROWS):
@@ -208,7 +208,7 @@ def predict_logits(seqs: Sequences, idf: np.ndarray, weight: np.ndarray, bias: n
     return out
 
 
-def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, wide: Wide, c: float, seed: int,
+def out_of_fold_logits(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFeatures, c: float, seed: int,
                        folds: int = 2, class_weights: np.ndarray | None = None) -> np.ndarray:
     """Each review's wide-branch log-odds from a regression that never saw it: (n, C).
 

@@ -225,3 +225,9 @@ def _is_int(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def describe_tally(tally: Tally) -> str:
+    """What a reader skipped and filtered, for a message ("3 bad json, 2 no text")."""
+    parts = [f"{count} {reason}" for reason, count in {**tally.skipped, **tally.filtered}.items()]
+    return ", ".join(parts) or "the input is empty"

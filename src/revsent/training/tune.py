@@ -1,6 +1,6 @@
 """Tuning: Optuna's TPE search over the main settings, each trial pruned on its validation loss.
 
-    revsent.tune(config, out, trials=20)    search, then train the best settings once
+    revsent.training.tune.tune(config, out, trials=20)    search, then train the best settings once
 
     out/study.db        the Optuna study (SQLite): running tune again on ``out`` continues it
     out/dataset/        the prepared data (when DATA were files), reused when continuing
@@ -19,15 +19,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from . import artifacts
-from .config import Config
-from .data import store
-from .data.dataset import validation_mask
-from .device import start_run
-from .errors import ArtifactError, ConfigError
-from .progress import Progress
+from .. import artifacts
+from ..config import Config
+from ..data.parts import open_run_data
+from ..device import start_run
+from ..errors import ArtifactError, ConfigError
+from ..progress import Progress
 
 STUDY = "study.db"
 TUNE_FILES = (STUDY, "trials.csv", "history.png", "importance.png", "dataset", "model")
@@ -69,8 +66,10 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
     the best ones into ``out/model``. Stops after ``trials`` more trials or ``minutes``."""
     import optuna
 
-    from .model import SentimentLSTM
-    from .train import chosen_figures, fit, train
+    from ..model import SentimentLSTM
+    from .loop import fit
+    from .run import train
+    from .state import chosen_figures
 
     if not trials and not minutes:
         raise ConfigError("Give --trials N or --minutes M: how long to search")
@@ -78,26 +77,22 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
         raise ConfigError("Tuning chooses on a validation slice of the training data: give --val-fraction (e.g. 0.1)")
     progress = progress or Progress(False)
     out = _check_out(Path(out))
-    ds, cfg = _dataset(cfg, out, progress)
+    data = open_run_data(cfg, out / "dataset", reuse=True, refuse_other=True, progress=progress,
+                         cite_cache=True)
+    cfg, fit_part, val_part = data.cfg, data.fit, data.validation
     device = start_run(cfg.train)
-    train_rows = ds.rows(0)
-    in_val = validation_mask(len(train_rows), cfg.train.val_fraction, cfg.train.seed)
-    fit_rows, val_rows = train_rows[in_val == 0], train_rows[in_val == 1]
-    fit_seqs, val_seqs = ds.seqs.take(fit_rows), ds.seqs.take(val_rows)
-    fit_y, val_y = ds.y[fit_rows], ds.y[val_rows].astype(np.int64)
 
     def objective(trial) -> float:
         # a trial is one LSTM: a bag's members would repeat the same settings (the final model has the preset's)
         trial_cfg = cfg.with_settings(members=1, **search_space(trial, cfg))
-        model = SentimentLSTM(trial_cfg.model, len(ds.classes)).to(device)
+        model = SentimentLSTM(trial_cfg.model, len(data.classes)).to(device)
 
         def report(epoch: int, row: dict) -> None:
             trial.report(row["val_loss"], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        state = fit(model, trial_cfg, fit_seqs, fit_y, val_seqs, val_y, device=device, progress=Progress(False),
-                    on_epoch=report)
+        state = fit(model, trial_cfg, fit_part, val_part, device=device, progress=Progress(False), on_epoch=report)
         trial.set_user_attr("val_accuracy", chosen_figures(state)["val_accuracy"])
         trial.set_user_attr("best_epoch", state.best_epoch)
         return state.best_val_loss
@@ -111,7 +106,7 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
         sampler=optuna.samplers.TPESampler(seed=cfg.train.seed, n_startup_trials=5),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0))
     done_before = len(study.trials)
-    progress.log(f"searching: {len(fit_y)} training and {len(val_y)} validation reviews"
+    progress.log(f"searching: {len(fit_part)} training and {len(val_part)} validation reviews"
                  + (f"; continuing a study of {done_before} trials" if done_before else ""))
     study.optimize(objective, n_trials=trials, timeout=minutes * 60 if minutes else None, callbacks=[log_trial],
                    catch=())
@@ -138,24 +133,6 @@ def _check_out(out: Path) -> Path:
                                 "choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _dataset(cfg: Config, out: Path, progress: Progress) -> tuple[store.Dataset, Config]:
-    paths = cfg.data.paths
-    if len(paths) == 1 and store.is_dataset(paths[0]):
-        ds = store.Dataset.open(paths[0])
-        return ds, ds.run_config(cfg)
-    if any(store.is_dataset(p) for p in paths):
-        raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
-    cached = out / "dataset"
-    if store.is_dataset(cached):
-        ds = store.Dataset.open(cached)
-        if not store.prepared_with(ds, cfg):
-            raise ConfigError(f"{cached}: was prepared from other data or settings; continue with the same ones, "
-                              "or choose another --out")
-    else:
-        ds = store.prepare(cfg, cached, force=True, progress=progress)
-    return ds, ds.run_config(cfg)
 
 
 def trial_line(trial) -> str:
@@ -192,7 +169,7 @@ def _write_plots(study, out: Path, n_complete: int) -> None:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as views
 
-    from .evaluate import _save_figure
+    from ..plots import save_figure
 
     plots = [("history.png", views.plot_optimization_history)]
     if n_complete >= 2:
@@ -204,5 +181,5 @@ def _write_plots(study, out: Path, n_complete: int) -> None:
                 axes = plot(study)
         except (ValueError, RuntimeError):  # e.g. importances of trials that all tried the same values
             continue
-        _save_figure(axes.figure, out / name)
+        save_figure(axes.figure, out / name)
         plt.close(axes.figure)

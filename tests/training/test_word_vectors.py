@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from revsent import artifacts, vectors
+from revsent import artifacts
+from revsent.training import word_vectors as vectors
 from revsent.config import Config
 from revsent.errors import ConfigError
 from revsent.text import Sequences
-from revsent.train import train
+from revsent.training import train
 
-from .conftest import TINY
+from ..conftest import TINY
 
 
 def _seqs(reviews):

@@ -7,9 +7,9 @@ from safetensors.torch import load_file
 from revsent import artifacts
 from revsent.config import Config
 from revsent.errors import ArtifactError, ConfigError, DataError
-from revsent.train import train
+from revsent.training import train
 
-from .conftest import TINY
+from ..conftest import TINY
 
 
 def _cfg(path, **extra):
@@ -91,11 +91,11 @@ def test_test_data_replaces_the_split(tiny_reviews, write_jsonl, tmp_path):
 
 def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch):
     """Kill a run after epoch 2 of 4; --resume finishes it exactly as an uninterrupted run."""
-    import revsent.train as train_module
+    import revsent.training.loop as loop_module
 
     full = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), tmp_path / "full")
     calls = {"n": 0}
-    real_save = train_module._save_checkpoint
+    real_save = loop_module.save_checkpoint
 
     def save_then_die(*args):
         real_save(*args)
@@ -103,12 +103,12 @@ def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch
         if calls["n"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), out)
     assert (out / "checkpoint.safetensors").exists() and not (out / "model.safetensors").exists()
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     with pytest.raises(ArtifactError, match="not empty"):
         train(_cfg(tiny_reviews, val_fraction=0.25, epochs=4), out)
     with pytest.raises(ConfigError, match="same data, split and model settings"):
@@ -152,7 +152,7 @@ def test_baseline_on_the_same_split(tiny_reviews, tmp_path):
 
 def test_force_removes_the_old_model_first(tiny_reviews, tmp_path, monkeypatch):
     """A --force retrain that dies leaves no old weights beside the new vocabulary."""
-    import revsent.train as train_module
+    import revsent.training.members as members_module
 
     out = tmp_path / "m"
     train(_cfg(tiny_reviews, epochs=1), out)
@@ -160,7 +160,7 @@ def test_force_removes_the_old_model_first(tiny_reviews, tmp_path, monkeypatch):
     def die(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "fit", die)
+    monkeypatch.setattr(members_module, "fit", die)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_reviews, epochs=1, vocab_size=50), out, force=True)
     assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
@@ -176,10 +176,10 @@ def test_training_split_with_one_class(write_jsonl, tmp_path):
 def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_path, monkeypatch, average):
     """Checkpoints every batch (checkpoint_minutes=0); a kill in the middle of epoch 2 loses nothing
     (with --average-weights, the running mean of the epochs' weights is in the checkpoint too)."""
-    import revsent.train as train_module
+    import revsent.training.loop as loop_module
 
     full = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, average_weights=average), tmp_path / "full")
-    real_save = train_module._save_checkpoint
+    real_save = loop_module.save_checkpoint
     saves = []
 
     def save_then_die(path, model, optimizer, state, best, mean, rng, *where):
@@ -188,12 +188,12 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(tiny_reviews, tmp_
         if state.epoch == 1 and state.step == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, checkpoint_minutes=0.0, average_weights=average), out)
     assert saves[-1] == (1, 4) and (0, 1) in saves and (1, 0) in saves  # mid-epoch and end-of-epoch saves
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     flag = "--average-weights" if average else "--no-average-weights"
     with pytest.raises(ConfigError, match=f"started with {flag}; resume it with {flag}"):  # the mean covers all epochs or none
         train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, average_weights=not average), out, resume=True)
@@ -212,10 +212,10 @@ def test_long_batches_go_in_parts_with_the_same_update(tiny_reviews, tmp_path, m
     """A batch over the TRAIN_TOKENS budget is run in parts and its gradients summed: with no
     dropout the weights match those of whole batches; with class weights the loss stays the batch's.
     In float32: bf16 rounds a product of another shape differently."""
-    import revsent.train as train_module
+    import revsent.training.loop as loop_module
 
     whole = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced", precision="fp32"), tmp_path / "whole")
-    monkeypatch.setattr(train_module, "TRAIN_TOKENS", {"cpu": 8})  # every batch of 8 reviews goes in parts
+    monkeypatch.setattr(loop_module, "TRAIN_TOKENS", {"cpu": 8})  # every batch of 8 reviews goes in parts
     parts = train(_cfg(tiny_reviews, epochs=2, class_weight="balanced", precision="fp32"), tmp_path / "parts")
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "parts" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -310,14 +310,14 @@ def test_training_runs_the_lstm_in_the_precision_asked(tiny_reviews, tmp_path, m
 
     from revsent import model as model_module
 
-    seen, run = [], model_module.Reader._run
+    seen, run = [], model_module.LSTMBranch._run
 
     def spy(self, lstm, x):
         out = run(self, lstm, x)
         seen.append((self.training, out.dtype))
         return out
 
-    monkeypatch.setattr(model_module.Reader, "_run", spy)
+    monkeypatch.setattr(model_module.LSTMBranch, "_run", spy)
     result = train(_cfg(tiny_reviews, epochs=1, precision=precision), tmp_path / "model")
     trained = {dtype for training, dtype in seen if training}
     assert trained == {torch.bfloat16 if precision == "bf16" else torch.float32}
@@ -328,7 +328,7 @@ def test_training_runs_the_lstm_in_the_precision_asked(tiny_reviews, tmp_path, m
 
 
 def test_member_masks_are_disjoint_slices_of_equal_size():
-    from revsent.data.dataset import member_masks, validation_mask
+    from revsent.data.splits import member_masks, validation_mask
 
     masks = member_masks(1000, 0.1, 36, 4)
     assert len(masks) == 4 and np.array_equal(masks[0], validation_mask(1000, 0.1, 36))
@@ -346,15 +346,15 @@ def test_a_bag_trains_each_member_on_its_own_slice(tiny_reviews, tmp_path, monke
     """Members train apart (their own slice, their own seed); the bag's logits are their mean."""
     import torch
 
-    import revsent.train as train_module
+    import revsent.training.members as members_module
     from revsent.artifacts import load_model
-    from revsent.data.dataset import member_masks
+    from revsent.data.splits import member_masks
     from revsent.model import SentimentLSTM
-    from revsent.ngrams import Wide
+    from revsent.ngrams import NgramFeatures
 
     single = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, patience=1, ngram_buckets=200), tmp_path / "one")
-    trained, real_fit = [], train_module.fit
-    monkeypatch.setattr(train_module, "fit", lambda model, *a, **k: (trained.append(model), real_fit(model, *a, **k))[1])
+    trained, real_fit = [], members_module.fit
+    monkeypatch.setattr(members_module, "fit", lambda model, *a, **k: (trained.append(model), real_fit(model, *a, **k))[1])
     result = train(_cfg(tiny_reviews, val_fraction=0.25, epochs=3, patience=1, members=2, ngram_buckets=200),
                    tmp_path / "bag")
     m = result.metrics
@@ -376,7 +376,7 @@ def test_a_bag_trains_each_member_on_its_own_slice(tiny_reviews, tmp_path, monke
     from revsent.batching import make_batch
 
     seqs = encoder.encode(["great food and friendly staff", "rude and slow"])
-    batch = make_batch(seqs, np.arange(2), model.idf(), Wide.of(cfg.model))
+    batch = make_batch(seqs, np.arange(2), model.idf(), NgramFeatures.of(cfg.model))
     assert len(trained) == 2 and all(np.array_equal(m.idf(), model.idf()) for m in trained)  # one idf for all
     model.eval()
     with torch.no_grad():
@@ -388,11 +388,11 @@ def test_a_bag_trains_each_member_on_its_own_slice(tiny_reviews, tmp_path, monke
 
 
 def test_a_killed_bag_resumes_from_its_finished_members(tiny_reviews, tmp_path, monkeypatch):
-    import revsent.train as train_module
+    import revsent.training.members as members_module
 
     cfg = _cfg(tiny_reviews, val_fraction=0.25, epochs=2, members=2)
     full = train(cfg, tmp_path / "full")
-    real_fit = train_module.fit
+    real_fit = members_module.fit
     calls = {"n": 0}
 
     def fit_then_die(*args, **kwargs):
@@ -401,15 +401,15 @@ def test_a_killed_bag_resumes_from_its_finished_members(tiny_reviews, tmp_path, 
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "fit", fit_then_die)
+    monkeypatch.setattr(members_module, "fit", fit_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out)
     assert (out / artifacts.MEMBERS / "member0.safetensors").exists() and not (out / "model.safetensors").exists()
-    monkeypatch.setattr(train_module, "fit", real_fit)
+    monkeypatch.setattr(members_module, "fit", real_fit)
     calls["n"] = 0
     counted = lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real_fit(*a, **k))[1]  # noqa: E731
-    monkeypatch.setattr(train_module, "fit", counted)
+    monkeypatch.setattr(members_module, "fit", counted)
     resumed = train(cfg, out, resume=True)
     assert calls["n"] == 1  # only member 1 trained again
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
@@ -432,23 +432,6 @@ def _drifting_reviews(write_jsonl):
     return write_jsonl("drifting.json", rows)
 
 
-def test_running_mean_is_the_mean_of_the_epochs_weights():
-    import torch
-
-    from revsent.model import SentimentLSTM
-    from revsent.train import running_mean
-
-    model = SentimentLSTM(Config.from_preset("seed", **TINY).model, 2)
-    seen, mean = [], None
-    for epoch in (1, 2, 3):
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * p.requires_grad)
-        seen.append({k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad})
-        mean = running_mean(mean, model, epoch)
-        for k in seen[0]:
-            assert torch.allclose(mean[k], torch.stack([s[k] for s in seen]).mean(0), atol=1e-6)
-    assert "readers.0.embedding.weight" in mean and not any(k.startswith("wide_") for k in mean)
 
 
 @pytest.mark.parametrize("lr, averaged", [(0.05, True), (0.02, False)])
@@ -457,17 +440,17 @@ def test_average_weights_keeps_whichever_validates_better(write_jsonl, tmp_path,
     the saved weights are exactly that epoch's, or that mean."""
     import torch
 
-    import revsent.train as train_module
+    import revsent.training.members as members_module
     from revsent.artifacts import load_model
 
-    snapshots, real_fit = [], train_module.fit
+    snapshots, real_fit = [], members_module.fit
 
     def fit(model, *args, on_epoch=None, **kwargs):
         def capture(epoch, row):
             snapshots.append({k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad})
         return real_fit(model, *args, on_epoch=capture, **kwargs)
 
-    monkeypatch.setattr(train_module, "fit", fit)
+    monkeypatch.setattr(members_module, "fit", fit)
     cfg = _cfg(_drifting_reviews(write_jsonl), epochs=6, lr=lr, val_fraction=0.25, average_weights=True)
     result = train(cfg, tmp_path / "m")
     history, m = result.history, result.metrics
@@ -491,38 +474,22 @@ def test_average_weights_needs_a_validation_slice():
     assert Config.from_preset("default").train.average_weights
 
 
-def test_uphill_is_the_loss_gradient_at_a_fraction_of_each_inputs_norm():
-    import torch
-
-    from revsent.train import uphill
-
-    x = torch.randn(3, 5, 4, requires_grad=True)
-    weights = torch.randn(5, 4)
-    loss = (x * weights).sum(dim=(1, 2)).pow(2).sum()
-    loss.backward()
-    step = uphill(x, 0.1)
-    for b in range(3):
-        assert step[b].norm().item() == pytest.approx(0.1 * x[b].detach().norm().item(), rel=1e-5)
-        cosine = torch.nn.functional.cosine_similarity(step[b].flatten(), x.grad[b].flatten(), dim=0)
-        assert cosine.item() == pytest.approx(1.0, abs=1e-5)
-    moved = ((x.detach() + step) * weights).sum(dim=(1, 2)).pow(2).sum()
-    assert moved > loss  # uphill: a small step along the gradient raises the loss
 
 
 def test_adversarial_training_trains_on_moved_inputs_too(tiny_reviews, tmp_path, monkeypatch):
     """Every training batch also goes through with each reader's embedded input moved by
     ``uphill`` (a second pass); validation and prediction never do."""
-    import revsent.train as train_module
+    import revsent.training.regularisers as regularisers_module
 
     steps = []
-    real = train_module.uphill
+    real = regularisers_module.uphill
 
     def counted(x, size):
         step = real(x, size)
         steps.append((x.detach().flatten(1).norm(dim=1), step.flatten(1).norm(dim=1), size))
         return step
 
-    monkeypatch.setattr(train_module, "uphill", counted)
+    monkeypatch.setattr(regularisers_module, "uphill", counted)
     result = train(_cfg(tiny_reviews, adversarial=0.05, val_fraction=0.25), tmp_path / "adv")
     batches = sum(-(-row["reviews"] // 8) for row in result.history)  # batch size 8
     assert len(steps) == batches

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from revsent import Config, ConfigError
 from revsent.batching import train_order
 from revsent.cli import app
-from revsent.distributed import Ranks, shard
-from revsent.train import train
+from revsent.training.distributed import Ranks, shard
+from revsent.training import train
 
 # The seed model without dropout, so that runs can be compared weight for weight.
 # float32: bf16 rounds the products of a half batch differently from those of a whole one
@@ -171,17 +171,18 @@ def test_a_killed_torchrun_run_resumes(dataset, two_processes, tmp_path):
 def test_resuming_mid_epoch_with_another_number_of_processes_is_refused(tiny_reviews, tmp_path, monkeypatch):
     import torch
 
-    import revsent.train as train_module
+    import revsent.training.checkpoint as checkpoint_module
+    import revsent.training.loop as loop_module
     from revsent.model import SentimentLSTM
 
-    real_save = train_module._save_checkpoint
+    real_save = loop_module.save_checkpoint
 
     def save_then_die(path, model, optimizer, state, *rest):
         real_save(path, model, optimizer, state, *rest)
         if state.step == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
     cfg = Config.from_preset("seed", paths=(tiny_reviews,), vocab_size=100, embedding_dim=8, hidden_size=8,
                              batch_size=8, checkpoint_minutes=0.0, threads=1)
     with pytest.raises(KeyboardInterrupt):
@@ -189,8 +190,8 @@ def test_resuming_mid_epoch_with_another_number_of_processes_is_refused(tiny_rev
     model = SentimentLSTM(cfg.model, 2)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
     with pytest.raises(ConfigError, match=r"written by 1 process\(es\) in the middle of epoch 1; resume it with 1"):
-        train_module._load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 2))
-    state, *_ = train_module._load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 1))
+        checkpoint_module.load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 2))
+    state, *_ = checkpoint_module.load_checkpoint(tmp_path / "m" / "checkpoint.safetensors", model, optimizer, Ranks(0, 1))
     assert state.step == 2
 
 

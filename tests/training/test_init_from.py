@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 from revsent import Classifier, artifacts
 from revsent.cli import app
 from revsent.config import Config, fine_tuning
-from revsent.data import store
+from revsent.data import build
 from revsent.errors import ConfigError
-from revsent.train import train
+from revsent.training import train
 
-from .conftest import NEGATIVE, POSITIVE, TINY
+from ..conftest import NEGATIVE, POSITIVE, TINY
 
 
 def _cfg(path, **extra):
@@ -111,11 +111,11 @@ def test_a_test_part_the_model_trained_on_is_refused(source, tiny_reviews, other
 def test_a_prepared_dataset_must_use_the_models_vocabulary(source, other_reviews, tmp_path):
     model_cfg = Config.from_preset("seed", **TINY)
     cfg = fine_tuning(_cfg(other_reviews, init_from=str(source), epochs=1), model_cfg)
-    store.prepare(_cfg(other_reviews), tmp_path / "own")
+    build.prepare(_cfg(other_reviews), tmp_path / "own")
     with pytest.raises(ConfigError, match="its vocabulary is not that of --init-from"):
         train(fine_tuning(_cfg(str(tmp_path / "own"), init_from=str(source)), model_cfg), tmp_path / "a")
     encoder = artifacts.load_encoder(source, cfg)
-    ds = store.prepare(cfg, tmp_path / "theirs", encoder=encoder)
+    ds = build.prepare(cfg, tmp_path / "theirs", encoder=encoder)
     assert ds.manifest["vocabulary_from"] == str(source) and ds.encoder.vocab == encoder.vocab
     assert "zebra0" not in ds.encoder.vocab  # words the model never saw are not added
     result = train(fine_tuning(_cfg(str(tmp_path / "theirs"), init_from=str(source), epochs=1), model_cfg), tmp_path / "b")
@@ -163,22 +163,22 @@ def test_a_failed_start_leaves_out_as_it_was(source, other_reviews, tmp_path):
 
 
 def test_a_killed_fine_tuning_run_resumes_from_the_same_start(source, other_reviews, tmp_path, monkeypatch):
-    import revsent.train as train_module
+    import revsent.training.loop as loop_module
 
     model_cfg = Config.from_preset("seed", **TINY)
     cfg = fine_tuning(_cfg(other_reviews, init_from=str(source), val_fraction=0.25, epochs=3), model_cfg)
     full = train(cfg, tmp_path / "full")
-    real_save = train_module._save_checkpoint
+    real_save = loop_module.save_checkpoint
 
     def save_then_die(*args):
         real_save(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out)
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     # The same settings without the model started from: its token ids would be numbered anew.
     with pytest.raises(ConfigError, match="started with --init-from .*; resume it the same way"):
         train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=None)), out, resume=True)

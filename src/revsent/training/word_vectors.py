@@ -17,14 +17,18 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from sklearn.utils.extmath import randomized_svd
 
-from .text import Sequences
+from ..model import SentimentLSTM
+from ..progress import Progress
+from ..text import Sequences
+from .distributed import Ranks, broadcast
 
 WORDS = 30_000  # the most frequent words get vectors; the rarer keep the random start
 WINDOW = 5  # words either side
 ALPHA = 0.75  # context-distribution smoothing (word2vec's)
-MAX_TOKENS = 50_000_000  # tokens counted at most: about 20 s of counting here
+MAX_TOKENS = 50_000_000  # tokens counted at most: bounds the time of counting on a large corpus
 CHUNK_TOKENS = 2_000_000  # tokens counted per step
 SCALE = 0.05  # the vectors' standard deviation per component (Keras' uniform start: 0.029)
 
@@ -100,3 +104,25 @@ def _ppmi(counts: sp.csr_matrix) -> sp.csr_matrix:
     pmi = np.log(coo.data / n) - np.log(word_p[coo.row]) - np.log(context_p[coo.col])
     keep = pmi > 0
     return sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
+
+
+def start_from_word_vectors(model: SentimentLSTM, seqs: Sequences, seed: int, ranks: Ranks, device: torch.device,
+                            progress: Progress) -> None:
+    """Every LSTM branch's embedding starts from PPMI + SVD vectors of ``seqs`` (rank 0 counts, then shares)."""
+    cfg = model.cfg
+    rows = min(WORDS, cfg.vocab_size)
+    table = torch.zeros(rows, cfg.embedding_dim)
+    found = torch.zeros(1)
+    if ranks.main:
+        words, counted = ppmi_vectors(seqs, cfg.vocab_size, cfg.embedding_dim, seed)
+        if words is not None:
+            table, found = torch.from_numpy(words), torch.ones(1)
+            progress.log(f"word vectors: PPMI + SVD of the {counted['words']} most frequent words' neighbours "
+                         f"({counted['pairs']} pairs) in {counted['seconds']:.1f}s")
+        else:
+            progress.log("word vectors: too few words to factor; the embedding starts at random")
+    if broadcast(found, ranks, device).item():
+        table = broadcast(table, ranks, device)
+        with torch.no_grad():
+            for reader in model.readers:
+                reader.embedding.weight[:rows].copy_(table.to(reader.embedding.weight.device))

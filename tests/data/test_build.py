@@ -1,18 +1,20 @@
-"""revsent.data.store: prepared datasets (prepare, open and verify, train and evaluate from them)."""
+"""revsent.data.build and revsent.data.store: prepared datasets (prepare, open and verify, train and
+evaluate from them)."""
 import json
 
 import numpy as np
 import pytest
 
+import revsent.data.build as build
 import revsent.data.store as store
 from revsent.config import Config
 from revsent.data import read_labelled, split
 from revsent.errors import ArtifactError, ConfigError, DataError
 from revsent.evaluate import evaluate
 from revsent.text import TextEncoder
-from revsent.train import train
+from revsent.training import train
 
-from .conftest import TINY
+from ..conftest import TINY
 
 
 def _cfg(*paths, **extra):
@@ -20,7 +22,7 @@ def _cfg(*paths, **extra):
 
 
 def _prepare(path, out, **extra):
-    return store.prepare(_cfg(path, **extra), out)
+    return build.prepare(_cfg(path, **extra), out)
 
 
 def test_prepare_writes_a_complete_dataset(tiny_reviews, tmp_path):
@@ -42,7 +44,7 @@ def test_prepare_writes_a_complete_dataset(tiny_reviews, tmp_path):
 def test_dataset_holds_what_the_in_memory_pipeline_gives(tiny_reviews, tmp_path):
     """Same records, labels, tutorial split and vocabulary (fitted on the training split only)."""
     cfg = _cfg(tiny_reviews)
-    ds = store.prepare(cfg, tmp_path / "ds")
+    ds = build.prepare(cfg, tmp_path / "ds")
     data = read_labelled(cfg)
     train_idx, val_idx = split(len(data.texts), 0.2, 36)
     assert ds.rows(0).tolist() == train_idx.tolist() and ds.rows(1).tolist() == val_idx.tolist()
@@ -96,10 +98,10 @@ def _count_pools(monkeypatch) -> list:
 def test_worker_processes_give_the_same_dataset(tiny_reviews, tmp_path, monkeypatch):
     """Small chunks and an early pool: the words numbered by several processes merge into one table."""
     whole = _prepare(tiny_reviews, tmp_path / "a")
-    monkeypatch.setattr(store, "CHUNK", 7)
-    monkeypatch.setattr(store, "POOL_AFTER", 1)
-    monkeypatch.setattr(store, "TOKEN_CHUNK", 50)
-    monkeypatch.setattr(store.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(build, "CHUNK", 7)
+    monkeypatch.setattr(build, "POOL_AFTER", 1)
+    monkeypatch.setattr(build, "TOKEN_CHUNK", 50)
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
     pools = _count_pools(monkeypatch)
     parts = _prepare(tiny_reviews, tmp_path / "b")
     assert pools == [2]  # the worker processes did run
@@ -112,12 +114,12 @@ def test_word_tables_started_afresh_give_the_same_dataset(tiny_reviews, tmp_path
     """Workers empty their word tables beyond WORKER_WORDS (bounded memory on any corpus); the
     main table still merges every word once, so nothing changes in the dataset."""
     whole = _prepare(tiny_reviews, tmp_path / "a")
-    monkeypatch.setattr(store, "CHUNK", 5)
-    monkeypatch.setattr(store, "POOL_AFTER", 2)
-    monkeypatch.setattr(store, "WORKER_WORDS", 10)
-    monkeypatch.setattr(store.os, "cpu_count", lambda: 2)
-    pools, resets, real_reset = _count_pools(monkeypatch), [], store._reset_worker
-    monkeypatch.setattr(store, "_reset_worker", lambda: (resets.append(1), real_reset()))
+    monkeypatch.setattr(build, "CHUNK", 5)
+    monkeypatch.setattr(build, "POOL_AFTER", 2)
+    monkeypatch.setattr(build, "WORKER_WORDS", 10)
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
+    pools, resets, real_reset = _count_pools(monkeypatch), [], build._reset_worker
+    monkeypatch.setattr(build, "_reset_worker", lambda: (resets.append(1), real_reset()))
     reset = _prepare(tiny_reviews, tmp_path / "b")
     assert pools == [2] and len(resets) >= 2  # started afresh at least once beyond the first table
     assert reset.encoder.vocab == whole.encoder.vocab
@@ -173,13 +175,13 @@ def test_existing_dataset_needs_force_and_other_folders_are_never_touched(tiny_r
     first = _prepare(tiny_reviews, out)
     with pytest.raises(ArtifactError, match="already there; pass --force"):
         _prepare(tiny_reviews, out)
-    again = store.prepare(_cfg(tiny_reviews, vocab_size=50), out, force=True)
+    again = build.prepare(_cfg(tiny_reviews, vocab_size=50), out, force=True)
     assert again.manifest["tokenizer"]["vocab_size"] == 50 and first.manifest["tokenizer"]["vocab_size"] == 100
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
     with pytest.raises(ArtifactError, match="holds no dataset"):
-        store.prepare(_cfg(tiny_reviews), mine, force=True)
+        build.prepare(_cfg(tiny_reviews), mine, force=True)
     assert (mine / "notes.txt").read_text() == "keep"
 
 
@@ -247,7 +249,7 @@ def test_train_from_a_file_equals_train_from_its_dataset(tiny_reviews, tmp_path)
 
 def test_train_from_a_dataset_uses_its_tokenizer_and_split(tiny_reviews, tmp_path):
     ds_path = tmp_path / "ds"
-    store.prepare(_cfg(tiny_reviews, vocab_size=30, test_split=0.25, seed=5), ds_path)
+    build.prepare(_cfg(tiny_reviews, vocab_size=30, test_split=0.25, seed=5), ds_path)
     result = train(_cfg(ds_path, epochs=1), tmp_path / "m")  # the preset says vocab 100, split 0.2 / 36
     assert result.metrics["n_test"] == 24
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -280,7 +282,7 @@ def test_evaluate_on_datasets(tiny_reviews, write_jsonl, tmp_path):
     again = evaluate(model, [str(ds_path)])  # the same dataset given: still only its held-out part
     assert again["n"] == 20 and again["accuracy"] == own["accuracy"] and again["data"].startswith("test split (held out)")
     other = tmp_path / "other"
-    store.prepare(_cfg(tiny_reviews, test_split=0.5), other)  # same records, another split: another dataset
+    build.prepare(_cfg(tiny_reviews, test_split=0.5), other)  # same records, another split: another dataset
     with pytest.raises(DataError, match="another vocabulary"):
         evaluate(model, [str(other)])
     with_baseline = evaluate(model, baseline=True)
@@ -352,11 +354,11 @@ def test_prepare_from_a_script_without_a_main_guard(tiny_reviews, tmp_path):
 
     script = tmp_path / "plain.py"
     script.write_text(
-        "import revsent.data.store as store\n"
+        "import revsent.data.build as build\n"
         "from revsent.config import Config\n"
-        "store.CHUNK, store.POOL_AFTER = 7, 1\n"
-        "store.os.cpu_count = lambda: 2\n"
-        f"ds = store.prepare(Config.from_preset('seed', paths=({str(tiny_reviews)!r},)), {str(tmp_path / 'ds')!r})\n"
+        "build.CHUNK, build.POOL_AFTER = 7, 1\n"
+        "build.os.cpu_count = lambda: 2\n"
+        f"ds = build.prepare(Config.from_preset('seed', paths=({str(tiny_reviews)!r},)), {str(tmp_path / 'ds')!r})\n"
         "print('prepared', ds.manifest['n'])\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

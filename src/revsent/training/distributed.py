@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 TIMEOUT = timedelta(minutes=30)  # a collective waits this long for a lost rank before failing
 

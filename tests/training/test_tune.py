@@ -7,7 +7,7 @@ import pytest
 from revsent.artifacts import load_model
 from revsent.config import Config
 from revsent.errors import ArtifactError, ConfigError
-from revsent.tune import tune
+from revsent.training.tune import tune
 
 # 400 real IMDB reviews, a small model: a trial takes seconds.
 SMALL = dict(paths=("imdb",), limit=400, vocab_size=2000, max_len=100, epochs=2, val_fraction=0.2, threads=1,
@@ -75,7 +75,7 @@ def test_continuing_with_other_data_is_refused(tmp_path):
 def test_the_log_line_of_a_pruned_trial_gives_its_last_loss_and_no_accuracy():
     import optuna
 
-    from revsent.tune import trial_line
+    from revsent.training.tune import trial_line
 
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
     complete = optuna.trial.create_trial(params={"lr": 2e-3}, distributions=space, value=0.4915,

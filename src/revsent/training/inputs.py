@@ -1,0 +1,80 @@
+"""What a fit prepares before its first epoch, once: the loss's class weights, the n-gram branch
+fitted (a logistic regression on TF-IDF n-grams, rank 0's, then shared), its out-of-fold log-odds
+that the LSTM's logits are trained beside, and the embedding's word-vector start.
+
+Out of fold: each training review's n-gram log-odds come from a regression that did not see it,
+so the LSTM learns what the n-grams miss rather than leaning on logits fitted to its own labels.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.parts import Part
+from ..model import SentimentLSTM
+from ..ngrams import NgramFeatures, fit_linear, out_of_fold_logits
+from ..progress import Progress
+from .distributed import Ranks, broadcast
+from .word_vectors import start_from_word_vectors
+
+WIDE = ("wide_idf", "wide_weight", "wide_bias")  # the n-gram branch's tensors in the model
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    """``weights``: per-class loss weights (None: all 1); ``offsets``: (n, C) added to the LSTM's
+    logits for each training review (None without an n-gram branch); ``seconds`` spent here."""
+
+    weights: np.ndarray | None
+    offsets: torch.Tensor | None
+    seconds: float
+
+
+def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarray | None:
+    """Per-class loss weights: None, or ``balanced`` as scikit-learn's ``n / (k * count)``."""
+    if scheme is None:
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
+
+
+def prepare_inputs(model: SentimentLSTM, cfg: Config, train: Part, *, fresh: bool, ranks: Ranks,
+                   device: torch.device, progress: Progress, idf: np.ndarray | None = None) -> FitInputs:
+    """The inputs of :func:`~revsent.training.loop.fit`. With ``fresh`` (not resuming, whose
+    checkpoint holds them) the model's n-gram branch is fitted and its embedding started from word
+    vectors (``embedding_init`` ppmi; not when fine-tuning, which keeps its embedding).
+    ``idf``: the n-gram branch's, given (a bag's members share the whole training part's)."""
+    n_classes, features = model.n_classes, NgramFeatures.of(model.cfg)
+    weights = class_weights(train.y, n_classes, cfg.train.class_weight)
+    started = time.perf_counter()
+    if features is not None and fresh:
+        fit_wide_branch(model, train, features, weights, cfg.train.seed, ranks, device, idf)
+        progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in "
+                     f"{time.perf_counter() - started:.1f}s")
+    if model.cfg.embedding_init == "ppmi" and fresh and cfg.train.init_from is None:
+        start_from_word_vectors(model, train.seqs, cfg.train.seed, ranks, device, progress)
+    seconds = time.perf_counter() - started
+    offsets = None
+    if features is not None:
+        offsets = torch.zeros(len(train.y), n_classes)
+        if ranks.main:
+            offsets = torch.from_numpy(out_of_fold_logits(train.seqs, train.y, n_classes, features, model.cfg.ngram_c,
+                                                          cfg.train.seed, class_weights=weights))
+        offsets = broadcast(offsets, ranks, device)
+    return FitInputs(weights, offsets, seconds)
+
+
+def fit_wide_branch(model: SentimentLSTM, train: Part, features: NgramFeatures, weights: np.ndarray | None, seed: int,
+                    ranks: Ranks, device: torch.device, idf: np.ndarray | None) -> None:
+    """The model's n-gram branch fitted on ``train`` by rank 0, then broadcast to every rank."""
+    if ranks.main:
+        idf, weight, bias = fit_linear(train.seqs, train.y, model.n_classes, features, model.cfg.ngram_c, seed,
+                                       weights, idf)
+        for name, value in zip(WIDE, (idf, weight, bias)):
+            getattr(model, name).copy_(torch.from_numpy(value))
+    for name in WIDE:
+        getattr(model, name).copy_(broadcast(getattr(model, name), ranks, device))

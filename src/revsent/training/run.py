@@ -1,0 +1,212 @@
+"""A whole training run: data -> the fit (one model or a bag) -> the test part scored once -> the
+model directory.
+
+    revsent.training.train(config, out)    files or a prepared dataset in, a model directory out
+
+Data reaches the model one way only: a prepared dataset (``cfg.data.paths`` is one, or files
+prepared into ``out/.dataset`` first, kept until the run ends so that ``--resume`` need not read
+them again). With ``train.init_from`` the run starts from a trained model (:mod:`.init_from`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import artifacts
+from ..baseline import BASELINE_MAX, tfidf_baseline
+from ..config import Config
+from ..data import store
+from ..data.parts import RunData, open_run_data
+from ..device import start_run, trains_in_bf16
+from ..errors import ConfigError, DataError
+from ..metrics import classification_metrics
+from ..model import SentimentLSTM, class_probabilities
+from ..plots import plot_confusion, plot_history
+from ..progress import Progress
+from ..text import TextEncoder
+from .distributed import Ranks, finish, init
+from .init_from import InitFrom, check_held_out
+from .inputs import class_weights
+from .members import fit_members, member_history
+from .state import FitState, chosen_figures
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    metrics: dict
+    history: list[dict]
+
+
+def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False,
+          progress: Progress | None = None, start: InitFrom | None = None) -> TrainResult:
+    """Prepare (or open) the data, fit the model on the training split, evaluate and save ``out``.
+
+    ``start``: the ``--init-from`` model, already read (by default read from ``cfg.train.init_from``).
+    """
+    progress = progress or Progress(False)
+    ranks = Ranks.from_environment()
+    prepared = any(store.is_dataset(p) for p in cfg.data.paths)
+    if ranks.enabled and not prepared:
+        raise ConfigError("under torchrun, DATA must be a dataset made by `revsent prepare`, at the same path on every "
+                          "machine: every process opens it (memory-mapped)")
+    started = time.perf_counter()
+    start = start if start is not None else InitFrom.of(cfg)  # before --out is touched: a mistake leaves it as it was
+    if start is not None:
+        start.check(cfg)
+        if Path(out).resolve() == Path(start.path).resolve():
+            raise ConfigError(f"--out {out} is the model of --init-from; write the fine-tuned model to another directory")
+    if not prepared:  # before reading the data; a prepared dataset's split is known once it is open
+        check_held_out(cfg, start)
+    if not ranks.main:
+        progress, out = Progress(False), Path(out)
+    else:
+        out = artifacts.prepare_out(out, resume=resume, force=force)
+    data = open_run_data(cfg, out / artifacts.DATASET, reuse=resume, progress=progress, work_dir=out.parent,
+                         encoder=None if start is None else start.encoder)
+    if prepared:
+        check_held_out(data.cfg, start)
+    if resume and ranks.main:
+        check_resumable(out, data.cfg)
+    ranks, device = init(start_run(data.cfg.train))
+    try:
+        return _train(data, out, ranks, device, resume=resume, progress=progress, started=started, start=start)
+    finally:
+        finish()
+
+
+def check_resumable(out: Path, cfg: Config) -> None:
+    """Refuse to resume the run in ``out`` with settings that change its data, split or weights."""
+    saved, _ = artifacts.read_config(out)
+    split_of = lambda t: (t.seed, t.test_split, t.test_data, t.val_fraction)  # noqa: E731
+    if saved.model != cfg.model or saved.data != cfg.data or split_of(saved.train) != split_of(cfg.train):
+        raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
+                          f"(only training settings such as --epochs may change)")
+    if saved.train.init_from != cfg.train.init_from:  # its token ids and weights came from that model
+        given = f"--init-from {saved.train.init_from}" if saved.train.init_from else "no --init-from"
+        raise ConfigError(f"{out}: the interrupted run was started with {given}; resume it the same way")
+    if saved.train.average_weights != cfg.train.average_weights:  # the running mean covers every epoch or none
+        flag = "--average-weights" if saved.train.average_weights else "--no-average-weights"
+        raise ConfigError(f"{out}: the interrupted run was started with {flag}; resume it with {flag}")
+
+
+def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resume: bool, progress: Progress,
+           started: float, start: InitFrom | None) -> TrainResult:
+    cfg = data.cfg
+    fit_y, n_val = data.fit.y, len(data.validation)
+    source = ", ".join(cfg.data.paths) or "imdb"
+    if len(np.unique(fit_y)) < 2:
+        raise DataError(source, f"the training split of {len(fit_y)} records holds only one class; give more data")
+    progress.log(f"{len(fit_y)} training, {n_val} validation and {len(data.test)} test reviews from {source}; "
+                 f"classes: {', '.join(data.classes)}")
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if ranks.main and not resume:
+        artifacts.atomic_write(out / artifacts.TOKENIZER, data.encoder.to_str())
+        artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, data.classes))
+    if start is not None:
+        progress.log(f"starting from {start.path}: its vocabulary and LSTM weights"
+                     + ("" if data.classes == start.classes else f"; a new output layer for {len(data.classes)} classes"))
+    model, states = fit_members(data, device=device, progress=progress, out=out, resume=resume, ranks=ranks,
+                                start=None if start is None else start.readers(data.classes))
+    finish(together=True)  # the ranks part here: the rest is rank 0's alone
+    history = member_history(states)
+    if not ranks.main:  # rank 0 scores the test part and writes the model directory
+        return TrainResult(out, {}, history)
+    # The test part is scored once, here, with the weights chosen on the validation slice(s).
+    proba = class_probabilities(model, data.test.seqs, device=device)
+    metrics = run_metrics(data, states, proba, device=device, ranks=ranks, started=started, start=start)
+    if cfg.train.baseline:
+        metrics["baseline_tfidf_lr"] = run_baseline(data, start, progress)
+    save_run(out, cfg, data.classes, data.encoder, model, metrics, history)
+    (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
+    shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
+    shutil.rmtree(out / artifacts.MEMBERS, ignore_errors=True)
+    return TrainResult(out, metrics, history)
+
+
+def run_metrics(data: RunData, states: list[FitState], proba: np.ndarray, *, device: torch.device, ranks: Ranks,
+                started: float, start: InitFrom | None) -> dict:
+    """metrics.json of a run: the test figures, the validation figures the weights were chosen by,
+    what the run did and on what data."""
+    cfg, ds, test = data.cfg, data.dataset, data.test
+    metrics = classification_metrics(test.y, proba, data.classes)
+    one = len(states) == 1
+    metrics.update({
+        "scored_on": "test: the held-out part, scored once after training; nothing was chosen on it",
+        "n_train": len(data.fit), "n_validation": len(data.validation), "n_test": len(test), "members": len(states),
+        "validation": validation_figures(data, states),
+        "epochs_run": states[0].epoch if one else [s.epoch for s in states],
+        "best_epoch": states[0].best_epoch if one else [s.best_epoch for s in states],
+        "averaged": states[0].averaged if one else [s.averaged for s in states],
+        "train_seconds": round(sum(s.seconds for s in states), 2),
+        "total_seconds": round(time.perf_counter() - started, 2), "device": device.type,
+        "precision": "bf16" if trains_in_bf16(cfg.train.precision, device) else "fp32", "processes": ranks.world,
+        "train_tokens": data.fit.seqs.n_tokens, **ds.manifest["counts"],
+        "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test.seqs, test.y)},
+        "init_from": None if start is None else start.describe(data.classes),
+    })
+    weights = class_weights(data.fit.y, len(data.classes), cfg.train.class_weight)
+    if weights is not None:
+        metrics["class_weights"] = dict(zip(data.classes, map(float, weights)))
+    return metrics
+
+
+def validation_figures(data: RunData, states: list[FitState]) -> dict | None:
+    """The validation figures of the weights kept (None without a slice), and how they were chosen."""
+    if not len(data.validation):
+        return None
+    chosen = [chosen_figures(state) for state in states]
+    validation = {"n": len(data.validation), "loss": _mean(c.get("val_loss") for c in chosen),
+                  "accuracy": _mean(c.get("val_accuracy") for c in chosen),
+                  "chosen": "the epoch with the lowest validation loss (early stopping, best epoch)"}
+    if data.cfg.train.average_weights:
+        validation["chosen"] += ("; or, where its loss was lower, the mean of the weights of epochs 1 to that "
+                                 "epoch (--average-weights; see 'averaged')")
+    if len(states) > 1:
+        validation["chosen"] += (f"; the mean of the {len(states)} members' figures, each on its own slice "
+                                 "(the bag as a whole has no slice it did not learn from)")
+        validation["members"] = [{"n": int(mask.sum()), "loss": c.get("val_loss"), "accuracy": c.get("val_accuracy")}
+                                 for mask, c in zip(data.masks, chosen)]
+    return validation
+
+
+def run_baseline(data: RunData, start: InitFrom | None, progress: Progress) -> dict:
+    """TF-IDF + logistic regression on the run's own split: C chosen on its validation slice, the
+    test part scored once."""
+    val = data.validation
+    progress.log("fitting the TF-IDF + logistic regression baseline on the same split"
+                 + (" (C chosen on the validation slice)" if len(val) else ""))
+    fit_texts, val_texts, test_texts = data.baseline_texts(limit=BASELINE_MAX)
+    result = tfidf_baseline(fit_texts, data.fit.y, test_texts, data.test.y, data.classes, data.cfg.train.seed,
+                            val=(val_texts, val.y) if len(val) else None)
+    if start is not None:  # revsent also learnt from the started-from model's data; the baseline did not
+        result["trained_on"] = f"this run's training reviews only, not those of the --init-from model ({start.path})"
+    return result
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def save_run(out: Path, cfg: Config, classes: list[str], encoder: TextEncoder, model: SentimentLSTM,
+             metrics: dict, history: list[dict]) -> None:
+    """The model directory: weights, config, tokenizer, metrics, history and plots."""
+    artifacts.save_model(out, cfg, classes, encoder, model)
+    artifacts.write_json(out / artifacts.METRICS, metrics)
+    if history:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
+        writer.writeheader()
+        writer.writerows(history)
+        artifacts.atomic_write(out / artifacts.HISTORY, buffer.getvalue())
+        plot_history(history, out / "training_curves.png")
+    plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png")
