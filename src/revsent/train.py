@@ -32,7 +32,9 @@ from .distributed import SINGLE, Ranks, broadcast, dropout_seed, finish, from_ma
 from .data import store
 from .data.dataset import member_masks
 from .errors import ArtifactError, ConfigError, DataError
-from .evaluate import BASELINE_MAX, classification_metrics, plot_confusion, plot_history, tfidf_baseline
+from .baseline import BASELINE_MAX, tfidf_baseline
+from .metrics import classification_metrics
+from .plots import plot_confusion, plot_history
 from .model import SentimentLSTM, class_probabilities
 from .ngrams import Wide, fit_idf, fit_linear, out_of_fold_logits
 from .progress import Progress

@@ -192,7 +192,7 @@ def _write_plots(study, out: Path, n_complete: int) -> None:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as views
 
-    from .evaluate import _save_figure
+    from .plots import save_figure as _save_figure
 
     plots = [("history.png", views.plot_optimization_history)]
     if n_complete >= 2:
