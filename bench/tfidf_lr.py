@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from revsent.evaluate import tfidf_baseline
+from revsent.baseline import tfidf_baseline
 
 
 def read(path):

@@ -266,7 +266,7 @@ def tune(
     """Search the model's settings with Optuna (TPE, pruned on validation loss), then train the best ones."""
     args = dict(locals())
     from .config import Config
-    from .evaluate import format_report
+    from .metrics import format_report
     from .progress import Progress
     from .training.tune import tune as tune_settings
 
@@ -297,7 +297,8 @@ def evaluate(
     device: Device = "auto",
 ):
     """Score a model: accuracy, per-class and macro precision/recall/F1, ROC-AUC, log loss, confusion matrix."""
-    from .evaluate import evaluate as evaluate_model, format_report
+    from .evaluate import evaluate as evaluate_model
+    from .metrics import format_report
 
     def action():
         result = evaluate_model(model, tuple(data or ()), baseline=baseline, device=device, **_given(

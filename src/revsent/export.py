@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .artifacts import CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WIDE, atomic_write, load_encoder, read_config
+from .artifacts import (CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WIDE, atomic_write, load_encoder,
+                        read_config)
 from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
 from .ngrams import NgramFeatures, linear_logits
@@ -40,10 +41,57 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
     ``out`` is a new package directory (config and tokenizer copied in), or the model directory
     itself (the default), which then serves both backends. Existing files are kept unless ``force``.
     """
-    import onnx
-    import torch
+    # Both imported first, as the steps below import them again: without either, export fails
+    # before it reads or writes a file.
+    import onnx  # noqa: F401
+    import torch  # noqa: F401
 
     from .artifacts import load_model
+
+    if format not in FORMATS:
+        raise ConfigError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
+    model_dir = Path(model_dir)
+    out = Path(out) if out is not None else model_dir
+    _, classes, _, model = load_model(model_dir, "cpu")
+    inside = _check_out(model_dir, out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="revsent-export.") as scratch:
+        graph = Path(scratch) / ONNX
+        _trace(model, graph)
+        if int8:
+            graph = _quantize(graph, Path(scratch))
+        _write_graph(graph, Path(scratch), out, classes, int8)
+    if model.cfg.ngram_buckets:
+        from safetensors.numpy import save
+
+        atomic_write(out / WIDE, save({"idf": model.wide_idf.numpy(), "weight": model.wide_weight.numpy(),
+                                       "bias": model.wide_bias.numpy()}))
+    if not inside:
+        for name in (CONFIG, TOKENIZER, METRICS):
+            if (model_dir / name).exists():
+                atomic_write(out / name, (model_dir / name).read_bytes())
+    return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32",
+            "bytes": sum((out / name).stat().st_size for name in (ONNX, ONNX_DATA) if (out / name).exists())}
+
+
+def _check_out(model_dir: Path, out: Path, force: bool) -> bool:
+    """Whether ``out`` is the model directory itself. Refuses, before anything is written, an ``out``
+    that is a file or (without ``force``) already holds a file the export writes."""
+    inside = out.exists() and out.resolve() == model_dir.resolve()
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
+    targets = [ONNX, ONNX_DATA, WIDE] if inside else [ONNX, ONNX_DATA, WIDE, CONFIG, TOKENIZER, METRICS]
+    if not force:
+        present = [name for name in targets if (out / name).exists()]
+        if present:
+            raise ArtifactError(f"{out / present[0]}: exists; pass --force to replace it")
+    return inside
+
+
+def _trace(model, graph: Path) -> None:
+    """The model's deep part, traced on a small batch, as an fp32 ONNX graph at ``graph``."""
+    import torch
+
     from .batching import Batch
 
     class Graph(torch.nn.Module):
@@ -56,72 +104,55 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
         def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
             return self.model(Batch(tokens, lengths, np.zeros(0, np.int64)))  # (B, C); n-grams added beside
 
-    if format not in FORMATS:
-        raise ConfigError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
-    model_dir = Path(model_dir)
-    out = Path(out) if out is not None else model_dir
-    _, classes, _, model = load_model(model_dir, "cpu")
-    inside = out.exists() and out.resolve() == model_dir.resolve()
-    if out.exists() and not out.is_dir():
-        raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
-    targets = [ONNX, ONNX_DATA, WIDE] if inside else [ONNX, ONNX_DATA, WIDE, CONFIG, TOKENIZER, METRICS]
-    if not force:
-        present = [name for name in targets if (out / name).exists()]
-        if present:
-            raise ArtifactError(f"{out / present[0]}: exists; pass --force to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="revsent-export.") as scratch:
-        graph = Path(scratch) / ONNX
-        lstm = Graph(model).eval()
-        tokens, lengths = torch.randint(1, model.cfg.vocab_size, (3, 11)), torch.tensor([11, 6, 1])
-        with torch.no_grad(), warnings.catch_warnings():
-            # its advice (export with batch 1 or pass h0/c0) is for packed LSTMs; the tests run batches 1..32
-            warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.LSTM's checks of fixed sizes
-            # The TorchScript exporter, on purpose: it maps nn.LSTM to ONNX's fused LSTM operator, which
-            # onnxruntime's int8 quantiser knows (DynamicQuantizeLSTM); the newer exporter needs onnxscript.
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(lstm, (tokens, lengths), str(graph), input_names=["tokens", "lengths"],
-                              output_names=["logits"], opset_version=OPSET, dynamo=False,
-                              dynamic_axes={"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
-                                            "logits": {0: "batch"}})
-        if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-            from onnxruntime.quantization.shape_inference import quant_pre_process
+    lstm = Graph(model).eval()
+    tokens, lengths = torch.randint(1, model.cfg.vocab_size, (3, 11)), torch.tensor([11, 6, 1])
+    with torch.no_grad(), warnings.catch_warnings():
+        # its advice (export with batch 1 or pass h0/c0) is for packed LSTMs; the tests run batches 1..32
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.LSTM's checks of fixed sizes
+        # The TorchScript exporter, on purpose: it maps nn.LSTM to ONNX's fused LSTM operator, which
+        # onnxruntime's int8 quantiser knows (DynamicQuantizeLSTM); the newer exporter needs onnxscript.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(lstm, (tokens, lengths), str(graph), input_names=["tokens", "lengths"],
+                          output_names=["logits"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
+                                        "logits": {0: "batch"}})
 
-            prepared, quantized = Path(scratch) / "prepared.onnx", Path(scratch) / "int8.onnx"
-            quant_pre_process(graph, prepared)  # shapes inferred and the graph simplified, as onnxruntime advises
-            # The LSTM and dense weights only: an int8 embedding saves file size, not time (each
-            # batch's rows were dequantised again, 5% of the graph's time)
-            quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
-            graph = quantized
-        proto = onnx.load(str(graph))
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.helper.set_model_props(proto, {"revsent_precision": "int8" if int8 else "fp32",
-                                            "revsent_classes": ",".join(classes)})
-        # The weights go to a file of their own beside the graph (ONNX external data): onnxruntime
-        # maps it into memory instead of parsing them out of the protobuf, so a session of the
-        # default model starts in 0.02 s instead of 0.2 s.
-        onnx.save_model(proto, str(Path(scratch) / ONNX), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=ONNX_DATA, size_threshold=1024)
-        (out / ONNX).unlink(missing_ok=True)  # a torn export leaves no graph beside half-replaced weights
-        data = Path(scratch) / ONNX_DATA
-        if data.exists():
-            atomic_write(out / ONNX_DATA, data.read_bytes())
-        else:  # a graph without large weights keeps them inline
-            (out / ONNX_DATA).unlink(missing_ok=True)
-        atomic_write(out / ONNX, (Path(scratch) / ONNX).read_bytes())
-    if model.cfg.ngram_buckets:
-        from safetensors.numpy import save
 
-        atomic_write(out / WIDE, save({"idf": model.wide_idf.numpy(), "weight": model.wide_weight.numpy(),
-                                       "bias": model.wide_bias.numpy()}))
-    if not inside:
-        for name in (CONFIG, TOKENIZER, METRICS):
-            if (model_dir / name).exists():
-                atomic_write(out / name, (model_dir / name).read_bytes())
-    return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32",
-            "bytes": sum((out / name).stat().st_size for name in (ONNX, ONNX_DATA) if (out / name).exists())}
+def _quantize(graph: Path, scratch: Path) -> Path:
+    """``graph`` with dynamic int8 weights, written in ``scratch``; returns its path."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared, quantized = scratch / "prepared.onnx", scratch / "int8.onnx"
+    quant_pre_process(graph, prepared)  # shapes inferred and the graph simplified, as onnxruntime advises
+    # The LSTM and dense weights only: an int8 embedding saves file size, not time (each
+    # batch's rows were dequantised again, 5% of the graph's time)
+    quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
+    return quantized
+
+
+def _write_graph(graph: Path, scratch: Path, out: Path, classes: list[str], int8: bool) -> None:
+    """Check ``graph``, record its precision and classes in it, and write it to ``out`` with its weights beside it."""
+    import onnx
+
+    proto = onnx.load(str(graph))
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.helper.set_model_props(proto, {"revsent_precision": "int8" if int8 else "fp32",
+                                        "revsent_classes": ",".join(classes)})
+    # The weights go to a file of their own beside the graph (ONNX external data): onnxruntime
+    # maps it into memory instead of parsing them out of the protobuf, so a session of the
+    # default model starts in 0.02 s instead of 0.2 s.
+    onnx.save_model(proto, str(scratch / ONNX), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=ONNX_DATA, size_threshold=1024)
+    (out / ONNX).unlink(missing_ok=True)  # a torn export leaves no graph beside half-replaced weights
+    data = scratch / ONNX_DATA
+    if data.exists():
+        atomic_write(out / ONNX_DATA, data.read_bytes())
+    else:  # a graph without large weights keeps them inline
+        (out / ONNX_DATA).unlink(missing_ok=True)
+    atomic_write(out / ONNX, (scratch / ONNX).read_bytes())
 
 
 class OnnxClassifier:
@@ -190,4 +221,5 @@ class OnnxClassifier:
         return [self.classes_[i] for i in self.predict_proba(texts).argmax(axis=1)]
 
     def explain(self, texts: Sequence[str]) -> list:
-        raise ConfigError("explanations need gradients, which the onnx backend has not; serve or load with the torch backend")
+        raise ConfigError("explanations need gradients, which the onnx backend has not; "
+                          "serve or load with the torch backend")

@@ -12,6 +12,7 @@ failed ``prepare`` never leaves a directory that opens as a dataset. The files a
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -29,8 +30,8 @@ from ..errors import ArtifactError, DataError
 from ..text import PAD, UNK, TextEncoder, rank_vocabulary, truncate, words
 from .records import RecordReader, describe_tally
 from .splits import heldout_mask
-from .store import (CHUNK, FORMAT, FORMAT_VERSION, IDS, LABELS, MANIFEST, OFFSETS, SPLIT, TOKENIZER, Dataset,
-                    sha256_of)
+from .store import (CHUNK, FORMAT, FORMAT_VERSION, IDS, LABELS, MANIFEST, OFFSETS, SPLIT, TOKENIZER,
+                    TOKENIZER_FIELDS, Dataset, is_dataset, sha256_of)
 
 TOKEN_CHUNK = 1 << 20  # provisional ids per NumPy step in the later passes (~20 MB of temporaries)
 ROW_BLOCK = 1 << 16  # per-review numbers (lengths, label codes) read back from their spools at a time
