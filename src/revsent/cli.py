@@ -20,25 +20,56 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DATA, MODEL, TRAIN, RUN = "Data", "Model", "Training", "Run"
 
 # Data options, shared by every command that reads data (names match DataConfig fields).
-Format = Annotated[Optional[str], typer.Option(help="auto | yelp | jsonl | csv | tsv | parquet | tar (default auto: by extension and content).", rich_help_panel=DATA)]
-TextField = Annotated[Optional[str], typer.Option(help="Field holding the review text (default: text).", rich_help_panel=DATA)]
+Format = Annotated[Optional[str], typer.Option(
+    help="auto | yelp | jsonl | csv | tsv | parquet | tar (default auto: by extension and content).",
+    rich_help_panel=DATA)]
+TextField = Annotated[Optional[str], typer.Option(
+    help="Field holding the review text (default: text).",
+    rich_help_panel=DATA)]
 LabelField = Annotated[Optional[str], typer.Option(help="Field holding labels used as they are.", rich_help_panel=DATA)]
-StarsField = Annotated[Optional[str], typer.Option(help="Field holding star ratings, mapped by --labels.", rich_help_panel=DATA)]
-Labels = Annotated[Optional[str], typer.Option(help="binary (stars > 3 positive) | polarity (1-2 vs 4-5, 3 dropped) | stars (5 classes).", rich_help_panel=DATA)]
-IdField = Annotated[Optional[str], typer.Option(help="Field holding a record id (default: review_id or id when present).", rich_help_panel=DATA)]
-Business = Annotated[Optional[str], typer.Option(help="Yelp business.json (or the Yelp tar), for --category.", rich_help_panel=DATA)]
-Category = Annotated[Optional[str], typer.Option(help="Keep only reviews of businesses in this category, e.g. Restaurants.", rich_help_panel=DATA)]
+StarsField = Annotated[Optional[str], typer.Option(
+    help="Field holding star ratings, mapped by --labels.",
+    rich_help_panel=DATA)]
+Labels = Annotated[Optional[str], typer.Option(
+    help="binary (stars > 3 positive) | polarity (1-2 vs 4-5, 3 dropped) | stars (5 classes).",
+    rich_help_panel=DATA)]
+IdField = Annotated[Optional[str], typer.Option(
+    help="Field holding a record id (default: review_id or id when present).",
+    rich_help_panel=DATA)]
+Business = Annotated[Optional[str], typer.Option(
+    help="Yelp business.json (or the Yelp tar), for --category.",
+    rich_help_panel=DATA)]
+Category = Annotated[Optional[str], typer.Option(
+    help="Keep only reviews of businesses in this category, e.g. Restaurants.",
+    rich_help_panel=DATA)]
 Limit = Annotated[Optional[int], typer.Option(help="Use the first N usable records.", rich_help_panel=DATA)]
-SkipBad = Annotated[Optional[bool], typer.Option("--skip-bad/--no-skip-bad", help="Skip bad records and count them instead of stopping at the first.", rich_help_panel=DATA)]
+SkipBad = Annotated[Optional[bool], typer.Option(
+    "--skip-bad/--no-skip-bad",
+    help="Skip bad records and count them instead of stopping at the first.",
+    rich_help_panel=DATA)]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
-Precision = Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).", rich_help_panel=RUN)]
-Backend = Annotated[str, typer.Option(help="torch | onnx (the model's ONNX export on onnxruntime, without PyTorch; see `revsent export`).")]
-DataArg = Annotated[Optional[list[str]], typer.Argument(help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet), 'imdb' or 'rt' for a bundled sample (default imdb), or (train) a dataset made by `revsent prepare`.", show_default=False)]
+Precision = Annotated[Optional[str], typer.Option(
+    help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).",
+    rich_help_panel=RUN)]
+Backend = Annotated[str, typer.Option(
+    help="torch | onnx (the model's ONNX export on onnxruntime, without PyTorch; see `revsent export`).")]
+DataArg = Annotated[Optional[list[str]], typer.Argument(
+    help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet), 'imdb' or 'rt' for a bundled sample "
+         "(default imdb), or (train) a dataset made by `revsent prepare`.",
+    show_default=False)]
 # Tokenizer options, shared by train and prepare (names match ModelConfig fields).
-VocabSize = Annotated[Optional[int], typer.Option(help="Words kept: ids 1..N-1 for the N-1 most frequent of the training split.", rich_help_panel=MODEL)]
-Oov = Annotated[Optional[bool], typer.Option("--oov/--no-oov", help="Map unknown words to an OOV id instead of dropping them.", rich_help_panel=MODEL)]
+VocabSize = Annotated[Optional[int], typer.Option(
+    help="Words kept: ids 1..N-1 for the N-1 most frequent of the training split.",
+    rich_help_panel=MODEL)]
+Oov = Annotated[Optional[bool], typer.Option(
+    "--oov/--no-oov",
+    help="Map unknown words to an OOV id instead of dropping them.",
+    rich_help_panel=MODEL)]
 MaxLen = Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)]
-Truncate = Annotated[Optional[str], typer.Option(help="Which part of a long review to keep: head | tail | head_tail (the first quarter of --max-len words and the rest from the end).", rich_help_panel=MODEL)]
+Truncate = Annotated[Optional[str], typer.Option(
+    help="Which part of a long review to keep: head | tail | head_tail (the first quarter of --max-len words and the "
+         "rest from the end).",
+    rich_help_panel=MODEL)]
 
 
 def _given(**options) -> dict:
@@ -76,7 +107,9 @@ def _run(action):
 def train(
     data: DataArg = None,
     out: Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)] = ...,
-    preset: Annotated[str, typer.Option(help="seed (the tutorial's model) | default | quick.", rich_help_panel=RUN)] = "default",
+    preset: Annotated[str, typer.Option(
+        help="seed (the tutorial's model) | default | quick.",
+        rich_help_panel=RUN)] = "default",
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
@@ -84,39 +117,93 @@ def train(
     embedding_dim: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
     hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
     layers: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
-    bidirectional: Annotated[Optional[bool], typer.Option("--bidirectional/--no-bidirectional", rich_help_panel=MODEL)] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout on the LSTM's inputs.", rich_help_panel=MODEL)] = None,
-    recurrent_dropout: Annotated[Optional[float], typer.Option(help="DropConnect on the recurrent weights.", rich_help_panel=MODEL)] = None,
-    word_dropout: Annotated[Optional[float], typer.Option(help="While training, drop each vocabulary word (all its occurrences) with this chance per batch.", rich_help_panel=MODEL)] = None,
+    bidirectional: Annotated[Optional[bool], typer.Option(
+        "--bidirectional/--no-bidirectional",
+        rich_help_panel=MODEL)] = None,
+    dropout: Annotated[Optional[float], typer.Option(
+        help="Dropout on the LSTM's inputs.",
+        rich_help_panel=MODEL)] = None,
+    recurrent_dropout: Annotated[Optional[float], typer.Option(
+        help="DropConnect on the recurrent weights.",
+        rich_help_panel=MODEL)] = None,
+    word_dropout: Annotated[Optional[float], typer.Option(
+        help="While training, drop each vocabulary word (all its occurrences) with this chance per batch.",
+        rich_help_panel=MODEL)] = None,
     pooling: Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)] = None,
-    dense: Annotated[Optional[str], typer.Option(help="Extra ReLU layers, e.g. 128,64 ('' for none).", rich_help_panel=MODEL)] = None,
-    ngram_buckets: Annotated[Optional[int], typer.Option(help="Hashed n-gram slots of the wide n-gram branch (0: none).", rich_help_panel=MODEL)] = None,
-    ngram_c: Annotated[Optional[float], typer.Option(help="Inverse L2 strength of the wide branch's logistic regression.", rich_help_panel=MODEL)] = None,
-    ngram_order: Annotated[Optional[int], typer.Option(help="The wide branch's longest n-gram: 2 or 3.", rich_help_panel=MODEL)] = None,
-    ngram_weighting: Annotated[Optional[str], typer.Option(help="tfidf | nb (NBSVM's log-count ratios).", rich_help_panel=MODEL)] = None,
+    dense: Annotated[Optional[str], typer.Option(
+        help="Extra ReLU layers, e.g. 128,64 ('' for none).",
+        rich_help_panel=MODEL)] = None,
+    ngram_buckets: Annotated[Optional[int], typer.Option(
+        help="Hashed n-gram slots of the wide n-gram branch (0: none).",
+        rich_help_panel=MODEL)] = None,
+    ngram_c: Annotated[Optional[float], typer.Option(
+        help="Inverse L2 strength of the wide branch's logistic regression.",
+        rich_help_panel=MODEL)] = None,
+    ngram_order: Annotated[Optional[int], typer.Option(
+        help="The wide branch's longest n-gram: 2 or 3.",
+        rich_help_panel=MODEL)] = None,
+    ngram_weighting: Annotated[Optional[str], typer.Option(
+        help="tfidf | nb (NBSVM's log-count ratios).",
+        rich_help_panel=MODEL)] = None,
     init: Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)] = None,
-    embedding_init: Annotated[Optional[str], typer.Option(help="random | ppmi (word vectors of the training texts: PPMI + SVD).", rich_help_panel=MODEL)] = None,
-    members: Annotated[Optional[int], typer.Option(help="LSTMs averaged, each trained apart on its own validation slice (a bag).", rich_help_panel=MODEL)] = None,
+    embedding_init: Annotated[Optional[str], typer.Option(
+        help="random | ppmi (word vectors of the training texts: PPMI + SVD).",
+        rich_help_panel=MODEL)] = None,
+    members: Annotated[Optional[int], typer.Option(
+        help="LSTMs averaged, each trained apart on its own validation slice (a bag).",
+        rich_help_panel=MODEL)] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam's learning rate.", rich_help_panel=TRAIN)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)] = None,
     clip_norm: Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Stop after N epochs without a better validation loss.", rich_help_panel=TRAIN)] = None,
-    average_weights: Annotated[Optional[bool], typer.Option("--average-weights/--no-average-weights", help="Also validate the mean of the epochs' weights; keep it when its validation loss is lower (default preset: on).", rich_help_panel=TRAIN)] = None,
-    test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).", rich_help_panel=TRAIN)] = None,
-    test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).", rich_help_panel=TRAIN)] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there (default preset 0.1, seed 0).", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Split and initialisation seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
-    baseline: Annotated[Optional[bool], typer.Option("--baseline/--no-baseline", help="Also fit TF-IDF + logistic regression on the same split.", rich_help_panel=TRAIN)] = None,
-    class_weight: Annotated[Optional[str], typer.Option(help="balanced: weight classes by n / (k * count) in the loss.", rich_help_panel=TRAIN)] = None,
-    adversarial: Annotated[Optional[float], typer.Option(help="Adversarial training: also train on each review's embedded input moved this fraction of its norm in the direction that raises its loss (e.g. 0.02; about 2x the time).", rich_help_panel=TRAIN)] = None,
-    init_from: Annotated[Optional[str], typer.Option(help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the n-gram branch is fitted afresh.", rich_help_panel=TRAIN)] = None,
+    patience: Annotated[Optional[int], typer.Option(
+        help="Stop after N epochs without a better validation loss.",
+        rich_help_panel=TRAIN)] = None,
+    average_weights: Annotated[Optional[bool], typer.Option(
+        "--average-weights/--no-average-weights",
+        help="Also validate the mean of the epochs' weights; keep it when its validation loss is lower (default "
+             "preset: on).",
+        rich_help_panel=TRAIN)] = None,
+    test_split: Annotated[Optional[float], typer.Option(
+        help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).",
+        rich_help_panel=TRAIN)] = None,
+    test_data: Annotated[Optional[list[str]], typer.Option(
+        help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).",
+        rich_help_panel=TRAIN)] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(
+        help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there "
+             "(default preset 0.1, seed 0).",
+        rich_help_panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Split and initialisation seed (default 36, the tutorial's).",
+        rich_help_panel=TRAIN)] = None,
+    baseline: Annotated[Optional[bool], typer.Option(
+        "--baseline/--no-baseline",
+        help="Also fit TF-IDF + logistic regression on the same split.",
+        rich_help_panel=TRAIN)] = None,
+    class_weight: Annotated[Optional[str], typer.Option(
+        help="balanced: weight classes by n / (k * count) in the loss.",
+        rich_help_panel=TRAIN)] = None,
+    adversarial: Annotated[Optional[float], typer.Option(
+        help="Adversarial training: also train on each review's embedded input moved this fraction of its norm in "
+             "the direction that raises its loss (e.g. 0.02; about 2x the time).",
+        rich_help_panel=TRAIN)] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the "
+             "n-gram branch is fitted afresh.",
+        rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
     precision: Precision = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
-    checkpoint_minutes: Annotated[Optional[float], typer.Option(help="Also checkpoint mid-epoch this often (default 10).", rich_help_panel=RUN)] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out from its last checkpoint.", rich_help_panel=RUN)] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        help="CPU threads (default: all cores).",
+        rich_help_panel=RUN)] = None,
+    checkpoint_minutes: Annotated[Optional[float], typer.Option(
+        help="Also checkpoint mid-epoch this often (default 10).",
+        rich_help_panel=RUN)] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the interrupted run in --out from its last checkpoint.",
+        rich_help_panel=RUN)] = False,
     force: Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
@@ -151,7 +238,8 @@ def _train_config(args: dict):
     try:
         dense_sizes = None if dense is None else tuple(int(s) for s in dense.split(",") if s.strip())
     except ValueError:
-        raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. Got {dense!r} instead.") from None
+        raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. "
+                          f"Got {dense!r} instead.") from None
     options = _given(**_data_settings(args), **{name: args[name] for name in TRAIN_OPTIONS}, dense=dense_sizes)
     cfg, start = Config.from_preset(args["preset"], **options), None
     if cfg.train.init_from is not None:  # fine-tuning: that model's vocabulary, settings and weights
@@ -165,30 +253,30 @@ def _train_config(args: dict):
     return cfg, start
 
 
-def _report_training(m: dict, out) -> None:
+def _report_training(metrics: dict, out) -> None:
     """What `train` prints at the end: the validation figures the weights were chosen by, the test report."""
     from .metrics import format_report
 
-    skipped = sum(m["records_skipped"].values())
-    bag = m.get("members", 1)
-    if m.get("validation") and bag > 1:
-        v = m["validation"]
+    skipped = sum(metrics["records_skipped"].values())
+    bag = metrics.get("members", 1)
+    if metrics.get("validation") and bag > 1:
+        v = metrics["validation"]
         typer.echo(f"validation, mean of {bag} members ({v['n']} reviews of the training part each, its own; "
-                   f"chose epochs {m['best_epoch']} of {m['epochs_run']}): loss {v['loss']:.4f}, "
+                   f"chose epochs {metrics['best_epoch']} of {metrics['epochs_run']}): loss {v['loss']:.4f}, "
                    f"accuracy {v['accuracy']:.4f}")
-    elif m.get("validation"):
-        v = m["validation"]
-        kept = f"the mean of epochs 1-{m['best_epoch']}" if m.get("averaged") else f"epoch {m['best_epoch']}"
+    elif metrics.get("validation"):
+        v = metrics["validation"]
+        kept = f"the mean of epochs 1-{metrics['best_epoch']}" if metrics.get("averaged") else f"epoch {metrics['best_epoch']}"
         typer.echo(f"validation ({v['n']} reviews of the training part; chose {kept} of "
-                   f"{m['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
-    n_epochs = sum(m["epochs_run"]) if bag > 1 else m["epochs_run"]
-    typer.echo(f"test metrics ({m['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"
-               f"{f' over {bag} members' if bag > 1 else ''}, {m['train_seconds']:.1f}s training):")
-    typer.echo(format_report(m, m.get("baseline_tfidf_lr")))
-    if m.get("baseline_tfidf_lr", {}).get("trained_on"):
-        typer.echo(f"TF-IDF+LR learnt from {m['baseline_tfidf_lr']['trained_on']}")
+                   f"{metrics['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
+    n_epochs = sum(metrics["epochs_run"]) if bag > 1 else metrics["epochs_run"]
+    typer.echo(f"test metrics ({metrics['n_test']} held-out reviews, scored once; {n_epochs} epoch(s)"
+               f"{f' over {bag} members' if bag > 1 else ''}, {metrics['train_seconds']:.1f}s training):")
+    typer.echo(format_report(metrics, metrics.get("baseline_tfidf_lr")))
+    if metrics.get("baseline_tfidf_lr", {}).get("trained_on"):
+        typer.echo(f"TF-IDF+LR learnt from {metrics['baseline_tfidf_lr']['trained_on']}")
     if skipped:
-        typer.echo(f"skipped {skipped} bad record(s): " + _counts(m["records_skipped"]))
+        typer.echo(f"skipped {skipped} bad record(s): " + _counts(metrics["records_skipped"]))
     typer.echo(f"model written to {out}")
 
 
@@ -200,19 +288,30 @@ def _counts(counts: dict) -> str:
 def prepare(
     data: DataArg = None,
     out: Annotated[str, typer.Option(help="Dataset directory to write.", rich_help_panel=RUN)] = ...,
-    preset: Annotated[str, typer.Option(help="Tokenizer settings of this preset: seed | default | quick.", rich_help_panel=RUN)] = "default",
+    preset: Annotated[str, typer.Option(
+        help="Tokenizer settings of this preset: seed | default | quick.",
+        rich_help_panel=RUN)] = "default",
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
     vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
-    test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction (default 0.2, the tutorial's).", rich_help_panel=TRAIN)] = None,
-    test_data: Annotated[Optional[list[str]], typer.Option(help="Hold out this labelled file as the test part instead of a split (repeatable).", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Split seed (default 36, the tutorial's).", rich_help_panel=TRAIN)] = None,
-    init_from: Annotated[Optional[str], typer.Option(help="Number the words by this trained model's vocabulary (a dataset for `train --init-from` it).", rich_help_panel=TRAIN)] = None,
+    test_split: Annotated[Optional[float], typer.Option(
+        help="Held-out test fraction (default 0.2, the tutorial's).",
+        rich_help_panel=TRAIN)] = None,
+    test_data: Annotated[Optional[list[str]], typer.Option(
+        help="Hold out this labelled file as the test part instead of a split (repeatable).",
+        rich_help_panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Split seed (default 36, the tutorial's).",
+        rich_help_panel=TRAIN)] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        help="Number the words by this trained model's vocabulary (a dataset for `train --init-from` it).",
+        rich_help_panel=TRAIN)] = None,
     force: Annotated[bool, typer.Option(help="Replace the dataset already in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
-    """Read review data once into a dataset directory (memory-mapped token ids, labels, split) for train and evaluate."""
+    """Read review data once into a dataset directory (memory-mapped token ids, labels, split) for train and
+    evaluate."""
     args = dict(locals())
     from .config import Config
     from .data.build import prepare as prepare_dataset
@@ -228,13 +327,13 @@ def prepare(
             cfg = fine_tuning(cfg, artifacts.read_config(init_from)[0], options)
             encoder = artifacts.load_encoder(init_from, cfg)
         ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet), encoder=encoder)
-        m = ds.manifest
-        typer.echo(f"{m['n']} reviews ({m['n_train']} training, {m['n_heldout']} held out), {m['n_tokens']} tokens, "
-                   f"classes: {', '.join(m['classes'])}; {m['seconds']:.1f}s")
-        skipped = m["counts"]["records_skipped"]
+        manifest = ds.manifest
+        typer.echo(f"{manifest['n']} reviews ({manifest['n_train']} training, {manifest['n_heldout']} held out), {manifest['n_tokens']} tokens, "
+                   f"classes: {', '.join(manifest['classes'])}; {manifest['seconds']:.1f}s")
+        skipped = manifest["counts"]["records_skipped"]
         if skipped:
             typer.echo(f"skipped {sum(skipped.values())} bad record(s): " + _counts(skipped))
-        filtered = m["counts"]["records_filtered"]
+        filtered = manifest["counts"]["records_filtered"]
         if filtered:
             typer.echo(f"filtered {sum(filtered.values())} record(s): " + _counts(filtered))
         typer.echo(f"dataset written to {ds.path}")
@@ -245,22 +344,40 @@ def prepare(
 @app.command()
 def tune(
     data: DataArg = None,
-    out: Annotated[str, typer.Option(help="Tuning directory: the study (continued when run again), trials table, plots and the best model.", rich_help_panel=RUN)] = "tune",
+    out: Annotated[str, typer.Option(
+        help="Tuning directory: the study (continued when run again), trials table, plots and the best model.",
+        rich_help_panel=RUN)] = "tune",
     trials: Annotated[Optional[int], typer.Option(help="Run this many more trials.", rich_help_panel=RUN)] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Search for this long (the best model then trains once more).", rich_help_panel=RUN)] = None,
-    preset: Annotated[str, typer.Option(help="Settings the search starts from: default | quick | seed.", rich_help_panel=RUN)] = "default",
+    minutes: Annotated[Optional[float], typer.Option(
+        help="Search for this long (the best model then trains once more).",
+        rich_help_panel=RUN)] = None,
+    preset: Annotated[str, typer.Option(
+        help="Settings the search starts from: default | quick | seed.",
+        rich_help_panel=RUN)] = "default",
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
     vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Most epochs per trial (early stopping and pruning may stop sooner).", rich_help_panel=TRAIN)] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Validation slice of the training part: every choice is made there.", rich_help_panel=TRAIN)] = None,
-    test_split: Annotated[Optional[float], typer.Option(help="Held-out test fraction, scored once by the final model.", rich_help_panel=TRAIN)] = None,
-    test_data: Annotated[Optional[list[str]], typer.Option(help="Test on this labelled file instead of a split.", rich_help_panel=TRAIN)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Split, sampler and initialisation seed.", rich_help_panel=TRAIN)] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Most epochs per trial (early stopping and pruning may stop sooner).",
+        rich_help_panel=TRAIN)] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(
+        help="Validation slice of the training part: every choice is made there.",
+        rich_help_panel=TRAIN)] = None,
+    test_split: Annotated[Optional[float], typer.Option(
+        help="Held-out test fraction, scored once by the final model.",
+        rich_help_panel=TRAIN)] = None,
+    test_data: Annotated[Optional[list[str]], typer.Option(
+        help="Test on this labelled file instead of a split.",
+        rich_help_panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Split, sampler and initialisation seed.",
+        rich_help_panel=TRAIN)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
     precision: Precision = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        help="CPU threads (default: all cores).",
+        rich_help_panel=RUN)] = None,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
 ):
     """Search the model's settings with Optuna (TPE, pruned on validation loss), then train the best ones."""
@@ -277,9 +394,9 @@ def tune(
         result = tune_settings(cfg, out, trials=trials, minutes=minutes, progress=Progress(not quiet))
         typer.echo(f"{result.n_trials} trial(s) in {result.out / 'study.db'}; best validation loss "
                    f"{result.best_val_loss:.4f} with {result.best_params}")
-        m = result.metrics
-        typer.echo(f"test metrics of the best settings ({m['n_test']} held-out reviews, scored once):")
-        typer.echo(format_report(m))
+        metrics = result.metrics
+        typer.echo(f"test metrics of the best settings ({metrics['n_test']} held-out reviews, scored once):")
+        typer.echo(format_report(metrics))
         typer.echo(f"model written to {result.out / 'model'}")
 
     _run(action)
@@ -288,11 +405,14 @@ def tune(
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="Model directory.")],
-    data: Annotated[Optional[list[str]], typer.Argument(help="Labelled files to score (default: the model's own test split, held out from training).", show_default=False)] = None,
+    data: Annotated[Optional[list[str]], typer.Argument(
+        help="Labelled files to score (default: the model's own test split, held out from training).",
+        show_default=False)] = None,
     format: Format = None, text_field: TextField = None, label_field: LabelField = None,
     stars_field: StarsField = None, labels: Labels = None, business: Business = None,
     category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
-    baseline: Annotated[bool, typer.Option(help="Also score TF-IDF + logistic regression fitted on the model's training split.")] = False,
+    baseline: Annotated[bool, typer.Option(
+        help="Also score TF-IDF + logistic regression fitted on the model's training split.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: Device = "auto",
 ):
@@ -316,8 +436,14 @@ def evaluate(
 def predict(
     model: Annotated[str, typer.Argument(help="Model directory.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Reviews to classify.", show_default=False)] = None,
-    input: Annotated[Optional[str], typer.Option("--input", "-i", help="File of reviews (any readable format), or - for one review per line on stdin.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
+    input: Annotated[Optional[str], typer.Option(
+        "--input",
+        "-i",
+        help="File of reviews (any readable format), or - for one review per line on stdin.")] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output",
+        "-o",
+        help="Write .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
     format: Format = None, text_field: TextField = None, id_field: IdField = None, skip_bad: SkipBad = None,
     batch_size: Annotated[int, typer.Option(help="Reviews per forward pass.")] = 256,
     force: Annotated[bool, typer.Option(help="Overwrite --output if it exists.")] = False,
@@ -345,8 +471,12 @@ def predict(
 def explain(
     model: Annotated[str, typer.Argument(help="Model directory.")],
     texts: Annotated[list[str], typer.Argument(help="Reviews to explain.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per review: label, probabilities, each word's attribution.")] = False,
-    color: Annotated[Optional[bool], typer.Option("--color/--no-color", help="Colour the words (default: when writing to a terminal).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json",
+        help="One JSON object per review: label, probabilities, each word's attribution.")] = False,
+    color: Annotated[Optional[bool], typer.Option(
+        "--color/--no-color",
+        help="Colour the words (default: when writing to a terminal).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
 ):
     """Which words drove each prediction: integrated gradients over the LSTM, exact shares of the n-gram branch."""
@@ -362,7 +492,8 @@ def explain(
             if as_json:
                 typer.echo(json.dumps(explanation.to_dict()))
             else:
-                typer.echo(render(explanation, sys.stdout.isatty() and not os.environ.get("NO_COLOR") if color is None else color))
+                colored = sys.stdout.isatty() and not os.environ.get("NO_COLOR") if color is None else color
+                typer.echo(render(explanation, colored))
 
     _run(action)
 
@@ -373,8 +504,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the model.")] = 1,
-    max_batch: Annotated[int, typer.Option(help="Texts per model call when merging concurrent requests (1: no merging).")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(help="The longest a request waits for others to share its model call.")] = 2.0,
+    max_batch: Annotated[int, typer.Option(
+        help="Texts per model call when merging concurrent requests (1: no merging).")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(
+        help="The longest a request waits for others to share its model call.")] = 2.0,
     max_texts: Annotated[int, typer.Option(help="Texts per request (413 above).")] = 256,
     max_chars: Annotated[int, typer.Option(help="Characters per text (413 above).")] = 50_000,
     max_body: Annotated[int, typer.Option(help="Bytes per request body (413 above).")] = 4 << 20,
@@ -401,8 +534,11 @@ def serve(
 def export(
     model: Annotated[str, typer.Argument(help="Model directory.")],
     format: Annotated[str, typer.Option("--format", help="onnx.")] = "onnx",
-    int8: Annotated[bool, typer.Option("--int8", help="Dynamic int8 quantisation of the weights (onnxruntime's).")] = False,
-    out: Annotated[Optional[str], typer.Option(help="Package directory to write (default: the model directory itself).")] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8",
+        help="Dynamic int8 quantisation of the weights (onnxruntime's).")] = False,
+    out: Annotated[Optional[str], typer.Option(
+        help="Package directory to write (default: the model directory itself).")] = None,
     force: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
 ):
     """Export a model to ONNX, for `predict` / `serve --backend onnx` on onnxruntime without PyTorch."""

@@ -30,7 +30,7 @@ NGRAM_PRIME = 1_000_003  # mixes the two ids of a bigram into one hash
 ROWS = 2048  # reviews per step when counting or predicting
 FIT_BATCH = 256  # reviews per optimiser step
 FIT_LR = 0.02
-FIT_UPDATES = 600  # optimiser steps wanted (measured on IMDB: as accurate as scikit-learn's lbfgs fit); one epoch on large data
+FIT_UPDATES = 600  # optimiser steps wanted (as accurate as scikit-learn's lbfgs fit on IMDB); one epoch on large data
 
 
 WEIGHTINGS = ("tfidf", "nb")
@@ -170,8 +170,8 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFeatur
     scale = torch.from_numpy(nb_ratios(class_df[seen])) if wide.weighting == "nb" else None  # (F_seen, C)
     weight = torch.zeros(len(seen), n_classes, requires_grad=True)  # (F_seen, C), zero as scikit-learn starts
     bias = torch.zeros(n_classes, requires_grad=True)
-    # Adam's (coupled) weight decay is the gradient of the L2 term; the fused kernel is 3x faster
-    # here, because every step updates all F x C weights.
+    # Adam's (coupled) weight decay is the gradient of the L2 term; the fused kernel, because every
+    # step updates all F x C weights.
     optimizer = torch.optim.Adam([{"params": [weight], "weight_decay": 1.0 / (c * n)}, {"params": [bias]}],
                                  lr=FIT_LR, fused=True)
     loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32))

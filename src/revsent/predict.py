@@ -133,7 +133,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
         probabilities = functools.partial(class_probabilities, model, batch_size=batch_size, device=torch_device)
     writer = Writer(output, classes, force=force)
     reader = None
-    done = 0
+    predicted = 0
     try:
         sources: list[Iterable[tuple[str | None, str]]] = [((None, t) for t in texts)]
         if input == "-":
@@ -148,14 +148,14 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
             ids, chunk_texts = zip(*chunk)
             proba = probabilities(encoder.encode(list(chunk_texts)))
             writer.write(list(rows(list(ids), proba, classes, with_id=reader is not None)))
-            done += len(chunk)
-        if done == 0:
+            predicted += len(chunk)
+        if predicted == 0:
             raise DataError(input or "input", "nothing to predict: give texts, --input FILE or --input -")
     except BaseException:
         writer.close(ok=False)
         raise
     writer.close()
-    result = {"predicted": done, "output": output or "stdout"}
+    result = {"predicted": predicted, "output": output or "stdout"}
     if reader is not None:
         result.update(reader.tally.as_dict())
     return result

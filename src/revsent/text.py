@@ -7,9 +7,8 @@ which separate words; split on white space; keep the N-1 most frequent words as 
 ASCII-only ``[^a-zA-z0-9\\s]`` this keeps accented and non-Latin letters. Ties in frequency
 are broken alphabetically (Keras breaks them by first appearance).
 
-Words are cut by :func:`words` (Python's Unicode-aware ``re``; measured faster here than the
-``tokenizers`` pipeline, whose per-character alignment tracking costs more than the split
-itself). The vocabulary is saved in the Hugging Face ``tokenizers`` WordLevel format
+Words are cut by :func:`words` (Python's Unicode-aware ``re``: faster than the ``tokenizers``
+pipeline, whose per-character alignment tracking costs more than the split itself). The vocabulary is saved in the Hugging Face ``tokenizers`` WordLevel format
 (``tokenizer.json``), which other tools can load.
 """
 from __future__ import annotations
@@ -196,7 +195,7 @@ class TextEncoder:
         self.vocab, self.vocab_size, self.oov = vocab, vocab_size, oov
         self.max_len, self.truncate = max_len, truncate
         self.unk_id = vocab.get(UNK)
-        self._ids = dict(vocab)  # the words that encode: a copy less the two specials (15x a comprehension's speed)
+        self._ids = dict(vocab)  # the words that encode: a copy less the two specials (faster than a comprehension)
         self._ids.pop(PAD, None)
         self._ids.pop(UNK, None)
 

@@ -208,29 +208,30 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
     try:
         reader, test_reader, label_of, classes, split = _read(cfg, spool)
         n = len(split)
-        m = cfg.model
+        model_cfg = cfg.model
         if encoder is None:
             log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
             counts = _train_counts(build, split, len(spool.words))
-            vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), m.vocab_size, m.oov)
+            vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), model_cfg.vocab_size,
+                                    model_cfg.oov)
         else:
             log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; "
                 f"using the vocabulary of {cfg.train.init_from}")
             vocab = encoder.vocab
-        table = np.full(len(spool.words), 1 if m.oov else -1, dtype=np.int32)  # provisional -> final id
+        table = np.full(len(spool.words), 1 if model_cfg.oov else -1, dtype=np.int32)  # provisional -> final id
         for word, i in vocab.items():
             if word not in (PAD, UNK) and word in spool.index:
                 table[spool.index[word]] = i
         del spool.index, spool.words
-        dtype = np.dtype(np.uint16 if m.vocab_size <= 1 << 16 else np.uint32)
-        n_tokens, ids_sha256 = _write_ids(build, n, table, m, dtype)
+        dtype = np.dtype(np.uint16 if model_cfg.vocab_size <= 1 << 16 else np.uint32)
+        n_tokens, ids_sha256 = _write_ids(build, n, table, model_cfg, dtype)
         label_dtype = np.dtype(np.uint8 if len(classes) <= 255 else np.int32)
         class_of = np.array([classes.index(label) for label in label_of], dtype=label_dtype)
         _write_labels(build, n, class_of)
     finally:
         spool.close()
         spool.remove()
-    encoder = TextEncoder(vocab, m.vocab_size, m.oov, m.max_len, m.truncate)
+    encoder = TextEncoder(vocab, model_cfg.vocab_size, model_cfg.oov, model_cfg.max_len, model_cfg.truncate)
     files = {IDS: {"bytes": (build / IDS).stat().st_size, "sha256": ids_sha256}}
     for name in (OFFSETS, LABELS):
         files[name] = {"bytes": (build / name).stat().st_size, "sha256": sha256_of(build / name)}
@@ -251,7 +252,7 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
         "n_tokens": n_tokens, "ids_dtype": dtype.name, "classes": classes,
         "label_scheme": reader.star_scheme or "labels",
         "data": dataclasses.asdict(cfg.data),
-        "tokenizer": {name: getattr(m, name) for name in TOKENIZER_FIELDS},
+        "tokenizer": {name: getattr(model_cfg, name) for name in TOKENIZER_FIELDS},
         "vocabulary_from": vocabulary_from,
         "split": {"test_split": cfg.train.test_split, "seed": cfg.train.seed, "test_data": list(cfg.train.test_data)},
         "counts": reader.tally.as_dict(),
@@ -263,7 +264,8 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
         handle.write(json.dumps(manifest, indent=2) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    log(f"prepared {n} reviews ({manifest['n_tokens']} tokens, vocabulary {len(vocab) - 1 - (not m.oov)} words) "
+    n_words = len(vocab) - 1 - (not model_cfg.oov)
+    log(f"prepared {n} reviews ({manifest['n_tokens']} tokens, vocabulary {n_words} words) "
         f"in {manifest['seconds']:.1f}s")
     return manifest
 
@@ -274,7 +276,7 @@ def _npy_header(handle, dtype, n: int) -> None:
                                                   "fortran_order": False, "shape": (n,)})
 
 
-def _write_ids(build: Path, n: int, table: np.ndarray, m: ModelConfig, dtype) -> tuple[int, str]:
+def _write_ids(build: Path, n: int, table: np.ndarray, model_cfg: ModelConfig, dtype) -> tuple[int, str]:
     """The final ids (``table`` applied to the spool, unknown words dropped, truncated) into ids.bin
     and their offsets into offsets.npy, both streamed; returns the token count and ids.bin's SHA-256."""
     digest = hashlib.sha256()
@@ -284,13 +286,13 @@ def _write_ids(build: Path, n: int, table: np.ndarray, m: ModelConfig, dtype) ->
         offsets.write(np.zeros(1, np.int64).tobytes())
         for _, ids, chunk_lengths in _spooled(build):
             final = table[ids]
-            if not m.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
+            if not model_cfg.oov:  # unknown words are dropped, as Keras' texts_to_sequences does
                 keep = final >= 0
                 kept_before = np.concatenate([np.zeros(1, np.int64), np.cumsum(keep)])
                 ends = np.cumsum(chunk_lengths)
                 chunk_lengths = kept_before[ends] - kept_before[ends - chunk_lengths]
                 final = final[keep]
-            final, chunk_lengths = truncate(final, chunk_lengths, m.max_len, m.truncate)
+            final, chunk_lengths = truncate(final, chunk_lengths, model_cfg.max_len, model_cfg.truncate)
             data = final.astype(dtype).tobytes()
             handle.write(data)
             digest.update(data)
@@ -357,15 +359,15 @@ class _Tokenizers:
     def __init__(self):
         self.pool = None
         self.pending = []
-        self.done = 0
+        self.chunks_seen = 0
 
     def __enter__(self):
         _reset_worker()  # this process's table starts afresh with each dataset
         return self
 
     def submit(self, texts: list[str], handle) -> None:
-        self.done += 1
-        if self.done <= POOL_AFTER or (os.cpu_count() or 1) < 2:
+        self.chunks_seen += 1
+        if self.chunks_seen <= POOL_AFTER or (os.cpu_count() or 1) < 2:
             handle(_tokenize(texts))
             return
         if self.pool is None:
