@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_serve import start_server
+from .serve.conftest import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

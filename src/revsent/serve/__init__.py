@@ -1,0 +1,20 @@
+"""HTTP serving: ``revsent serve MODEL`` (FastAPI + uvicorn).
+
+    settings.py    ServeConfig: the ``revsent serve`` options, checked before anything starts
+    schemas.py     the request and answer bodies, the one check of a request's texts, the JSON errors
+    service.py     Service: the model, loaded once and asked for predictions and explanations
+    batcher.py     MicroBatcher: concurrent requests merged into model calls on the model's one thread
+    metrics.py     the Prometheus metrics
+    middleware.py  the body-size limit and the request metrics around every request (plain ASGI)
+    fastpath.py    POST /v1/predict for well-formed bodies, parsed without FastAPI or pydantic
+    app.py         create_app: the routes, the error answers, the model's start and stop with the application
+    run.py         serve: one uvicorn process, or several on one port under a supervising parent
+    static/        the web page served at /
+"""
+from .app import create_app
+from .batcher import MicroBatcher, QueueFull
+from .run import serve
+from .service import Service
+from .settings import ServeConfig
+
+__all__ = ["MicroBatcher", "QueueFull", "ServeConfig", "Service", "create_app", "serve"]
