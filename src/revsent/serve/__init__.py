@@ -11,10 +11,19 @@
     run.py         serve: one uvicorn process, or several on one port under a supervising parent
     static/        the web page served at /
 """
-from .app import create_app
 from .batcher import MicroBatcher, QueueFull
 from .run import serve
 from .service import Service
 from .settings import ServeConfig
+
+
+def __getattr__(name: str):
+    # FastAPI is imported with the app, not before: a bad model or option fails without waiting for it
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'revsent.serve' has no attribute {name!r}")
+
 
 __all__ = ["MicroBatcher", "QueueFull", "ServeConfig", "Service", "create_app", "serve"]

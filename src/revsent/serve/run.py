@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict
 
 from ..errors import ConfigError, RevsentError
-from .app import create_app
 from .service import Service
 from .settings import ServeConfig
 
@@ -29,7 +28,10 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, worker
     if workers > 1:
         serve_workers(config, host, port, workers, log_level)
         return
-    uvicorn.run(create_app(config, _loaded(config)), host=host, port=port, log_level=log_level,
+    service = _loaded(config)
+    from .app import create_app  # FastAPI once the model has loaded: a bad model fails without waiting for it
+
+    uvicorn.run(create_app(config, service), host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=30)
 
 
@@ -148,6 +150,8 @@ def _worker(settings: dict, host: str, port: int, log_level: str, parent: int, r
                 reported.value = 1
                 print(f"revsent: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    from .app import create_app
+
     server = uvicorn.Server(uvicorn.Config(create_app(config, service), log_level=log_level,
                                            timeout_graceful_shutdown=30))
     with ready.get_lock():
