@@ -103,109 +103,153 @@ def _run(action):
         raise typer.Exit(0)
 
 
+# Options of `train` (names match the config's fields).
+Out = Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)]
+Preset = Annotated[str, typer.Option(help="seed (the tutorial's model) | default | quick.", rich_help_panel=RUN)]
+EmbeddingDim = Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)]
+HiddenSize = Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)]
+Layers = Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)]
+Bidirectional = Annotated[Optional[bool], typer.Option("--bidirectional/--no-bidirectional", rich_help_panel=MODEL)]
+Dropout = Annotated[Optional[float], typer.Option(help="Dropout on the LSTM's inputs.", rich_help_panel=MODEL)]
+RecurrentDropout = Annotated[Optional[float], typer.Option(
+    help="DropConnect on the recurrent weights.",
+    rich_help_panel=MODEL)]
+WordDropout = Annotated[Optional[float], typer.Option(
+    help="While training, drop each vocabulary word (all its occurrences) with this chance per batch.",
+    rich_help_panel=MODEL)]
+Pooling = Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)]
+Dense = Annotated[Optional[str], typer.Option(
+    help="Extra ReLU layers, e.g. 128,64 ('' for none).",
+    rich_help_panel=MODEL)]
+NgramBuckets = Annotated[Optional[int], typer.Option(
+    help="Hashed n-gram slots of the wide n-gram branch (0: none).",
+    rich_help_panel=MODEL)]
+NgramC = Annotated[Optional[float], typer.Option(
+    help="Inverse L2 strength of the wide branch's logistic regression.",
+    rich_help_panel=MODEL)]
+NgramOrder = Annotated[Optional[int], typer.Option(
+    help="The wide branch's longest n-gram: 2 or 3.",
+    rich_help_panel=MODEL)]
+NgramWeighting = Annotated[Optional[str], typer.Option(
+    help="tfidf | nb (NBSVM's log-count ratios).",
+    rich_help_panel=MODEL)]
+Init = Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)]
+EmbeddingInit = Annotated[Optional[str], typer.Option(
+    help="random | ppmi (word vectors of the training texts: PPMI + SVD).",
+    rich_help_panel=MODEL)]
+Members = Annotated[Optional[int], typer.Option(
+    help="LSTMs averaged, each trained apart on its own validation slice (a bag).",
+    rich_help_panel=MODEL)]
+Epochs = Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)]
+BatchSize = Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)]
+Lr = Annotated[Optional[float], typer.Option(help="Adam's learning rate.", rich_help_panel=TRAIN)]
+WeightDecay = Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)]
+ClipNorm = Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)]
+Patience = Annotated[Optional[int], typer.Option(
+    help="Stop after N epochs without a better validation loss.",
+    rich_help_panel=TRAIN)]
+AverageWeights = Annotated[Optional[bool], typer.Option(
+    "--average-weights/--no-average-weights",
+    help="Also validate the mean of the epochs' weights; keep it when its validation loss is lower (default preset: "
+         "on).",
+    rich_help_panel=TRAIN)]
+TestSplit = Annotated[Optional[float], typer.Option(
+    help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).",
+    rich_help_panel=TRAIN)]
+TestData = Annotated[Optional[list[str]], typer.Option(
+    help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).",
+    rich_help_panel=TRAIN)]
+ValFraction = Annotated[Optional[float], typer.Option(
+    help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there "
+         "(default preset 0.1, seed 0).",
+    rich_help_panel=TRAIN)]
+Seed = Annotated[Optional[int], typer.Option(
+    help="Split and initialisation seed (default 36, the tutorial's).",
+    rich_help_panel=TRAIN)]
+Baseline = Annotated[Optional[bool], typer.Option(
+    "--baseline/--no-baseline",
+    help="Also fit TF-IDF + logistic regression on the same split.",
+    rich_help_panel=TRAIN)]
+ClassWeight = Annotated[Optional[str], typer.Option(
+    help="balanced: weight classes by n / (k * count) in the loss.",
+    rich_help_panel=TRAIN)]
+Adversarial = Annotated[Optional[float], typer.Option(
+    help="Adversarial training: also train on each review's embedded input moved this fraction of its norm in the "
+         "direction that raises its loss (e.g. 0.02; about 2x the time).",
+    rich_help_panel=TRAIN)]
+InitFromModel = Annotated[Optional[str], typer.Option(
+    help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the n-gram "
+         "branch is fitted afresh.",
+    rich_help_panel=TRAIN)]
+DeviceTrain = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
+Threads = Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)]
+CheckpointMinutes = Annotated[Optional[float], typer.Option(
+    help="Also checkpoint mid-epoch this often (default 10).",
+    rich_help_panel=RUN)]
+Resume = Annotated[bool, typer.Option(
+    help="Continue the interrupted run in --out from its last checkpoint.",
+    rich_help_panel=RUN)]
+Force = Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)]
+Quiet = Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)]
+
+
 @app.command()
 def train(
     data: DataArg = None,
-    out: Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)] = ...,
-    preset: Annotated[str, typer.Option(
-        help="seed (the tutorial's model) | default | quick.",
-        rich_help_panel=RUN)] = "default",
-    format: Format = None, text_field: TextField = None, label_field: LabelField = None,
-    stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
-    business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
-    vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
-    embedding_dim: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
-    hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
-    layers: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)] = None,
-    bidirectional: Annotated[Optional[bool], typer.Option(
-        "--bidirectional/--no-bidirectional",
-        rich_help_panel=MODEL)] = None,
-    dropout: Annotated[Optional[float], typer.Option(
-        help="Dropout on the LSTM's inputs.",
-        rich_help_panel=MODEL)] = None,
-    recurrent_dropout: Annotated[Optional[float], typer.Option(
-        help="DropConnect on the recurrent weights.",
-        rich_help_panel=MODEL)] = None,
-    word_dropout: Annotated[Optional[float], typer.Option(
-        help="While training, drop each vocabulary word (all its occurrences) with this chance per batch.",
-        rich_help_panel=MODEL)] = None,
-    pooling: Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)] = None,
-    dense: Annotated[Optional[str], typer.Option(
-        help="Extra ReLU layers, e.g. 128,64 ('' for none).",
-        rich_help_panel=MODEL)] = None,
-    ngram_buckets: Annotated[Optional[int], typer.Option(
-        help="Hashed n-gram slots of the wide n-gram branch (0: none).",
-        rich_help_panel=MODEL)] = None,
-    ngram_c: Annotated[Optional[float], typer.Option(
-        help="Inverse L2 strength of the wide branch's logistic regression.",
-        rich_help_panel=MODEL)] = None,
-    ngram_order: Annotated[Optional[int], typer.Option(
-        help="The wide branch's longest n-gram: 2 or 3.",
-        rich_help_panel=MODEL)] = None,
-    ngram_weighting: Annotated[Optional[str], typer.Option(
-        help="tfidf | nb (NBSVM's log-count ratios).",
-        rich_help_panel=MODEL)] = None,
-    init: Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)] = None,
-    embedding_init: Annotated[Optional[str], typer.Option(
-        help="random | ppmi (word vectors of the training texts: PPMI + SVD).",
-        rich_help_panel=MODEL)] = None,
-    members: Annotated[Optional[int], typer.Option(
-        help="LSTMs averaged, each trained apart on its own validation slice (a bag).",
-        rich_help_panel=MODEL)] = None,
-    epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam's learning rate.", rich_help_panel=TRAIN)] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)] = None,
-    clip_norm: Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)] = None,
-    patience: Annotated[Optional[int], typer.Option(
-        help="Stop after N epochs without a better validation loss.",
-        rich_help_panel=TRAIN)] = None,
-    average_weights: Annotated[Optional[bool], typer.Option(
-        "--average-weights/--no-average-weights",
-        help="Also validate the mean of the epochs' weights; keep it when its validation loss is lower (default "
-             "preset: on).",
-        rich_help_panel=TRAIN)] = None,
-    test_split: Annotated[Optional[float], typer.Option(
-        help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).",
-        rich_help_panel=TRAIN)] = None,
-    test_data: Annotated[Optional[list[str]], typer.Option(
-        help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).",
-        rich_help_panel=TRAIN)] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(
-        help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there "
-             "(default preset 0.1, seed 0).",
-        rich_help_panel=TRAIN)] = None,
-    seed: Annotated[Optional[int], typer.Option(
-        help="Split and initialisation seed (default 36, the tutorial's).",
-        rich_help_panel=TRAIN)] = None,
-    baseline: Annotated[Optional[bool], typer.Option(
-        "--baseline/--no-baseline",
-        help="Also fit TF-IDF + logistic regression on the same split.",
-        rich_help_panel=TRAIN)] = None,
-    class_weight: Annotated[Optional[str], typer.Option(
-        help="balanced: weight classes by n / (k * count) in the loss.",
-        rich_help_panel=TRAIN)] = None,
-    adversarial: Annotated[Optional[float], typer.Option(
-        help="Adversarial training: also train on each review's embedded input moved this fraction of its norm in "
-             "the direction that raises its loss (e.g. 0.02; about 2x the time).",
-        rich_help_panel=TRAIN)] = None,
-    init_from: Annotated[Optional[str], typer.Option(
-        help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the "
-             "n-gram branch is fitted afresh.",
-        rich_help_panel=TRAIN)] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)] = None,
+    out: Out = ...,
+    preset: Preset = "default",
+    format: Format = None,
+    text_field: TextField = None,
+    label_field: LabelField = None,
+    stars_field: StarsField = None,
+    labels: Labels = None,
+    id_field: IdField = None,
+    business: Business = None,
+    category: Category = None,
+    limit: Limit = None,
+    skip_bad: SkipBad = None,
+    vocab_size: VocabSize = None,
+    oov: Oov = None,
+    max_len: MaxLen = None,
+    truncate: Truncate = None,
+    embedding_dim: EmbeddingDim = None,
+    hidden_size: HiddenSize = None,
+    layers: Layers = None,
+    bidirectional: Bidirectional = None,
+    dropout: Dropout = None,
+    recurrent_dropout: RecurrentDropout = None,
+    word_dropout: WordDropout = None,
+    pooling: Pooling = None,
+    dense: Dense = None,
+    ngram_buckets: NgramBuckets = None,
+    ngram_c: NgramC = None,
+    ngram_order: NgramOrder = None,
+    ngram_weighting: NgramWeighting = None,
+    init: Init = None,
+    embedding_init: EmbeddingInit = None,
+    members: Members = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    weight_decay: WeightDecay = None,
+    clip_norm: ClipNorm = None,
+    patience: Patience = None,
+    average_weights: AverageWeights = None,
+    test_split: TestSplit = None,
+    test_data: TestData = None,
+    val_fraction: ValFraction = None,
+    seed: Seed = None,
+    baseline: Baseline = None,
+    class_weight: ClassWeight = None,
+    adversarial: Adversarial = None,
+    init_from: InitFromModel = None,
+    device: DeviceTrain = None,
     precision: Precision = None,
-    threads: Annotated[Optional[int], typer.Option(
-        help="CPU threads (default: all cores).",
-        rich_help_panel=RUN)] = None,
-    checkpoint_minutes: Annotated[Optional[float], typer.Option(
-        help="Also checkpoint mid-epoch this often (default 10).",
-        rich_help_panel=RUN)] = None,
-    resume: Annotated[bool, typer.Option(
-        help="Continue the interrupted run in --out from its last checkpoint.",
-        rich_help_panel=RUN)] = False,
-    force: Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
+    threads: Threads = None,
+    checkpoint_minutes: CheckpointMinutes = None,
+    resume: Resume = False,
+    force: Force = False,
+    quiet: Quiet = False,
 ):
     """Train a model on review data (files, or a dataset made by `revsent prepare`) and write it to --out."""
     args = dict(locals())
@@ -266,7 +310,8 @@ def _report_training(metrics: dict, out) -> None:
                    f"accuracy {v['accuracy']:.4f}")
     elif metrics.get("validation"):
         v = metrics["validation"]
-        kept = f"the mean of epochs 1-{metrics['best_epoch']}" if metrics.get("averaged") else f"epoch {metrics['best_epoch']}"
+        best = metrics["best_epoch"]
+        kept = f"the mean of epochs 1-{best}" if metrics.get("averaged") else f"epoch {best}"
         typer.echo(f"validation ({v['n']} reviews of the training part; chose {kept} of "
                    f"{metrics['epochs_run']}): loss {v['loss']:.4f}, accuracy {v['accuracy']:.4f}")
     n_epochs = sum(metrics["epochs_run"]) if bag > 1 else metrics["epochs_run"]
@@ -328,7 +373,8 @@ def prepare(
             encoder = artifacts.load_encoder(init_from, cfg)
         ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet), encoder=encoder)
         manifest = ds.manifest
-        typer.echo(f"{manifest['n']} reviews ({manifest['n_train']} training, {manifest['n_heldout']} held out), {manifest['n_tokens']} tokens, "
+        typer.echo(f"{manifest['n']} reviews ({manifest['n_train']} training, {manifest['n_heldout']} held out), "
+                   f"{manifest['n_tokens']} tokens, "
                    f"classes: {', '.join(manifest['classes'])}; {manifest['seconds']:.1f}s")
         skipped = manifest["counts"]["records_skipped"]
         if skipped:

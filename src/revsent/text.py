@@ -119,7 +119,7 @@ def truncate(ids: np.ndarray, lengths: np.ndarray, max_len: int | None, side: st
     return ids[index], kept
 
 
-RELEASE_EVERY = 1 << 8  # reviews read between two Sequences.release() calls (a call: 2 ms on 7M reviews)
+RELEASE_EVERY = 1 << 8  # reviews read between two Sequences.release() calls (each costs a few ms at 7M reviews)
 
 
 class Sequences:

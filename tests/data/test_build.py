@@ -189,7 +189,7 @@ def test_killed_prepare_leaves_no_dataset(tiny_reviews, tmp_path, monkeypatch):
     def die(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store, "_train_counts", die)  # killed between reading and writing the ids
+    monkeypatch.setattr(build, "_train_counts", die)  # killed between reading and writing the ids
     with pytest.raises(KeyboardInterrupt):
         _prepare(tiny_reviews, tmp_path / "ds")
     assert not (tmp_path / "ds").exists() and {p.name for p in tmp_path.iterdir()} == {"reviews.json"}
@@ -203,10 +203,10 @@ def test_full_disk_is_a_clear_error_and_publishes_nothing(tiny_reviews, tmp_path
     def full(handle, array):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store.np, "save", full)
+    monkeypatch.setattr(build.np, "save", full)
     with pytest.raises(ArtifactError, match="ds: cannot be written \\(No space left on device\\); no dataset was published"):
         _prepare(tiny_reviews, tmp_path / "ds")
-    monkeypatch.setattr(store.np, "save", real_save)
+    monkeypatch.setattr(build.np, "save", real_save)
     assert not (tmp_path / "ds").exists() and {p.name for p in tmp_path.iterdir()} == {"reviews.json"}
 
 

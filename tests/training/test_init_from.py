@@ -186,3 +186,24 @@ def test_a_killed_fine_tuning_run_resumes_from_the_same_start(source, other_revi
     assert [r["val_loss"] for r in resumed.history] == pytest.approx([r["val_loss"] for r in full.history], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(out / "model.safetensors")
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("how", ["cli", "api"])
+def test_the_started_from_model_is_read_once(source, other_reviews, tmp_path, monkeypatch, how):
+    """`train --init-from` and `Classifier(init_from=...)` read that model's directory once, into one
+    value (InitFrom), from which the settings, vocabulary and weights are all taken."""
+    reads, real = [], artifacts.read_config
+
+    def counted(path, *args, **kwargs):
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "read_config", counted)
+    if how == "cli":
+        result = CliRunner().invoke(app, ["train", other_reviews, "--init-from", str(source), "--epochs", "1",
+                                          "--threads", "1", "--quiet", "--out", str(tmp_path / "tuned")])
+        assert result.exit_code == 0, result.output
+    else:
+        texts, labels = (POSITIVE + NEGATIVE) * 3, ([1] * len(POSITIVE) + [0] * len(NEGATIVE)) * 3
+        Classifier(preset="seed", init_from=str(source), epochs=1, threads=1).fit(texts, labels)
+    assert reads.count(str(source)) == 1

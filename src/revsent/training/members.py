@@ -36,7 +36,8 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
     cfg, n_classes = data.cfg, len(data.classes)
     k, seed = cfg.model.members, cfg.train.seed
     features = NgramFeatures.of(cfg.model)
-    idf = fit_idf(data.train.seqs, features) if k > 1 and features is not None and features.weighting == "tfidf" else None
+    shared_idf = k > 1 and features is not None and features.weighting == "tfidf"
+    idf = fit_idf(data.train.seqs, features) if shared_idf else None
     members, states = [], []
     for i in range(k):
         member_cfg = cfg.with_settings(members=1, seed=seed + i)

@@ -62,7 +62,8 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     if start is not None:
         start.check(cfg)
         if Path(out).resolve() == Path(start.path).resolve():
-            raise ConfigError(f"--out {out} is the model of --init-from; write the fine-tuned model to another directory")
+            raise ConfigError(f"--out {out} is the model of --init-from; write the fine-tuned model to another "
+                              "directory")
     if not prepared:  # before reading the data; a prepared dataset's split is known once it is open
         check_held_out(cfg, start)
     if not ranks.main:
@@ -85,7 +86,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
 def check_resumable(out: Path, cfg: Config) -> None:
     """Refuse to resume the run in ``out`` with settings that change its data, split or weights."""
     saved, _ = artifacts.read_config(out)
-    split_of = lambda t: (t.seed, t.test_split, t.test_data, t.val_fraction)  # noqa: E731
+    split_of = lambda t: (t.seed, t.test_split, t.test_data, t.val_fraction)  # noqa: E731  (t: a TrainConfig)
     if saved.model != cfg.model or saved.data != cfg.data or split_of(saved.train) != split_of(cfg.train):
         raise ConfigError(f"{out}: --resume needs the same data, split and model settings as the interrupted run "
                           f"(only training settings such as --epochs may change)")
@@ -112,8 +113,8 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
         artifacts.atomic_write(out / artifacts.TOKENIZER, data.encoder.to_str())
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, data.classes))
     if start is not None:
-        progress.log(f"starting from {start.path}: its vocabulary and LSTM weights"
-                     + ("" if data.classes == start.classes else f"; a new output layer for {len(data.classes)} classes"))
+        new_layer = "" if data.classes == start.classes else f"; a new output layer for {len(data.classes)} classes"
+        progress.log(f"starting from {start.path}: its vocabulary and LSTM weights{new_layer}")
     model, states = fit_members(data, device=device, progress=progress, out=out, resume=resume, ranks=ranks,
                                 start=None if start is None else start.readers(data.classes))
     finish(together=True)  # the ranks part here: the rest is rank 0's alone
