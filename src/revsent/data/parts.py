@@ -12,6 +12,7 @@ A value of this module is never changed: a run that needs other settings builds 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +77,12 @@ class RunData:
         val = self.train.take(np.flatnonzero(mask))
         return fit, Part(val.seqs, val.y.astype(np.int64))
 
-    @property
+    @functools.cached_property
     def fit(self) -> Part:
         """The rows member 0 (a single model) learns from."""
         return self.member(0)[0]
 
-    @property
+    @functools.cached_property
     def validation(self) -> Part:
         """Member 0's validation part (empty without a slice)."""
         return self.member(0)[1]
@@ -148,7 +149,3 @@ def from_dataset(ds: store.Dataset, cfg: Config) -> RunData:
     test = Part(ds.seqs.take(test_rows), ds.y[test_rows].astype(np.int64))
     return RunData.of(cfg, ds.classes, ds.encoder, train, test=test, dataset=ds)
 
-
-def with_config(data: RunData, cfg: Config) -> RunData:
-    """The same parts under other training settings (a tuning trial's); the split stays."""
-    return dataclasses.replace(data, cfg=cfg)
