@@ -11,7 +11,6 @@ A value of this module is never changed: a run that needs other settings builds 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
