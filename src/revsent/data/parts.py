@@ -68,23 +68,30 @@ class RunData:
         return cls(cfg, list(classes), encoder, train, masks, test, dataset, val)
 
     def member(self, i: int) -> tuple[Part, Part]:
-        """Member i's training rows and its validation part."""
+        """Member i's training rows and its validation part (member 0's cut once)."""
+        return self._first if i == 0 else self._cut(i)
+
+    @property
+    def fit(self) -> Part:
+        """The rows member 0 (a single model) learns from."""
+        return self._first[0]
+
+    @property
+    def validation(self) -> Part:
+        """Member 0's validation part (empty without a slice)."""
+        return self._first[1]
+
+    @functools.cached_property
+    def _first(self) -> tuple[Part, Part]:
+        return self._cut(0)
+
+    def _cut(self, i: int) -> tuple[Part, Part]:
         mask = self.masks[i]
         fit = self.train.take(np.flatnonzero(mask == 0))
         if self.val is not None:
             return fit, self.val
         val = self.train.take(np.flatnonzero(mask))
         return fit, Part(val.seqs, val.y.astype(np.int64))
-
-    @functools.cached_property
-    def fit(self) -> Part:
-        """The rows member 0 (a single model) learns from."""
-        return self.member(0)[0]
-
-    @functools.cached_property
-    def validation(self) -> Part:
-        """Member 0's validation part (empty without a slice)."""
-        return self.member(0)[1]
 
     def baseline_texts(self, limit: int) -> tuple[list[str], list[str], list[str]]:
         """The raw texts of the fitting rows, the validation rows and the test part, for the TF-IDF
