@@ -61,7 +61,7 @@ def test_ngram_shares_are_the_wide_branch_exactly(tiny):
     text = "great food and friendly staff"
     explanation = tiny.explain([text])[0]
     seqs = tiny.encoder_.encode([text])
-    logits = linear_logits(seqs, np.array([0]), model.idf(), model.wide_weight.numpy(), np.zeros(2), NgramFeatures.of(model.cfg))
+    logits = linear_logits(seqs, np.array([0]), model.table(), model.wide_weight.numpy(), np.zeros(2), NgramFeatures.of(model.cfg))
     k = tiny.classes_.index(explanation.label)
     assert sum(t.ngrams for t in explanation.tokens) == pytest.approx(float(_margins(torch.from_numpy(logits))[0, k]), abs=1e-5)
     assert make_batch(seqs, [0]).tokens.shape[1] == sum(t.in_model for t in explanation.tokens)

@@ -5,7 +5,7 @@ import torch
 from revsent.batching import inference_order, make_batch, train_order
 from revsent.config import ModelConfig
 from revsent.model import SentimentLSTM, class_probabilities
-from revsent.ngrams import NgramFeatures
+from revsent.ngrams import NgramFeatures, WideTable
 from revsent.text import Sequences
 
 
@@ -27,10 +27,17 @@ CONFIGS = [
 ]
 
 
+def fill_wide(model, rng):
+    """A wide branch with a row, a random idf and random weights for every feature."""
+    features = model.cfg.vocab_size + model.cfg.ngram_buckets
+    model.set_wide(WideTable(np.arange(features), rng.uniform(1, 3, features).astype(np.float32), 2.0),
+                   rng.normal(size=(features, model.n_classes)).astype(np.float32), np.zeros(model.n_classes, np.float32))
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.pooling}-bi{c.bidirectional}-l{c.layers}")
 def test_output_shape(cfg):
     model = SentimentLSTM(cfg, 3).eval()
-    batch = make_batch(SEQS, np.arange(4), model.idf(), NgramFeatures.of(cfg))
+    batch = make_batch(SEQS, np.arange(4), model.table(), NgramFeatures.of(cfg))
     assert model(batch).shape == (4, 3)
 
 
@@ -40,8 +47,7 @@ def test_padded_batch_equals_each_review_alone(cfg):
     torch.manual_seed(0)
     model = SentimentLSTM(cfg, 2).eval()
     if cfg.ngram_buckets:  # a wide branch with something in it
-        model.wide_idf.uniform_(1, 3)
-        model.wide_weight.normal_()
+        fill_wide(model, np.random.default_rng(0))
     together = class_probabilities(model, SEQS, batch_size=4)
     alone = np.concatenate([class_probabilities(model, SEQS.subset(np.array([i])), batch_size=1) for i in range(4)])
     np.testing.assert_allclose(together, alone, atol=1e-6)
@@ -145,11 +151,11 @@ def test_inference_order_sorted_by_length():
 def test_wide_branch_adds_its_log_odds_only_when_predicting():
     cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=20, ngram_hash=1)  # hash 1: written out below
     model = SentimentLSTM(cfg, 2)
-    model.wide_idf.fill_(1.0)
-    model.wide_weight[:, 1] = 1.0
-    model.wide_bias[1] = 0.5
+    features = cfg.vocab_size + cfg.ngram_buckets
+    model.set_wide(WideTable(np.arange(features), np.ones(features, np.float32), 1.0),
+                   np.stack([np.zeros(features), np.ones(features)], axis=1).astype(np.float32), np.array([0.0, 0.5]))
     lstm_only = model.eval()(make_batch(SEQS, np.arange(4)))
-    with_wide = model(make_batch(SEQS, np.arange(4), model.idf(), NgramFeatures.of(cfg)))
+    with_wide = model(make_batch(SEQS, np.arange(4), model.table(), NgramFeatures.of(cfg)))
     delta = (with_wide - lstm_only).detach()
     assert torch.all(delta[:, 0] == 0)
     # each review's unit-length TF-IDF vector with idf 1: weights 1 + log(count), summed by the ones
@@ -184,9 +190,32 @@ def test_weights_saved_before_readers_existed_load_as_reader_0():
     """Models written by earlier releases name their LSTM's weights ``embedding.weight``...: they load."""
     cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=20)
     model = SentimentLSTM(cfg, 2).eval()
-    legacy = {k.replace("readers.0.", ""): v.clone() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(1)
+    idf, weight = rng.uniform(1, 3, 30).astype(np.float32), rng.normal(size=(30, 2)).astype(np.float32)
+    idf[[3, 17]], weight[[3, 17]] = 3.0, 0.0  # features no training review had: the largest idf, no weight
+    model.set_wide(WideTable.dense(idf, weight), weight[WideTable.dense(idf, weight).keys], np.array([0.1, -0.1]))
+    assert len(model.wide_keys) == 28
+    legacy = {k.replace("readers.0.", ""): v.clone() for k, v in model.state_dict().items()
+              if k not in ("wide_keys", "wide_idf", "wide_unseen", "wide_weight")}
+    legacy.update(wide_idf=torch.from_numpy(idf), wide_weight=torch.from_numpy(weight))  # dense, as they were
     assert "embedding.weight" in legacy and "wide_weight" in legacy
     again = SentimentLSTM(cfg, 2).eval()
     again.load_state_dict(legacy)
-    batch = make_batch(SEQS, np.arange(4), model.idf(), NgramFeatures.of(cfg))
+    assert torch.equal(again.wide_keys, model.wide_keys)
+    batch = make_batch(SEQS, np.arange(4), model.table(), NgramFeatures.of(cfg))
     assert torch.equal(model(batch), again(batch))
+
+
+def test_saved_weights_shape_the_model_they_load_into():
+    """The embedding holds the ids the vocabulary gives and the wide table what the data filled:
+    a model built to the config's maxima takes weights of any such size."""
+    cfg = ModelConfig(vocab_size=1000, embedding_dim=4, hidden_size=3, ngram_buckets=5000)
+    small = SentimentLSTM(cfg, 2, words=10)  # SEQS has ids 1..9
+    small.set_wide(WideTable(np.array([1, 5, 1200]), np.ones(3, np.float32), 2.0), np.ones((3, 2), np.float32),
+                   np.zeros(2, np.float32))
+    assert small.readers[0].embedding.weight.shape == (10, 4) and small.wide_weight.shape == (3, 2)
+    again = SentimentLSTM(cfg, 2)
+    again.load_state_dict(small.state_dict())
+    assert again.words == 10 and again.wide_keys.tolist() == [1, 5, 1200]
+    batch = make_batch(SEQS, np.arange(4), small.table(), NgramFeatures.of(cfg))
+    assert torch.equal(small.eval()(batch), again.eval()(batch))

@@ -196,5 +196,8 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise ArtifactError(f"{weights_path}: does not match config.json ({first})") from None
+    if encoder.largest_id is not None and encoder.largest_id >= model.words:
+        raise ArtifactError(f"{weights_path}: its embedding has {model.words} rows, too few for the ids of "
+                            f"{model_dir / TOKENIZER}; the tokenizer belongs to another model")
     model.to(device).eval()
     return cfg, classes, encoder, model

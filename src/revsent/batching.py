@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .ngrams import NgramFeatures, tfidf
+from .ngrams import NgramFeatures, WideTable, tfidf
 from .text import Sequences
 
 if TYPE_CHECKING:  # only make_batch needs PyTorch: the ONNX runtime batches with inference_order alone
@@ -25,7 +25,7 @@ class Batch:
     tokens: torch.Tensor  # (B, T) int64, 0-padded, rows sorted by length, longest first
     lengths: torch.Tensor  # (B,) int64 on the CPU: the model's masks and pooling read them
     index: np.ndarray  # (B,) positions of the rows in the original data
-    ngrams: torch.Tensor | None = None  # (N,) TF-IDF feature ids of the wide branch, rows concatenated
+    ngrams: torch.Tensor | None = None  # (N,) the wide branch's table rows of the TF-IDF features, rows concatenated
     ngram_weights: torch.Tensor | None = None  # (N,) their weights
     ngram_offsets: torch.Tensor | None = None  # (B,) where each row's features start
 
@@ -121,11 +121,11 @@ def pad(seqs: Sequences, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tokens, steps
 
 
-def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None, wide: NgramFeatures | None = None,
+def make_batch(seqs: Sequences, index: np.ndarray, table: WideTable | None = None, wide: NgramFeatures | None = None,
                pin: bool = False) -> Batch:
     """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).
 
-    With ``idf`` and ``wide`` the batch also carries the wide branch's features.
+    With ``table`` and ``wide`` the batch also carries the wide branch's features.
     """
     import torch
 
@@ -133,8 +133,8 @@ def make_batch(seqs: Sequences, index: np.ndarray, idf: np.ndarray | None = None
     index = index[np.argsort(-seqs.lengths[index], kind="stable")]
     tokens, steps = pad(seqs, index)
     batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps), index)
-    if idf is not None:
-        ids, weights, offsets = tfidf(seqs, index, idf, wide)
+    if table is not None:
+        ids, weights, offsets = tfidf(seqs, index, table, wide)
         batch.ngrams, batch.ngram_weights = torch.from_numpy(ids), torch.from_numpy(weights)
         batch.ngram_offsets = torch.from_numpy(offsets[:-1])
     if pin:

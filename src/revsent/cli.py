@@ -70,6 +70,9 @@ Truncate = Annotated[Optional[str], typer.Option(
     help="Which part of a long review to keep: head | tail | head_tail (the first quarter of --max-len words and the "
          "rest from the end).",
     rich_help_panel=MODEL)]
+MinCount = Annotated[Optional[int], typer.Option(
+    help="Leave out words seen fewer times in the training texts (1 keeps every word, as Keras).",
+    rich_help_panel=MODEL)]
 
 
 def _given(**options) -> dict:
@@ -78,7 +81,7 @@ def _given(**options) -> dict:
 
 
 DATA_OPTIONS = ("format", "text_field", "label_field", "stars_field", "labels", "id_field", "business", "category",
-                "limit", "skip_bad", "vocab_size", "oov", "max_len", "truncate", "test_split", "seed")
+                "limit", "skip_bad", "vocab_size", "oov", "max_len", "truncate", "min_count", "test_split", "seed")
 
 
 def _data_settings(args: dict) -> dict:
@@ -126,6 +129,9 @@ NgramBuckets = Annotated[Optional[int], typer.Option(
     rich_help_panel=MODEL)]
 NgramC = Annotated[Optional[float], typer.Option(
     help="Inverse L2 strength of the wide branch's logistic regression.",
+    rich_help_panel=MODEL)]
+NgramMinDf = Annotated[Optional[int], typer.Option(
+    help="The wide branch keeps the n-grams of at least this many training reviews.",
     rich_help_panel=MODEL)]
 NgramOrder = Annotated[Optional[int], typer.Option(
     help="The wide branch's longest n-gram: 2 or 3.",
@@ -212,6 +218,7 @@ def train(
     oov: Oov = None,
     max_len: MaxLen = None,
     truncate: Truncate = None,
+    min_count: MinCount = None,
     embedding_dim: EmbeddingDim = None,
     hidden_size: HiddenSize = None,
     layers: Layers = None,
@@ -223,6 +230,7 @@ def train(
     dense: Dense = None,
     ngram_buckets: NgramBuckets = None,
     ngram_c: NgramC = None,
+    ngram_min_df: NgramMinDf = None,
     ngram_order: NgramOrder = None,
     ngram_weighting: NgramWeighting = None,
     init: Init = None,
@@ -267,7 +275,7 @@ def train(
 
 # The model and training options of `train`, by their field names (those the user gave override the preset).
 TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dropout", "recurrent_dropout",
-                 "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_order", "ngram_weighting", "init",
+                 "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_min_df", "ngram_order", "ngram_weighting", "init",
                  "embedding_init", "members", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience",
                  "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "device",
                  "precision", "threads", "checkpoint_minutes")
@@ -340,6 +348,7 @@ def prepare(
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
     vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
+    min_count: MinCount = None,
     test_split: Annotated[Optional[float], typer.Option(
         help="Held-out test fraction (default 0.2, the tutorial's).",
         rich_help_panel=TRAIN)] = None,
@@ -404,6 +413,7 @@ def tune(
     stars_field: StarsField = None, labels: Labels = None, id_field: IdField = None,
     business: Business = None, category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
     vocab_size: VocabSize = None, oov: Oov = None, max_len: MaxLen = None, truncate: Truncate = None,
+    min_count: MinCount = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Most epochs per trial (early stopping and pruning may stop sooner).",
         rich_help_panel=TRAIN)] = None,

@@ -55,6 +55,7 @@ class ModelConfig:
 
     vocab_size: int = 2500  # Keras Tokenizer(num_words): ids 1..N-1 for the N-1 most frequent words
     oov: bool = False  # False drops unknown words, as the tutorial's Keras Tokenizer does
+    min_count: int = 1  # words seen fewer times in the training texts are left out (1: Keras keeps every word)
     max_len: int | None = None  # None keeps whole reviews (the tutorial pads to the longest)
     truncate: str = "tail"  # which end of a long review is kept; the end holds the verdict
     embedding_dim: int = 128  # the tutorial's
@@ -68,6 +69,7 @@ class ModelConfig:
     dense: tuple[int, ...] = ()  # sizes of extra ReLU layers before the output
     ngram_buckets: int = 0  # >0 adds a wide branch: logistic regression on words + hashed n-grams
     ngram_c: float = 10.0  # the wide branch's inverse L2 strength (scikit-learn's C)
+    ngram_min_df: int = 1  # the wide branch keeps the features of at least this many training reviews (scikit-learn's min_df)
     ngram_order: int = 2  # the wide branch's longest n-gram: 2 (bigrams) or 3 (trigrams too)
     ngram_weighting: str = "tfidf"  # "tfidf" (sublinear TF-IDF, unit length) or "nb" (NBSVM's log-count ratios)
     ngram_hash: int = 2  # how n-grams are hashed: 2 mixes 64-bit words; 1, the first releases' (their models keep it)
@@ -77,6 +79,8 @@ class ModelConfig:
 
     def __post_init__(self):
         _check_range(self, "vocab_size", 3, None)
+        _check_range(self, "min_count", 1, None)
+        _check_range(self, "ngram_min_df", 1, None)
         _check_range(self, "max_len", 1, None, optional=True)
         _check_choice(self, "truncate", TRUNCATE)
         for name in ("embedding_dim", "hidden_size", "layers", "members"):
@@ -208,8 +212,8 @@ class Config:
 
 # The model settings a fine-tuning run may change: they shape no weight and no token id. The
 # others are the started-from model's (its vocabulary and weights carry them).
-FINE_TUNABLE = frozenset({"dropout", "recurrent_dropout", "word_dropout",
-                          "ngram_buckets", "ngram_c", "ngram_order", "ngram_weighting", "ngram_hash"})
+FINE_TUNABLE = frozenset({"dropout", "recurrent_dropout", "word_dropout", "ngram_buckets", "ngram_c", "ngram_min_df",
+                          "ngram_order", "ngram_weighting", "ngram_hash"})
 
 
 def fine_tuning(cfg: Config, source: Config, given: typing.Iterable[str] = ()) -> Config:

@@ -28,7 +28,7 @@ import torch
 
 from .batching import Batch
 from .model import SentimentLSTM
-from .ngrams import NgramFeatures, tfidf
+from .ngrams import NgramFeatures, WideTable, tfidf
 from .text import Sequences, TextEncoder, truncate, words
 
 IG_STEPS = 64  # integration steps of integrated gradients
@@ -76,7 +76,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
     model.eval()
     device = next(model.parameters()).device
     wide = NgramFeatures.of(model.cfg)
-    idf = model.idf()
+    table = model.table()
     weight = model.wide_weight.detach().cpu().numpy() if wide else None
 
     def lstm_margins(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
             lstm_logits = model(Batch(tokens, lengths, np.zeros(1, np.int64))).float()
             wide_logits = torch.zeros_like(lstm_logits)
             if wide:
-                features, values = _features(ids, wide, idf)
+                features, values = _features(ids, wide, table)
                 wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias
             logits = lstm_logits + wide_logits
             proba = torch.softmax(logits, dim=1)[0].cpu().numpy()
@@ -111,7 +111,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
                                            return_convergence_delta=True)
         per_reader = attributions if isinstance(attributions, (list, tuple)) else [attributions]
         lstm_part = sum(a.sum(dim=2)[0, : len(ids)] for a in per_reader).detach().cpu().double().numpy()  # (L,)
-        ngram_part = _wide_shares(ids, features, values, wide, weight, k) if wide else np.zeros(len(ids))
+        ngram_part = _wide_shares(ids, features, values, wide, table, weight, k) if wide else np.zeros(len(ids))
         wide_bias = float(_margins(model.wide_bias[None].float())[0, k]) if wide else 0.0
         margin = float(_margins(logits)[0, k])
         result = []
@@ -142,19 +142,19 @@ def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | 
     return pieces, positions, np.asarray(ids, dtype=np.int64)[read]
 
 
-def _features(ids: np.ndarray, wide: NgramFeatures, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The wide branch's feature ids and values of one review's ``ids``."""
+def _features(ids: np.ndarray, wide: NgramFeatures, table: WideTable) -> tuple[np.ndarray, np.ndarray]:
+    """The wide branch's table rows and values of one review's ``ids``."""
     seqs = Sequences(ids.astype(np.int32), np.array([0, len(ids)], dtype=np.int64))
-    features, values, _ = tfidf(seqs, np.zeros(1, np.int64), idf, wide)
+    features, values, _ = tfidf(seqs, np.zeros(1, np.int64), table, wide)
     return features, values
 
 
-def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide: NgramFeatures, weight: np.ndarray,
-                 k: int) -> np.ndarray:
+def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide: NgramFeatures, table: WideTable,
+                 weight: np.ndarray, k: int) -> np.ndarray:
     """Each position's share of the wide branch's margin for class ``k`` (bias excluded): every
     n-gram's value times its margin weight, split equally among its occurrences and their words."""
     margin_weight = _margins(torch.from_numpy(weight[features]))[:, k].double().numpy()
-    contribution = dict(zip(features.tolist(), (values * margin_weight).tolist()))
+    contribution = dict(zip(features.tolist(), (values * margin_weight).tolist()))  # by table row
     grams = []  # (feature id, first position, n) of every occurrence
     ids64 = ids.astype(np.int64)
     grams += [(int(f), t, 1) for t, f in enumerate(ids64)]
@@ -163,6 +163,8 @@ def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide
         grams += [(int(f), t, 2) for t, f in enumerate(wide.slot(pairs))]
         if wide.order >= 3 and len(ids64) >= 3:
             grams += [(int(f), t, 3) for t, f in enumerate(wide.slot(wide.extend(pairs[:-1], ids64[2:])))]
+    rows, _ = table.lookup(np.array([f for f, _, _ in grams], dtype=np.int64))
+    grams = [(int(row), t, n) for row, (_, t, n) in zip(rows, grams)]  # by table row: -1 has no weight
     occurrences = Counter(f for f, _, _ in grams)
     shares = np.zeros(len(ids))
     for f, t, n in grams:

@@ -26,7 +26,7 @@ from .artifacts import (CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WI
                         read_config)
 from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
-from .ngrams import NgramFeatures, linear_logits
+from .ngrams import NgramFeatures, WideTable, linear_logits
 from .text import Sequences
 
 OPSET = 17
@@ -64,7 +64,8 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
     if model.cfg.ngram_buckets:
         from safetensors.numpy import save
 
-        atomic_write(out / WIDE, save({"idf": model.wide_idf.numpy(), "weight": model.wide_weight.numpy(),
+        atomic_write(out / WIDE, save({"keys": model.wide_keys.numpy(), "idf": model.wide_idf.numpy(),
+                                       "unseen": model.wide_unseen.numpy().reshape(1), "weight": model.wide_weight.numpy(),
                                        "bias": model.wide_bias.numpy()}))
     if not inside:
         for name in (CONFIG, TOKENIZER, METRICS):
@@ -105,7 +106,7 @@ def _trace(model, graph: Path) -> None:
             return self.model(Batch(tokens, lengths, np.zeros(0, np.int64)))  # (B, C); n-grams added beside
 
     lstm = Graph(model).eval()
-    tokens, lengths = torch.randint(1, model.cfg.vocab_size, (3, 11)), torch.tensor([11, 6, 1])
+    tokens, lengths = torch.randint(1, max(model.words, 2), (3, 11)), torch.tensor([11, 6, 1])
     with torch.no_grad(), warnings.catch_warnings():
         # its advice (export with batch 1 or pass h0/c0) is for packed LSTMs; the tests run batches 1..32
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
@@ -180,7 +181,7 @@ class OnnxClassifier:
         self.precision_ = props.get("revsent_precision", "fp32")
         self.wide_ = NgramFeatures.of(self.config_.model)
         if self.wide_ is not None:
-            self.idf_, self.weight_, self.bias_ = self._wide(path)
+            self.table_, self.weight_, self.bias_ = self._wide(path)
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> "OnnxClassifier":
@@ -190,12 +191,16 @@ class OnnxClassifier:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        for name, keys in ((WIDE, ("idf", "weight", "bias")), (WEIGHTS, ("wide_idf", "wide_weight", "wide_bias"))):
+        for name, prefix in ((WIDE, ""), (WEIGHTS, "wide_")):
             if (path / name).exists():
                 try:
                     arrays = load_file(path / name)
-                    return tuple(arrays[k] for k in keys)
-                except (SafetensorError, OSError, KeyError) as exc:
+                    idf, weight, bias = (arrays[prefix + k] for k in ("idf", "weight", "bias"))
+                    if prefix + "keys" not in arrays:  # the first releases' dense table
+                        return WideTable.dense(idf, weight), weight[WideTable.dense(idf, weight).keys], bias
+                    unseen = float(np.asarray(arrays[prefix + "unseen"]).reshape(-1)[0])
+                    return WideTable(arrays[prefix + "keys"], idf, unseen), weight, bias
+                except (SafetensorError, OSError, KeyError, IndexError) as exc:
                     raise ArtifactError(f"{path / name}: corrupt or incomplete ({exc})") from None
         raise ArtifactError(f"{path / WIDE}: missing (the model has an n-gram branch); export again")
 
@@ -206,7 +211,7 @@ class OnnxClassifier:
             tokens, lengths = pad(seqs, index)  # (B, T), (B,)
             logits = self.session_.run(None, {"tokens": tokens, "lengths": lengths})[0]
             if self.wide_ is not None:
-                logits = logits + linear_logits(seqs, index, self.idf_, self.weight_, self.bias_, self.wide_)
+                logits = logits + linear_logits(seqs, index, self.table_, self.weight_, self.bias_, self.wide_)
             logits = logits - logits.max(axis=1, keepdims=True)
             e = np.exp(logits)
             out[index] = e / e.sum(axis=1, keepdims=True)

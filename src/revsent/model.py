@@ -23,7 +23,7 @@ from torch import nn
 from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
 from .device import HeapTrimmer
-from .ngrams import NgramFeatures
+from .ngrams import NgramFeatures, WideTable
 from .text import Sequences
 
 class SentimentLSTM(nn.Module):
@@ -31,17 +31,23 @@ class SentimentLSTM(nn.Module):
     are averaged, plus the wide branch's. One branch is the tutorial's model; several are a bag,
     each trained apart on its own validation slice (``training.members.fit_members``)."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int):
+    def __init__(self, cfg: ModelConfig, n_classes: int, words: int | None = None, wide_rows: int = 0):
         super().__init__()
         self.cfg = cfg
         self.n_classes = n_classes
-        self.readers = nn.ModuleList(LSTMBranch(cfg, n_classes) for _ in range(cfg.members))
+        self.readers = nn.ModuleList(LSTMBranch(cfg, n_classes, words) for _ in range(cfg.members))
         if cfg.ngram_buckets:
-            features = cfg.vocab_size + cfg.ngram_buckets
-            self.register_buffer("wide_idf", torch.zeros(features))  # (F,)
-            self.register_buffer("wide_weight", torch.zeros(features, n_classes))  # (F, C)
-            self.register_buffer("wide_bias", torch.zeros(n_classes))  # (C,)
-        self._register_load_state_dict_pre_hook(_one_reader_keys)
+            self.set_wide(WideTable(np.zeros(wide_rows, np.int64), np.zeros(wide_rows, np.float32), 0.0),
+                          np.zeros((wide_rows, n_classes), np.float32), np.zeros(n_classes, np.float32))
+        self._register_load_state_dict_pre_hook(_saved_layout, with_module=True)
+
+    def set_wide(self, table: WideTable, weight: np.ndarray, bias: np.ndarray) -> None:
+        """The wide branch's table, weight (S, C) and bias (C,), on the model's device."""
+        device = self.readers[0].out.weight.device
+        for name, value in (("wide_keys", table.keys), ("wide_idf", table.idf), ("wide_unseen", table.unseen),
+                            ("wide_weight", weight), ("wide_bias", bias)):
+            dtype = np.int64 if name == "wide_keys" else np.float32
+            self.register_buffer(name, torch.from_numpy(np.array(value, dtype=dtype)).to(device))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Class logits (B, C) for a right-padded batch."""
@@ -54,27 +60,61 @@ class SentimentLSTM(nn.Module):
                 per_sample_weights=batch.ngram_weights)  # (B, C)
         return logits
 
-    def idf(self):
-        """The wide branch's idf as a NumPy array (None without one), for batching."""
-        return self.wide_idf.cpu().numpy() if self.cfg.ngram_buckets else None
+    def table(self) -> WideTable | None:
+        """The wide branch's table in NumPy (None without one), for batching."""
+        if not self.cfg.ngram_buckets:
+            return None
+        return WideTable(self.wide_keys.cpu().numpy(), self.wide_idf.cpu().numpy(), float(self.wide_unseen))
+
+    @property
+    def words(self) -> int:
+        """The embedding's rows: the ids the vocabulary gives."""
+        return self.readers[0].embedding.num_embeddings
 
 
-def _one_reader_keys(state_dict, prefix, *_args) -> None:
-    """Weights saved before readers existed (``embedding.weight``...) are reader 0's."""
-    wide = {f"{prefix}wide_idf", f"{prefix}wide_weight", f"{prefix}wide_bias"}
+WIDE_BUFFERS = ("wide_keys", "wide_idf", "wide_unseen", "wide_weight", "wide_bias")
+
+
+def _sparse_wide(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The dense wide idf (F,) and weight (F, C) of the first releases as a sparse table."""
+    weight = state.pop("wide_weight").float()
+    table = WideTable.dense(state.pop("wide_idf").float().cpu().numpy(), weight.cpu().numpy())
+    keys = torch.from_numpy(table.keys).to(weight.device)
+    return {"wide_keys": keys, "wide_idf": torch.from_numpy(table.idf).to(weight.device),
+            "wide_unseen": torch.tensor(table.unseen, dtype=torch.float32), "wide_weight": weight[keys]}
+
+
+def _saved_layout(model: SentimentLSTM, state_dict, prefix, *_args) -> None:
+    """Saved weights as this model holds them, and this model shaped as they are: the embedding's
+    rows and the wide table's are what the training data filled. Weights saved before readers
+    existed (``embedding.weight``...) are reader 0's; a dense wide table (the first releases') is
+    made sparse."""
+    if f"{prefix}wide_weight" in state_dict and f"{prefix}wide_keys" not in state_dict:
+        dense = {name: state_dict.pop(f"{prefix}{name}") for name in ("wide_idf", "wide_weight")}
+        state_dict.update({f"{prefix}{name}": value for name, value in _sparse_wide(dense).items()})
+    wide = {f"{prefix}{name}" for name in WIDE_BUFFERS}
     for key in [k for k in state_dict if k.startswith(prefix) and k not in wide
                 and not k.startswith(f"{prefix}readers.")]:
         state_dict[f"{prefix}readers.0.{key[len(prefix):]}"] = state_dict.pop(key)
+    for i, reader in enumerate(model.readers):
+        embedding = state_dict.get(f"{prefix}readers.{i}.embedding.weight")
+        if embedding is not None and embedding.shape[0] != reader.embedding.num_embeddings:
+            reader.embedding = nn.Embedding(embedding.shape[0], reader.embedding.embedding_dim, padding_idx=0)
+    keys = state_dict.get(f"{prefix}wide_keys")
+    if model.cfg.ngram_buckets and keys is not None and keys.shape != model.wide_keys.shape:
+        rows = keys.shape[0]
+        model.set_wide(WideTable(np.zeros(rows, np.int64), np.zeros(rows, np.float32), 0.0),
+                       np.zeros((rows, model.n_classes), np.float32), np.zeros(model.n_classes, np.float32))
 
 
 class LSTMBranch(nn.Module):
     """One LSTM branch: Embedding -> LSTM(s) -> pooling over time -> dense layers -> logits (B, C)."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int):
+    def __init__(self, cfg: ModelConfig, n_classes: int, words: int | None = None):
         super().__init__()
         self.cfg = cfg
         directions = 2 if cfg.bidirectional else 1
-        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=0)
+        self.embedding = nn.Embedding(words or cfg.vocab_size, cfg.embedding_dim, padding_idx=0)  # the ids in use
         sizes = [cfg.embedding_dim] + [cfg.hidden_size * directions] * (cfg.layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(size, cfg.hidden_size) for size in sizes)
         self.backward_layers = nn.ModuleList(
@@ -120,7 +160,7 @@ class LSTMBranch(nn.Module):
             # Whole words: every occurrence of a dropped vocabulary word is zero in this batch
             # (AWD-LSTM's embedding dropout), the kept ones scaled up to keep the expected input.
             keep = 1.0 - self.cfg.word_dropout
-            x = x * (torch.bernoulli(x.new_full((self.cfg.vocab_size,), keep)) / keep)[batch.tokens][..., None]
+            x = x * (torch.bernoulli(x.new_full((self.embedding.num_embeddings,), keep)) / keep)[batch.tokens][..., None]
         lengths = batch.lengths.to(x.device)  # (B,)
         steps = torch.arange(x.shape[1], device=x.device)[:, None]  # (T, 1)
         real = steps < lengths[None, :]  # (T, B) real positions
@@ -191,11 +231,11 @@ def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int =
     device = device or next(model.parameters()).device
     model.eval()
     out = np.zeros((len(seqs), model.n_classes), dtype=np.float32)
-    idf = model.idf()
+    table = model.table()
     trim = HeapTrimmer()
     for index in inference_order(seqs.lengths, batch_size):
         trim()
-        batch = make_batch(seqs, index, idf, NgramFeatures.of(model.cfg)).to(device)
+        batch = make_batch(seqs, index, table, NgramFeatures.of(model.cfg)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch)
         out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()

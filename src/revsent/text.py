@@ -85,14 +85,17 @@ def _tokenizer_file(vocab: dict[str, int]) -> Tokenizer:
     return tokenizer
 
 
-def rank_vocabulary(counts: Iterable[tuple[str, int]], vocab_size: int, oov: bool = False) -> dict[str, int]:
-    """Keras' ``num_words`` vocabulary from word counts: the most frequent first, ties alphabetically.
+def rank_vocabulary(counts: Iterable[tuple[str, int]], vocab_size: int, oov: bool = False,
+                    min_count: int = 1) -> dict[str, int]:
+    """Keras' ``num_words`` vocabulary from word counts: the most frequent first, ties alphabetically,
+    of the words counted at least ``min_count`` times.
 
     Ids 1..N-1 (2..N-1 with ``oov``, whose id is 1); 0 is padding. Without ``oov`` the unknown
     token gets id ``vocab_size``, outside the embedding, and ``encode`` drops it.
     """
     first = 2 if oov else 1
-    kept = sorted(counts, key=lambda item: (-item[1], item[0]))[: vocab_size - first]
+    kept = sorted((item for item in counts if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    kept = kept[: vocab_size - first]
     vocab = {PAD: 0}
     if oov:
         vocab[UNK] = 1
@@ -207,23 +210,29 @@ class TextEncoder:
             top = max(self.unk_id, -1 if top is None else top)
         return top
 
+    @property
+    def rows(self) -> int:
+        """The embedding rows the ids ``encode`` gives need: the largest id + 1."""
+        return (self.largest_id or 0) + 1
+
     @functools.cached_property
     def _id_words(self) -> dict[int, str]:
         return {i: word for word, i in self.vocab.items()}
 
     @classmethod
     def fit(cls, texts: Iterable[str], vocab_size: int, oov: bool = False,
-            max_len: int | None = None, truncate: str = "tail") -> "TextEncoder":
-        """Count words over ``texts`` and keep the ``vocab_size - 1`` most frequent (``-2`` with oov)."""
+            max_len: int | None = None, truncate: str = "tail", min_count: int = 1) -> "TextEncoder":
+        """Count words over ``texts`` and keep the ``vocab_size - 1`` most frequent (``-2`` with oov)
+        of those seen ``min_count`` times or more."""
         counts: Counter = Counter()
         for text in texts:
             counts.update(words(text))
-        return cls(rank_vocabulary(counts.items(), vocab_size, oov), vocab_size, oov, max_len, truncate)
+        return cls(rank_vocabulary(counts.items(), vocab_size, oov, min_count), vocab_size, oov, max_len, truncate)
 
     @classmethod
     def fit_config(cls, texts: Iterable[str], cfg: ModelConfig) -> "TextEncoder":
         """``fit`` with the tokenizer settings of a model config."""
-        return cls.fit(texts, cfg.vocab_size, cfg.oov, cfg.max_len, cfg.truncate)
+        return cls.fit(texts, cfg.vocab_size, cfg.oov, cfg.max_len, cfg.truncate, cfg.min_count)
 
     @classmethod
     def from_str_config(cls, data: str, cfg: ModelConfig) -> "TextEncoder":

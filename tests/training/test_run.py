@@ -376,8 +376,9 @@ def test_a_bag_trains_each_member_on_its_own_slice(tiny_reviews, tmp_path, monke
     from revsent.batching import make_batch
 
     seqs = encoder.encode(["great food and friendly staff", "rude and slow"])
-    batch = make_batch(seqs, np.arange(2), model.idf(), NgramFeatures.of(cfg.model))
-    assert len(trained) == 2 and all(np.array_equal(m.idf(), model.idf()) for m in trained)  # one idf for all
+    batch = make_batch(seqs, np.arange(2), model.table(), NgramFeatures.of(cfg.model))
+    assert len(trained) == 2 and all(np.array_equal(m.table().idf, model.table().idf)
+                                     and np.array_equal(m.table().keys, model.table().keys) for m in trained)  # one table
     model.eval()
     with torch.no_grad():
         mean = (trained[0].eval()(batch) + trained[1].eval()(batch)) / 2

@@ -213,7 +213,7 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
             log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; fitting the vocabulary")
             counts = _train_counts(build, split, len(spool.words))
             vocab = rank_vocabulary(((w, int(c)) for w, c in zip(spool.words, counts) if c), model_cfg.vocab_size,
-                                    model_cfg.oov)
+                                    model_cfg.oov, model_cfg.min_count)
         else:
             log(f"read {n} records from {', '.join(reader.paths)} in {time.perf_counter() - started:.1f}s; "
                 f"using the vocabulary of {cfg.train.init_from}")

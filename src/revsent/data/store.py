@@ -32,7 +32,7 @@ FORMAT, FORMAT_VERSION = "revsent-dataset", 1
 MANIFEST, TOKENIZER, IDS, OFFSETS, LABELS, SPLIT = (
     "manifest.json", "tokenizer.json", "ids.bin", "offsets.npy", "labels.npy", "split.npy")
 CHUNK = 8192  # records tokenized per task, and reviews hashed per step of a digest
-TOKENIZER_FIELDS = ("vocab_size", "oov", "max_len", "truncate")
+TOKENIZER_FIELDS = ("vocab_size", "oov", "max_len", "truncate", "min_count")
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -100,7 +100,8 @@ class Dataset:
             offsets = np.load(path / OFFSETS, mmap_mode="r").view(np.ndarray)
             labels = np.load(path / LABELS)
             split = np.load(path / SPLIT)
-            encoder = TextEncoder.from_str((path / TOKENIZER).read_text("utf-8"), **manifest["tokenizer"])
+            settings = {k: v for k, v in manifest["tokenizer"].items() if k != "min_count"}  # fitting's, not encoding's
+            encoder = TextEncoder.from_str((path / TOKENIZER).read_text("utf-8"), **settings)
         except (OSError, ValueError, KeyError) as exc:
             raise ArtifactError(f"{path}: unreadable dataset file ({exc}); prepare it again") from None
         except Exception as exc:  # tokenizers raises a bare Exception on a bad file
@@ -133,6 +134,8 @@ def _read_manifest(path: Path) -> dict:
     if missing:
         raise ArtifactError(f"{file}: incomplete manifest (no {', '.join(sorted(missing))})")
     manifest["split"] = renamed(manifest["split"], LEGACY_SPLIT_KEYS)  # prepared before "val" became "test"
+    if isinstance(manifest["tokenizer"], dict):  # prepared before words could be left out for rarity: all kept
+        manifest["tokenizer"] = {"min_count": 1, **manifest["tokenizer"]}
     return manifest
 
 

@@ -15,13 +15,13 @@ import torch
 
 from ..config import Config
 from ..data.parts import Part
-from ..model import SentimentLSTM
-from ..ngrams import NgramFeatures, fit_linear, out_of_fold_logits
+from ..model import WIDE_BUFFERS, SentimentLSTM
+from ..ngrams import NgramFeatures, WideTable, fit_linear, out_of_fold_logits
 from ..progress import Progress
 from .distributed import Ranks, broadcast
 from .word_vectors import start_from_word_vectors
 
-WIDE = ("wide_idf", "wide_weight", "wide_bias")  # the n-gram branch's tensors in the model
+WIDE = WIDE_BUFFERS  # the n-gram branch's tensors in the model
 
 
 @dataclass(frozen=True)
@@ -43,38 +43,47 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str | None) -> np.ndarr
 
 
 def prepare_inputs(model: SentimentLSTM, cfg: Config, train: Part, *, fresh: bool, ranks: Ranks,
-                   device: torch.device, progress: Progress, idf: np.ndarray | None = None) -> FitInputs:
+                   device: torch.device, progress: Progress, table: WideTable | None = None) -> FitInputs:
     """The inputs of :func:`~revsent.training.loop.fit`. With ``fresh`` (not resuming, whose
     checkpoint holds them) the model's n-gram branch is fitted and its embedding started from word
     vectors (``embedding_init`` ppmi; not when fine-tuning, which keeps its embedding).
-    ``idf``: the n-gram branch's, given (a bag's members share the whole training part's)."""
+    ``table``: the n-gram branch's features and idf, given (a bag's members share the whole
+    training part's)."""
     n_classes, features = model.n_classes, NgramFeatures.of(model.cfg)
     weights = class_weights(train.y, n_classes, cfg.train.class_weight)
     started = time.perf_counter()
     if features is not None and fresh:
-        fit_wide_branch(model, train, features, weights, cfg.train.seed, ranks, device, idf)
-        progress.log(f"wide branch: logistic regression on TF-IDF n-grams fitted in "
+        progress.log(f"wide branch: fitting a logistic regression on the n-grams of {len(train.y):,} reviews")
+        fit_wide_branch(model, train, features, weights, cfg.train.seed, ranks, device, table)
+        progress.log(f"wide branch: {len(model.wide_keys):,} n-gram features fitted in "
                      f"{time.perf_counter() - started:.1f}s")
     if model.cfg.embedding_init == "ppmi" and fresh and cfg.train.init_from is None:
         start_from_word_vectors(model, train.seqs, cfg.train.seed, ranks, device, progress)
-    seconds = time.perf_counter() - started
     offsets = None
     if features is not None:
         offsets = torch.zeros(len(train.y), n_classes)
         if ranks.main:
+            began = time.perf_counter()
+            progress.log("wide branch: out-of-fold log-odds (two fits on halves), for the LSTM to learn beside")
             offsets = torch.from_numpy(out_of_fold_logits(train.seqs, train.y, n_classes, features, model.cfg.ngram_c,
-                                                          cfg.train.seed, class_weights=weights))
+                                                          cfg.train.seed, class_weights=weights,
+                                                          min_df=model.cfg.ngram_min_df))
+            progress.log(f"wide branch: out-of-fold log-odds in {time.perf_counter() - began:.1f}s")
         offsets = broadcast(offsets, ranks, device)
-    return FitInputs(weights, offsets, seconds)
+    return FitInputs(weights, offsets, time.perf_counter() - started)
 
 
 def fit_wide_branch(model: SentimentLSTM, train: Part, features: NgramFeatures, weights: np.ndarray | None, seed: int,
-                    ranks: Ranks, device: torch.device, idf: np.ndarray | None) -> None:
+                    ranks: Ranks, device: torch.device, table: WideTable | None) -> None:
     """The model's n-gram branch fitted on ``train`` by rank 0, then broadcast to every rank."""
     if ranks.main:
-        idf, weight, bias = fit_linear(train.seqs, train.y, model.n_classes, features, model.cfg.ngram_c, seed,
-                                       weights, idf)
-        for name, value in zip(WIDE, (idf, weight, bias)):
-            getattr(model, name).copy_(torch.from_numpy(value))
-    for name in WIDE:
-        getattr(model, name).copy_(broadcast(getattr(model, name), ranks, device))
+        table, weight, bias = fit_linear(train.seqs, train.y, model.n_classes, features, model.cfg.ngram_c, seed,
+                                         weights, table, model.cfg.ngram_min_df)
+        model.set_wide(table, weight, bias)
+    if ranks.enabled:  # the others learn the table's size, then its contents
+        rows = int(broadcast(torch.tensor([len(model.wide_keys)]), ranks, device)[0])
+        if not ranks.main:
+            model.set_wide(WideTable(np.zeros(rows, np.int64), np.zeros(rows, np.float32), 0.0),
+                           np.zeros((rows, model.n_classes), np.float32), np.zeros(model.n_classes, np.float32))
+        for name in WIDE:
+            getattr(model, name).copy_(broadcast(getattr(model, name), ranks, device))

@@ -24,6 +24,7 @@ from ..config import Config, TrainConfig
 from ..data.parts import Part
 from ..device import HeapTrimmer, trains_in_bf16
 from ..model import SentimentLSTM
+from ..ngrams import WideTable
 from ..progress import Progress
 from .checkpoint import Clock, load_checkpoint, save_checkpoint
 from .distributed import SINGLE, Ranks, dropout_seed, shard, sum_all, wrap
@@ -41,11 +42,11 @@ TRAIN_TOKENS = {"cpu": 1 << 14, "cuda": 1 << 15}
 def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, device: torch.device,
         progress: Progress, checkpoint: Path | None = None, resume: bool = False,
         on_epoch: Callable[[int, dict], None] | None = None, ranks: Ranks = SINGLE,
-        idf: np.ndarray | None = None) -> FitState:
+        table: WideTable | None = None) -> FitState:
     """Train ``model`` in place; on return it holds the best weights (by validation loss).
 
     ``on_epoch(epoch, row)`` sees each epoch's history row (tuning reports and prunes there).
-    ``idf``: the n-gram branch's, given (a bag's members share the whole training part's).
+    ``table``: the n-gram branch's features and idf, given (a bag's members share the whole training part's).
     """
     settings = cfg.train
     optimizer = adam(model, settings)
@@ -59,7 +60,7 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
         for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
             group.update(lr=settings.lr, weight_decay=settings.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
-    inputs = prepare_inputs(model, cfg, train, fresh=not resume, ranks=ranks, device=device, progress=progress, idf=idf)
+    inputs = prepare_inputs(model, cfg, train, fresh=not resume, ranks=ranks, device=device, progress=progress, table=table)
     state.seconds += inputs.seconds
     if not resume:
         keeper.snapshot()  # the n-gram branch and the word vectors are part of every epoch's weights

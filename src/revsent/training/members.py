@@ -17,11 +17,10 @@ import torch
 from .. import artifacts
 from ..data.parts import RunData
 from ..model import SentimentLSTM
-from ..ngrams import NgramFeatures, fit_idf
+from ..ngrams import NgramFeatures, WideTable, fit_table
 from ..progress import Progress
 from .checkpoint import load_member, save_member
 from .distributed import SINGLE, Ranks
-from .inputs import WIDE
 from .loop import fit
 from .state import FitState
 
@@ -36,8 +35,8 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
     cfg, n_classes = data.cfg, len(data.classes)
     k, seed = cfg.model.members, cfg.train.seed
     features = NgramFeatures.of(cfg.model)
-    shared_idf = k > 1 and features is not None and features.weighting == "tfidf"
-    idf = fit_idf(data.train.seqs, features) if shared_idf else None
+    shared = k > 1 and features is not None and features.weighting == "tfidf"
+    table = fit_table(data.train.seqs, features, cfg.model.ngram_min_df) if shared else None
     members, states = [], []
     for i in range(k):
         member_cfg = cfg.with_settings(members=1, seed=seed + i)
@@ -45,7 +44,7 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
             torch.manual_seed(member_cfg.train.seed)
             if cfg.train.patience and states[0].best_epoch:  # member 0 found how long to train: not again
                 member_cfg = member_cfg.with_settings(epochs=states[0].best_epoch)
-        member = SentimentLSTM(member_cfg.model, n_classes)
+        member = SentimentLSTM(member_cfg.model, n_classes, data.encoder.rows)
         if start is not None:
             member.readers[0].load_state_dict(start[i], strict=False)
         member.to(device)
@@ -61,23 +60,25 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
             checkpoint = None if out is None else out / artifacts.CHECKPOINT
             under_way = resume and checkpoint is not None and checkpoint.exists()  # this member's, half done
             state = fit(member, member_cfg, fit_part, val_part, device=device, progress=progress,
-                        checkpoint=checkpoint, resume=under_way, ranks=ranks, idf=idf)
+                        checkpoint=checkpoint, resume=under_way, ranks=ranks, table=table)
             if finished is not None and ranks.main:
                 save_member(finished, member, state)
                 checkpoint.unlink(missing_ok=True)  # the next member's checkpoint starts afresh
         members.append(member)
         states.append(state)
-    return (members[0] if k == 1 else averaged(cfg, n_classes, members, device)), states
+    return (members[0] if k == 1 else averaged(cfg, n_classes, members, device, table)), states
 
 
-def averaged(cfg, n_classes: int, members: list[SentimentLSTM], device: torch.device) -> SentimentLSTM:
-    """One model holding every member's LSTM branch, and the mean of their n-gram branches (their idf is one)."""
-    model = SentimentLSTM(cfg.model, n_classes).to(device)
+def averaged(cfg, n_classes: int, members: list[SentimentLSTM], device: torch.device,
+             table: WideTable | None) -> SentimentLSTM:
+    """One model holding every member's LSTM branch, and the mean of their n-gram branches (over
+    one ``table``, the whole training part's)."""
+    model = SentimentLSTM(cfg.model, n_classes, members[0].words).to(device)
     for reader, member in zip(model.readers, members):
         reader.load_state_dict(member.readers[0].state_dict())
-    if NgramFeatures.of(cfg.model) is not None:
-        for name in WIDE:
-            getattr(model, name).copy_(torch.stack([getattr(member, name) for member in members]).mean(dim=0))
+    if table is not None:
+        mean = lambda name: torch.stack([getattr(member, name) for member in members]).mean(dim=0).cpu().numpy()  # noqa: E731
+        model.set_wide(table, mean("wide_weight"), mean("wide_bias"))
     return model
 
 

@@ -85,7 +85,7 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
     def objective(trial) -> float:
         # a trial is one LSTM: a bag's members would repeat the same settings (the final model has the preset's)
         trial_cfg = cfg.with_settings(members=1, **search_space(trial, cfg))
-        model = SentimentLSTM(trial_cfg.model, len(data.classes)).to(device)
+        model = SentimentLSTM(trial_cfg.model, len(data.classes), data.encoder.rows).to(device)
 
         def report(epoch: int, row: dict) -> None:
             trial.report(row["val_loss"], epoch)

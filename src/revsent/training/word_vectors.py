@@ -110,11 +110,11 @@ def start_from_word_vectors(model: SentimentLSTM, seqs: Sequences, seed: int, ra
                             progress: Progress) -> None:
     """Every LSTM branch's embedding starts from PPMI + SVD vectors of ``seqs`` (rank 0 counts, then shares)."""
     cfg = model.cfg
-    rows = min(WORDS, cfg.vocab_size)
+    rows = min(WORDS, model.words)
     table = torch.zeros(rows, cfg.embedding_dim)
     found = torch.zeros(1)
     if ranks.main:
-        words, counted = ppmi_vectors(seqs, cfg.vocab_size, cfg.embedding_dim, seed)
+        words, counted = ppmi_vectors(seqs, model.words, cfg.embedding_dim, seed)
         if words is not None:
             table, found = torch.from_numpy(words), torch.ones(1)
             progress.log(f"word vectors: PPMI + SVD of the {counted['words']} most frequent words' neighbours "
