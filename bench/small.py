@@ -61,7 +61,7 @@ def one(name: str, size: int, seed: int, out: Path, extra: list[str]) -> dict:
     if "error" not in revsent:
         metrics = json.loads((model / "metrics.json").read_text())
         row.update(revsent_accuracy=metrics["accuracy"], train_seconds=metrics["train_seconds"],
-                   model_mb=disk_mb(model), ece=metrics.get("calibration", {}).get("ece"),
+                   model_mb=disk_mb(model), ece=metrics.get("ece"),
                    ratio=revsent["wall_seconds"] / baseline["wall_seconds"] if baseline.get("wall_seconds") else None)
     print(json.dumps(row), flush=True)
     return row

@@ -29,7 +29,7 @@ ONNX, ONNX_DATA, WIDE = "model.onnx", "model.onnx.data", "wide.safetensors"  # w
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
 MEMBERS = ".members"  # the finished members of a bag (--members), kept until the run ends (for --resume)
 OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, ONNX, ONNX_DATA, WIDE, "training_curves.png",
-             "confusion_matrix.png")
+             "confusion_matrix.png", "reliability.png")
 
 
 def _umask() -> int:

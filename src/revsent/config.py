@@ -68,7 +68,7 @@ class ModelConfig:
     pooling: str = "last"  # the tutorial uses the last hidden state
     dense: tuple[int, ...] = ()  # sizes of extra ReLU layers before the output
     ngram_buckets: int = 0  # >0 adds a wide branch: logistic regression on words + hashed n-grams
-    ngram_c: float = 10.0  # the wide branch's inverse L2 strength (scikit-learn's C)
+    ngram_c: float | None = 10.0  # the wide branch's inverse L2 strength (scikit-learn's C); None: chosen on the validation slice
     ngram_min_df: int = 1  # the wide branch keeps the features of at least this many training reviews (scikit-learn's min_df)
     ngram_order: int = 2  # the wide branch's longest n-gram: 2 (bigrams) or 3 (trigrams too)
     ngram_weighting: str = "tfidf"  # "tfidf" (sublinear TF-IDF, unit length) or "nb" (NBSVM's log-count ratios)
@@ -91,7 +91,7 @@ class ModelConfig:
         _check_choice(self, "init", ("keras", "torch"))
         _check_choice(self, "embedding_init", EMBEDDING_INITS)
         _check_range(self, "ngram_buckets", 0, None)
-        _check_range(self, "ngram_c", 0.0, None, left_open=True)
+        _check_range(self, "ngram_c", 0.0, None, left_open=True, optional=True)
         _check_range(self, "ngram_order", 2, 3)
         _check_choice(self, "ngram_weighting", ("tfidf", "nb"))
         _check_range(self, "ngram_hash", 1, 2)
@@ -272,7 +272,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {
             "vocab_size": 100000, "max_len": 400, "embedding_dim": 128, "hidden_size": 128,
             "bidirectional": True, "dropout": 0.5, "recurrent_dropout": 0.0, "pooling": "max_mean",
-            "ngram_buckets": 2000000, "ngram_c": 30.0,
+            "ngram_buckets": 2000000, "ngram_c": None, "ngram_min_df": 2,
         },
         "train": {"epochs": 3, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1,
                   "average_weights": True, "adversarial": 0.02},
@@ -283,7 +283,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {
             "vocab_size": 30000, "max_len": 200, "embedding_dim": 64, "hidden_size": 64,
             "bidirectional": True, "dropout": 0.3, "recurrent_dropout": 0.0, "pooling": "max_mean",
-            "ngram_buckets": 1000000, "ngram_c": 30.0,
+            "ngram_buckets": 1000000, "ngram_c": None, "ngram_min_df": 2,
         },
         "train": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1},
     },

@@ -28,17 +28,38 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
             for name, p, r, f, s in zip(classes, precision, recall, f1, support)
         },
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "ece": expected_calibration_error(proba, y_true),
     }
     if len(classes) == 2 and len(np.unique(y_true)) == 2:
         result["roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1]))
     return result
 
 
+ECE_BINS = 15  # equal-width confidence bins (Guo et al., 2017)
+
+
+def reliability(proba: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin (of the top probability, equal widths over [0, 1]): its reviews, mean
+    confidence and accuracy; empty bins left out."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(y_true)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    return [{"low": k / bins, "high": (k + 1) / bins, "n": int((which == k).sum()),
+             "confidence": float(confidence[which == k].mean()), "accuracy": float(correct[which == k].mean())}
+            for k in range(bins) if (which == k).any()]
+
+
+def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: the reviews' mean gap between confidence and accuracy, bin by bin."""
+    rows = reliability(proba, y_true, bins)
+    return float(sum(r["n"] * abs(r["confidence"] - r["accuracy"]) for r in rows) / max(len(y_true), 1))
+
 
 def format_report(result: dict, baseline: dict | None = None) -> str:
     """A readable table: overall figures, per-class figures and the confusion matrix."""
     rows = [("accuracy", "accuracy"), ("F1 (macro)", "f1_macro"), ("precision (macro)", "precision_macro"),
-            ("recall (macro)", "recall_macro"), ("ROC-AUC", "roc_auc"), ("log loss", "log_loss")]
+            ("recall (macro)", "recall_macro"), ("ROC-AUC", "roc_auc"), ("log loss", "log_loss"),
+            ("calibration error", "ece")]
     head = f"{'':20s}{'revsent':>10s}" + (f"{'TF-IDF+LR':>12s}" if baseline else "")
     lines = [f"{result['n']} reviews, classes: {', '.join(result['labels'])}", head]
     for title, key in rows:

@@ -39,6 +39,9 @@ class SentimentLSTM(nn.Module):
         if cfg.ngram_buckets:
             self.set_wide(WideTable(np.zeros(wide_rows, np.int64), np.zeros(wide_rows, np.float32), 0.0),
                           np.zeros((wide_rows, n_classes), np.float32), np.zeros(n_classes, np.float32))
+        # How the two experts' logits are mixed at prediction, fitted on the validation slice after
+        # training (training/calibration.py): LSTM x mix[0] + wide x mix[1]. 1, 1 until then.
+        self.register_buffer("mix", torch.ones(2))
         self._register_load_state_dict_pre_hook(_saved_layout, with_module=True)
 
     def set_wide(self, table: WideTable, weight: np.ndarray, bias: np.ndarray) -> None:
@@ -50,15 +53,25 @@ class SentimentLSTM(nn.Module):
             self.register_buffer(name, torch.from_numpy(np.array(value, dtype=dtype)).to(device))
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Class logits (B, C) for a right-padded batch."""
+        """Class logits (B, C) for a right-padded batch: the LSTM's plus, where the batch carries
+        n-grams, the wide branch's (as trained; ``calibrated`` mixes them as fitted)."""
+        lstm, wide = self.branches(batch)
+        return lstm if wide is None else lstm + wide
+
+    def calibrated(self, batch: Batch) -> torch.Tensor:
+        """The logits (B, C) prediction uses: each branch's scaled by ``mix``."""
+        lstm, wide = self.branches(batch)
+        return lstm * self.mix[0] if wide is None else lstm * self.mix[0] + wide * self.mix[1]
+
+    def branches(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The LSTM branches' mean logits (B, C) and the wide branch's (None without n-grams in the batch)."""
         logits = self.readers[0](batch)  # (B, C)
         if len(self.readers) > 1:
             logits = torch.stack([logits, *(reader(batch) for reader in self.readers[1:])]).mean(dim=0)
-        if self.cfg.ngram_buckets and batch.ngrams is not None:
-            logits = logits + self.wide_bias + nn.functional.embedding_bag(
-                batch.ngrams, self.wide_weight, batch.ngram_offsets, mode="sum",
-                per_sample_weights=batch.ngram_weights)  # (B, C)
-        return logits
+        if not (self.cfg.ngram_buckets and batch.ngrams is not None):
+            return logits, None
+        return logits, self.wide_bias + nn.functional.embedding_bag(
+            batch.ngrams, self.wide_weight, batch.ngram_offsets, mode="sum", per_sample_weights=batch.ngram_weights)
 
     def table(self) -> WideTable | None:
         """The wide branch's table in NumPy (None without one), for batching."""
@@ -92,7 +105,8 @@ def _saved_layout(model: SentimentLSTM, state_dict, prefix, *_args) -> None:
     if f"{prefix}wide_weight" in state_dict and f"{prefix}wide_keys" not in state_dict:
         dense = {name: state_dict.pop(f"{prefix}{name}") for name in ("wide_idf", "wide_weight")}
         state_dict.update({f"{prefix}{name}": value for name, value in _sparse_wide(dense).items()})
-    wide = {f"{prefix}{name}" for name in WIDE_BUFFERS}
+    state_dict.setdefault(f"{prefix}mix", torch.ones(2))  # saved before calibration: the branches as trained
+    wide = {f"{prefix}{name}" for name in WIDE_BUFFERS} | {f"{prefix}mix"}
     for key in [k for k in state_dict if k.startswith(prefix) and k not in wide
                 and not k.startswith(f"{prefix}readers.")]:
         state_dict[f"{prefix}readers.0.{key[len(prefix):]}"] = state_dict.pop(key)
@@ -225,18 +239,37 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int = 256,
-                        device: torch.device | None = None) -> np.ndarray:
-    """Softmax probabilities (n, C) in the input order; batches sorted by length for speed."""
+def branch_logits(model: SentimentLSTM, seqs: Sequences, batch_size: int = 256,
+                  device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each branch's logits (n, C) in the input order, the LSTM's and the wide branch's (None
+    without one); batches sorted by length for speed."""
     device = device or next(model.parameters()).device
     model.eval()
-    out = np.zeros((len(seqs), model.n_classes), dtype=np.float32)
-    table = model.table()
+    lstm = np.zeros((len(seqs), model.n_classes), dtype=np.float32)
+    wide = np.zeros_like(lstm) if model.cfg.ngram_buckets else None
+    table, features = model.table(), NgramFeatures.of(model.cfg)
     trim = HeapTrimmer()
     for index in inference_order(seqs.lengths, batch_size):
         trim()
-        batch = make_batch(seqs, index, table, NgramFeatures.of(model.cfg)).to(device)
+        batch = make_batch(seqs, index, table, features).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(batch)
-        out[batch.index] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    return out
+            deep, linear = model.branches(batch)
+        lstm[batch.index] = deep.float().cpu().numpy()
+        if linear is not None:
+            wide[batch.index] = linear.float().cpu().numpy()
+    return lstm, wide
+
+
+def mixed_probabilities(lstm: np.ndarray, wide: np.ndarray | None, mix) -> np.ndarray:
+    """Softmax probabilities (n, C) of the branches' logits scaled by ``mix`` (LSTM, wide)."""
+    mix = np.asarray(mix, dtype=np.float64)
+    logits = lstm * mix[0] + (0.0 if wide is None else wide * mix[1])
+    logits = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def class_probabilities(model: SentimentLSTM, seqs: Sequences, batch_size: int = 256,
+                        device: torch.device | None = None) -> np.ndarray:
+    """Softmax probabilities (n, C) in the input order, the branches mixed as calibrated."""
+    return mixed_probabilities(*branch_logits(model, seqs, batch_size, device), model.mix.cpu().numpy())

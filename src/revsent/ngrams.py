@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -35,6 +36,7 @@ FIT_LR = 0.02
 FIT_UPDATES = 600  # optimiser steps wanted (as accurate as scikit-learn's lbfgs fit on IMDB); one epoch on large data
 EXACT_MAX_NNZ = 60_000_000  # feature entries (about 12 bytes each) up to which scikit-learn fits exactly, in memory
 EXACT_ITERATIONS, EXACT_TOL = 1000, 1e-5  # lbfgs: converged on IMDB and RT well before the cap
+NGRAM_CS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # the wide branch's C values tried on the validation slice (the baseline's)
 ABSENT_LOGIT = 30.0  # how far below the others the bias of a class no training review has sits
 
 
@@ -218,6 +220,35 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFeatur
         scale = None if class_df is None else nb_ratios(class_df[table.keys])
         weight, bias = _streamed_fit(seqs, y, n_classes, wide, c, seed, class_weights, table, scale)
     return table, weight, bias
+
+
+def fit_choosing_c(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFeatures, cs: Sequence[float],
+                   val: tuple[Sequences, np.ndarray], class_weights: np.ndarray | None = None,
+                   table: WideTable | None = None, min_df: int = 1):
+    """:func:`fit_linear` for each C of ``cs`` on one feature matrix, the one with the best accuracy
+    on the validation reviews ``val`` kept (ties: the lower log loss). Returns the fit of that C
+    (table, weight, bias), C, and each C's validation accuracy; None where the features do not fit
+    in memory or the weighting is NB (then C is not chosen)."""
+    y = np.asarray(y, dtype=np.int64)
+    present = np.unique(y)
+    if wide.weighting != "tfidf" or len(present) < 2 or seqs.n_tokens * wide.order > EXACT_MAX_NNZ:
+        return None
+    table = fit_table(seqs, wide, min_df) if table is None else table
+    x = design_matrix(seqs, table, wide)
+    val_seqs, val_y = val
+    best, scores = None, {}
+    for c in cs:
+        weight, bias = _exact_fit(x, y, n_classes, c, class_weights, present)
+        logits = predict_logits(val_seqs, table, weight, bias, wide).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        accuracy = float((logits.argmax(axis=1) == val_y).mean())
+        key = (accuracy, float(log_p[np.arange(len(val_y)), val_y].mean()))
+        scores[c] = accuracy
+        if best is None or key > best[0]:
+            best = (key, c, weight, bias)
+    _, c, weight, bias = best
+    return (table, weight, bias), c, scores
 
 
 def _exact_fit(x, y: np.ndarray, n_classes: int, c: float, class_weights: np.ndarray | None,

@@ -68,3 +68,26 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> N
     ax.set_title("confusion matrix (held out)")
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_reliability(curves: dict[str, list[dict]], path: Path) -> None:
+    """Reliability diagram: accuracy against confidence per bin (``metrics.reliability``) for each
+    named curve (e.g. before and after calibration), with the diagonal a calibrated model follows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
+    for name, rows in curves.items():
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", label=name)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title("reliability (held out)")
+    save_figure(fig, path)
+    plt.close(fig)

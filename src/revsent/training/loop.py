@@ -60,8 +60,9 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
         for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
             group.update(lr=settings.lr, weight_decay=settings.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
-    inputs = prepare_inputs(model, cfg, train, fresh=not resume, ranks=ranks, device=device, progress=progress, table=table)
-    state.seconds += inputs.seconds
+    inputs = prepare_inputs(model, cfg, train, val, fresh=not resume, ranks=ranks, device=device, progress=progress,
+                            table=table, wide=state.wide)
+    state.seconds, state.wide = state.seconds + inputs.seconds, inputs.wide
     if not resume:
         keeper.snapshot()  # the n-gram branch and the word vectors are part of every epoch's weights
     step = Step(model, optimizer, settings, train, inputs, ranks, device)

@@ -26,11 +26,12 @@ from ..data import store
 from ..data.parts import RunData, open_run_data
 from ..device import start_run, trains_in_bf16
 from ..errors import ConfigError, DataError
-from ..metrics import classification_metrics
-from ..model import SentimentLSTM, class_probabilities
-from ..plots import plot_confusion, plot_history
+from ..metrics import classification_metrics, expected_calibration_error, reliability
+from ..model import SentimentLSTM, branch_logits, mixed_probabilities
+from ..plots import plot_confusion, plot_history, plot_reliability
 from ..progress import Progress
 from ..text import TextEncoder
+from .calibration import calibrate
 from .distributed import Ranks, finish, init
 from .init_from import InitFrom, check_held_out
 from .inputs import class_weights
@@ -121,12 +122,22 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
     history = member_history(states)
     if not ranks.main:  # rank 0 scores the test part and writes the model directory
         return TrainResult(out, {}, history)
+    # A bag's members each learnt from the others' slices: only a single model has one to calibrate on.
+    calibration = calibrate(model, data.validation, device, progress) if len(states) == 1 else None
     # The test part is scored once, here, with the weights chosen on the validation slice(s).
-    proba = class_probabilities(model, data.test.seqs, device=device)
+    lstm, wide = branch_logits(model, data.test.seqs, device=device)
+    proba = mixed_probabilities(lstm, wide, model.mix.cpu().numpy())
     metrics = run_metrics(data, states, proba, device=device, ranks=ranks, started=started, start=start)
+    curves = {"as trained": reliability(mixed_probabilities(lstm, wide, (1.0, 1.0)), data.test.y)}
+    if calibration is not None:
+        metrics["calibration"] = {**calibration, "test_ece_before": expected_calibration_error(
+            mixed_probabilities(lstm, wide, (1.0, 1.0)), data.test.y), "test_ece_after": metrics["ece"]}
+        curves["calibrated"] = reliability(proba, data.test.y)
     if cfg.train.baseline:
         metrics["baseline_tfidf_lr"] = run_baseline(data, start, progress)
     save_run(out, cfg, data.classes, data.encoder, model, metrics, history)
+    if len(data.test):
+        plot_reliability(curves, out / "reliability.png")
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
     shutil.rmtree(out / artifacts.MEMBERS, ignore_errors=True)
@@ -154,6 +165,8 @@ def run_metrics(data: RunData, states: list[FitState], proba: np.ndarray, *, dev
         "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test.seqs, test.y)},
         "init_from": None if start is None else start.describe(data.classes),
     })
+    if cfg.model.ngram_buckets:  # what the n-gram branch's fit chose
+        metrics["wide_branch"] = states[0].wide if one else [s.wide for s in states]
     weights = class_weights(data.fit.y, len(data.classes), cfg.train.class_weight)
     if weights is not None:
         metrics["class_weights"] = dict(zip(data.classes, map(float, weights)))

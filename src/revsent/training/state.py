@@ -18,6 +18,7 @@ class FitState:
     step: int = 0  # batches done in the epoch under way (a checkpoint taken mid-epoch)
     epoch_rng: dict | None = None  # the shuffling RNG as that epoch began, to draw its batch order again
     partial: dict = field(default_factory=dict)  # that epoch's running loss, accuracy and counts
+    wide: dict | None = None  # what the n-gram branch's fit chose: its C (on the validation slice) and features
 
 def chosen_figures(state: FitState) -> dict:
     """The validation figures of the weights a fit kept: its best epoch's, or the mean's there."""
