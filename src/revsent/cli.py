@@ -602,7 +602,10 @@ def export(
 
     def action():
         result = export_model(model, out, format=format, int8=int8, force=force)
-        typer.echo(f"wrote {result['onnx']} ({result['precision']}, {result['bytes'] / 1e6:.1f} MB)", err=True)
+        for name, size in result["files"].items():
+            typer.echo(f"wrote {os.path.join(result['out'], name)} ({size / 1e6:.2f} MB)", err=True)
+        typer.echo(f"{result['precision']} ONNX package in {result['out']}: {len(result['files'])} files, "
+                   f"{result['bytes'] / 1e6:.2f} MB in all", err=True)
 
     _run(action)
 

@@ -1,16 +1,17 @@
 """Export a trained model to ONNX, and run the export on onnxruntime without PyTorch.
 
-    MODEL/model.safetensors ──torch.onnx.export──► OUT/model.onnx      tokens (B, T), lengths (B,) → logits (B, C)
+    MODEL/model.safetensors ──torch.onnx.export──► OUT/model.onnx      tokens (B, T), lengths (B,) → logits,
+                                                                       probabilities (B, C): the whole model
                                                    OUT/model.onnx.data its weights (ONNX external data)
-                            ──(--int8)───────────► dynamic int8 weights of the LSTM and dense layers
-                            ──n-gram branch──────► OUT/wide.safetensors idf, weight, bias (NumPy arrays)
+                            ──(--int8)───────────► int8 weights: the LSTM, dense layers, embedding and n-gram table
     MODEL/config.json, tokenizer.json, metrics.json ──copied──► OUT/
 
-The graph is the deep part of the model on right-padded batches (no packing, so batch and
-length axes are dynamic). The n-gram branch is a sparse linear map of hashed features that no
-ONNX operator computes well, so the package computes it beside the graph, with the same NumPy
-code (``ngrams.linear_logits``) that training's stacking uses. ``OnnxClassifier`` loads the
-package with JSON, safetensors and onnxruntime only: no code executed, no PyTorch imported.
+One graph (``onnx_graph.ModelGraph``): the ids of ``tokenizer.json`` (Hugging Face's format) in,
+right-padded, and probabilities out, the n-gram branch and the calibration inside, so any
+onnxruntime (C++, Java, C#, JavaScript) runs a revsent model with the tokenizer file alone.
+``OnnxClassifier`` loads the package with JSON and onnxruntime only: no code executed, no
+PyTorch imported. Packages of earlier releases (the n-gram branch in ``wide.safetensors`` beside
+a graph of the LSTM alone) still load.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .errors import ArtifactError, ConfigError, DataError
 from .ngrams import NgramFeatures, WideTable, linear_logits
 from .text import Sequences
 
-OPSET = 17
+OPSET = 18  # BitwiseAnd, for the n-gram hash
 FORMATS = ("onnx",)
 BACKENDS = ("torch", "onnx")
 
@@ -61,18 +62,16 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
         if int8:
             graph = _quantize(graph, Path(scratch))
         _write_graph(graph, Path(scratch), out, classes, int8)
-    if model.cfg.ngram_buckets:
-        from safetensors.numpy import save
-
-        atomic_write(out / WIDE, save({"keys": model.wide_keys.numpy(), "idf": model.wide_idf.numpy(),
-                                       "unseen": model.wide_unseen.numpy().reshape(1), "weight": model.wide_weight.numpy(),
-                                       "bias": model.wide_bias.numpy()}))
+    (out / WIDE).unlink(missing_ok=True)  # an earlier release's n-gram branch beside the graph: inside it now
+    written = [ONNX, ONNX_DATA]
     if not inside:
         for name in (CONFIG, TOKENIZER, METRICS):
             if (model_dir / name).exists():
                 atomic_write(out / name, (model_dir / name).read_bytes())
-    return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32",
-            "bytes": sum((out / name).stat().st_size for name in (ONNX, ONNX_DATA) if (out / name).exists())}
+                written.append(name)
+    files = {name: (out / name).stat().st_size for name in written if (out / name).exists()}
+    return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32", "files": files,
+            "bytes": sum(files.values())}
 
 
 def _check_out(model_dir: Path, out: Path, force: bool) -> bool:
@@ -90,22 +89,12 @@ def _check_out(model_dir: Path, out: Path, force: bool) -> bool:
 
 
 def _trace(model, graph: Path) -> None:
-    """The model's deep part, traced on a small batch, as an fp32 ONNX graph at ``graph``."""
+    """The whole model, traced on a small batch, as an fp32 ONNX graph at ``graph``."""
     import torch
 
-    from .batching import Batch
+    from .onnx_graph import ModelGraph
 
-    class Graph(torch.nn.Module):
-        """The model's deep part on (tokens, lengths): what ``model.onnx`` computes."""
-
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-            return self.model(Batch(tokens, lengths, np.zeros(0, np.int64)))  # (B, C); n-grams added beside
-
-    lstm = Graph(model).eval()
+    whole = ModelGraph(model).eval()
     tokens, lengths = torch.randint(1, max(model.words, 2), (3, 11)), torch.tensor([11, 6, 1])
     with torch.no_grad(), warnings.catch_warnings():
         # its advice (export with batch 1 or pass h0/c0) is for packed LSTMs; the tests run batches 1..32
@@ -114,10 +103,10 @@ def _trace(model, graph: Path) -> None:
         # The TorchScript exporter, on purpose: it maps nn.LSTM to ONNX's fused LSTM operator, which
         # onnxruntime's int8 quantiser knows (DynamicQuantizeLSTM); the newer exporter needs onnxscript.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(lstm, (tokens, lengths), str(graph), input_names=["tokens", "lengths"],
-                          output_names=["logits"], opset_version=OPSET, dynamo=False,
+        torch.onnx.export(whole, (tokens, lengths), str(graph), input_names=["tokens", "lengths"],
+                          output_names=["logits", "probabilities"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"tokens": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
-                                        "logits": {0: "batch"}})
+                                        "logits": {0: "batch"}, "probabilities": {0: "batch"}})
 
 
 def _quantize(graph: Path, scratch: Path) -> Path:
@@ -126,11 +115,13 @@ def _quantize(graph: Path, scratch: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared, quantized = scratch / "prepared.onnx", scratch / "int8.onnx"
-    quant_pre_process(graph, prepared)  # shapes inferred and the graph simplified, as onnxruntime advises
-    # The LSTM and dense weights only: an int8 embedding saves file size, not time (each
-    # batch's rows would be dequantised again)
+    # shapes inferred and the graph simplified, as onnxruntime advises (ONNX's own inference: the symbolic one
+    # cannot follow Unique)
+    quant_pre_process(graph, prepared, skip_symbolic_shape=True)
+    # The LSTM and dense weights, and the tables read by Gather: the embedding and the n-gram
+    # branch's weights, most of a model's bytes
     quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
+                     op_types_to_quantize=["LSTM", "MatMul", "Gemm", "Gather"])
     return quantized
 
 
@@ -179,7 +170,9 @@ class OnnxClassifier:
         if props.get("revsent_classes", ",".join(self.classes_)) != ",".join(self.classes_):
             raise ArtifactError(f"{graph}: exported from a model with other classes than {path / CONFIG}; export again")
         self.precision_ = props.get("revsent_precision", "fp32")
-        self.wide_ = NgramFeatures.of(self.config_.model)
+        # one graph (this release's), or an earlier release's: the LSTM's logits, the n-grams beside
+        self.whole_ = "probabilities" in {o.name for o in self.session_.get_outputs()}
+        self.wide_ = None if self.whole_ else NgramFeatures.of(self.config_.model)
         if self.wide_ is not None:
             self.table_, self.weight_, self.bias_ = self._wide(path)
 
@@ -209,6 +202,9 @@ class OnnxClassifier:
         out = np.zeros((len(seqs), len(self.classes_)), dtype=np.float32)
         for index in inference_order(seqs.lengths, batch_size):
             tokens, lengths = pad(seqs, index)  # (B, T), (B,)
+            if self.whole_:
+                out[index] = self.session_.run(["probabilities"], {"tokens": tokens, "lengths": lengths})[0]
+                continue
             logits = self.session_.run(None, {"tokens": tokens, "lengths": lengths})[0]
             if self.wide_ is not None:
                 logits = logits + linear_logits(seqs, index, self.table_, self.weight_, self.bias_, self.wide_)

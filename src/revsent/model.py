@@ -49,7 +49,9 @@ class SentimentLSTM(nn.Module):
         device = self.readers[0].out.weight.device
         for name, value in (("wide_keys", table.keys), ("wide_idf", table.idf), ("wide_unseen", table.unseen),
                             ("wide_weight", weight), ("wide_bias", bias)):
-            dtype = np.int64 if name == "wide_keys" else np.float32
+            dtype = np.float32
+            if name == "wide_keys":  # feature ids: 4 bytes each where they fit
+                dtype = np.int32 if NgramFeatures.of(self.cfg).n_features < 1 << 31 else np.int64
             self.register_buffer(name, torch.from_numpy(np.array(value, dtype=dtype)).to(device))
 
     def forward(self, batch: Batch) -> torch.Tensor:
