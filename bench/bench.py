@@ -86,10 +86,16 @@ def revsent_train(name: str, preset: str, paths: dict[str, Path], out: Path, ext
     metrics = json.loads((model / "metrics.json").read_text())
     result.update(accuracy=metrics["accuracy"], val_accuracy=metrics["validation"]["accuracy"],
                   train_seconds=metrics["train_seconds"], train_tokens=metrics["train_tokens"],
-                  epochs=metrics["epochs_run"], model=str(model), seed=seed)
+                  epochs=metrics["epochs_run"], model=str(model), seed=seed, ece=metrics.get("ece"),
+                  model_mb=model_mb(model))
     if speed:
         prediction = run([sys.executable, str(HERE / "revsent_predict.py"), str(model), str(paths["test"])])
         result.update({k: prediction[k] for k in ("predict_per_s", "latency_ms_median") if k in prediction})
+        int8 = out / "models" / f"{model.name}_int8"
+        exported = run([str(Path(sys.executable).parent / "revsent"), "export", str(model), "--int8", "--out",
+                        str(int8), "--force"])
+        if "error" not in exported:
+            result["int8_mb"] = sum((int8 / name).stat().st_size for name in ("model.onnx", "model.onnx.data")) / 1e6
     return result
 
 
@@ -103,6 +109,11 @@ def revsent_seeds(name: str, preset: str, paths: dict[str, Path], out: Path, ext
         first["seed_accuracies"] = {r["seed"]: r["accuracy"] for r in scored}
         first["seed_val_accuracies"] = {r["seed"]: r["val_accuracy"] for r in scored}
     return first
+
+
+def model_mb(path: Path) -> float:
+    """A model directory's size on disk: its weights and JSON files (not its plots or history)."""
+    return sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".json")) / 1e6
 
 
 def matmul_gflops(seconds: float = 3.0) -> float:
@@ -136,15 +147,17 @@ def pct(value) -> str:
 
 
 def table(rows: list[tuple[str, dict]], reference: dict) -> list[str]:
-    lines = ["| system | validation acc. | test acc. | train s | train vs revsent seed | predict reviews/s | peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| system | validation acc. | test acc. | ECE | train s | train vs revsent seed | predict reviews/s | "
+             "peak RSS MB | model MB | int8 MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows:
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {name} | failed: {r['error']} | | | | | | | | |")
             continue
         ratio = r.get("train_seconds") / reference["train_seconds"] if r.get("train_seconds") and reference.get("train_seconds") else None
-        lines.append(f"| {name} | {pct(r.get('val_accuracy'))} | {pct(r.get('accuracy'))} | {fmt(r.get('train_seconds'))} | "
-                     f"{fmt(ratio, '.1f')}x | {fmt(r.get('predict_per_s'), '.0f')} | {fmt(r.get('peak_rss_mb'), '.0f')} |")
+        lines.append(f"| {name} | {pct(r.get('val_accuracy'))} | {pct(r.get('accuracy'))} | {fmt(r.get('ece'), '.3f')} | "
+                     f"{fmt(r.get('train_seconds'))} | {fmt(ratio, '.1f')}x | {fmt(r.get('predict_per_s'), '.0f')} | "
+                     f"{fmt(r.get('peak_rss_mb'), '.0f')} | {fmt(r.get('model_mb'), '.1f')} | {fmt(r.get('int8_mb'), '.1f')} |")
     return lines
 
 
@@ -219,6 +232,11 @@ def main() -> None:
     add("rt", "TF-IDF 1-2 grams + LR, IMDB training reviews + `fit`",
         run([sys.executable, str(HERE / "tfidf_lr.py"), f"{imdb['train']},{rt['fit']}", str(rt["val"]), str(rt["test"])]))
 
+    # Fixed cost: the default preset's whole `train` command on 1,000 IMDB reviews beside TF-IDF + LR's
+    # fit and predict on the same reviews (bench/small.py; `make bench-small` runs more sizes and seeds).
+    from small import one as small_run
+
+    small = small_run("imdb", 1000, 36, out / "small", [])
     # The seed model's LSTM costs 8*H*(E+H) FLOPs per real token forward, about 3x that to train.
     lstm_flops = 3 * 8 * 200 * (128 + 200) * seed.get("train_tokens", 0)
     achieved = lstm_flops / seed["train_seconds"] / 1e9 if seed.get("train_seconds") else None
@@ -249,6 +267,10 @@ def main() -> None:
               "Predict: batch prediction over the held-out set, in process. Peak RSS: the largest of that system's processes.", "",
               "### Efficiency", "",
               f"- fp32 matmul rate (torch, 2048x2048, best of several): {gflops:.0f} GFLOP/s",
+              f"- fixed cost on 1,000 IMDB reviews (seed 36; process start to exit): the default's `train` "
+              f"{fmt(small.get('revsent_seconds'))} s against TF-IDF + LR's fit and predict {fmt(small.get('tfidf_seconds'))} s "
+              f"= {fmt(small.get('ratio'))}x; test accuracy {pct(small.get('revsent_accuracy'))} against "
+              f"{pct(small.get('tfidf_accuracy'))}; model {fmt(small.get('model_mb'), '.1f')} MB, ECE {fmt(small.get('ece'), '.3f')}",
               f"- revsent seed preset: {seed.get('train_tokens', 0):,} real tokens in {fmt(seed.get('train_seconds'))} s "
               f"= {fmt(achieved, '.0f')} GFLOP/s of LSTM work, {fmt(achieved / gflops * 100 if achieved else None, '.0f')}% of the matmul rate",
               f"- seed epoch vs Keras 3 (torch) at full length: {fmt(keras_full.get('train_seconds', 0) / seed['train_seconds'] if seed.get('train_seconds') and keras_full.get('train_seconds') else None)}x faster",

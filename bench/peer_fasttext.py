@@ -3,6 +3,7 @@
     python peer_fasttext.py FIT.jsonl VAL.jsonl TEST.jsonl WORKDIR   (fastText's default settings: it chooses nothing)
 """
 import json
+import os
 import re
 import resource
 import sys
@@ -38,8 +39,10 @@ def main():
     started = time.perf_counter()
     model.predict(lines)
     seconds = time.perf_counter() - started
+    model.save_model(f"{work}/fasttext.bin")  # its size on disk: what a user ships
+    size = os.path.getsize(f"{work}/fasttext.bin") / 1e6
     print(json.dumps({"accuracy": accuracy(model, test), "val_accuracy": accuracy(model, val), "train_seconds": train_seconds,
-                      "predict_per_s": len(lines) / seconds,
+                      "predict_per_s": len(lines) / seconds, "model_mb": size,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -26,7 +26,8 @@ def main():
     started = time.perf_counter()
     result = tfidf_baseline(fit_texts, fit_y, test_texts, test_y, ["negative", "positive"], val=val)
     print(json.dumps({"accuracy": result["accuracy"], "val_accuracy": result["validation_accuracy_by_C"][str(result["C"])],
-                      "C": result["C"], "train_seconds": time.perf_counter() - started,
+                      "C": result["C"], "train_seconds": time.perf_counter() - started, "ece": result["ece"],
+                      "model_mb": result["model_bytes"] / 1e6,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -302,3 +302,13 @@ def test_sequences_take_is_a_view_with_the_same_rows():
     assert view.lengths.tolist() == [1, 3, 2] and view.n_tokens == 6
     again = view.take(np.array([2, 0]))  # a view of a view indexes the original rows
     assert [again[i].tolist() for i in range(2)] == [[4, 5], [6]]
+
+
+def test_min_count_leaves_out_rare_words_and_numbers_the_rest_densely():
+    from revsent.text import rank_vocabulary
+
+    counts = [("good", 5), ("bad", 3), ("meh", 2), ("odd", 1)]
+    vocab = rank_vocabulary(counts, 100, min_count=3)
+    assert [w for w in vocab if w not in ("[PAD]", "[UNK]")] == ["good", "bad"]
+    assert sorted(i for w, i in vocab.items() if w not in ("[UNK]",)) == [0, 1, 2]  # ids 1..2: two embedding rows
+    assert TextEncoder.fit(["a a a b b c"], 100, min_count=2).rows == 3  # padding, a, b

@@ -17,6 +17,7 @@ from .data.parts import Part, RunData
 from .data.records import _is_int
 from .device import resolve_device, start_run
 from .errors import ConfigError, DataError, NotFittedError
+from .metrics import decide
 from .model import class_probabilities
 from .progress import Progress
 from .text import TextEncoder
@@ -40,6 +41,7 @@ class Classifier:
         # training pulls in scikit-learn; prediction does not need it
         from .training.init_from import InitFrom
         from .training.members import fit_members, member_history
+        from .training.run import calibrated, check_threshold
 
         cfg = Config.from_preset(self.preset, **self.settings)
         start = InitFrom.of(cfg)  # fine-tuning: the model's vocabulary, settings and weights
@@ -64,8 +66,10 @@ class Classifier:
             val = Part(encoder.encode(val_texts), np.array([index[str(v)] for v in val_labels], dtype=np.int64))
         train = Part(encoder.encode(texts), np.array([index[n] for n in names], dtype=np.int64))
         data = RunData.of(cfg, classes, encoder, train, val=val)
+        check_threshold(data)
         model, states = fit_members(data, device=device, progress=Progress(verbose),
                                     start=None if start is None else start.readers(classes))
+        calibrated(model, data, len(states), device, Progress(verbose))  # on the validation slice, as `train`
         self.config_, self.classes_, self.encoder_, self.model_ = cfg, classes, encoder, model
         self.history_ = member_history(states)
         return self
@@ -86,8 +90,15 @@ class Classifier:
         return class_probabilities(self.model_, self.encoder_.encode(list(texts)), batch_size, device)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
+        """Each text's label: the most probable class, or by the model's decision threshold (``threshold_``)."""
         proba = self.predict_proba(texts)
-        return [self.classes_[i] for i in proba.argmax(axis=1)]
+        return [self.classes_[i] for i in decide(proba, self.threshold_)]
+
+    @property
+    def threshold_(self) -> float | None:
+        """The binary decision threshold on ``classes_[1]``'s probability (``--threshold``); None: argmax."""
+        self._check_fitted()
+        return self.model_.decision_threshold
 
     def explain(self, texts: Sequence[str]) -> list:
         """Each word's share of each prediction (:class:`revsent.explain.Explanation` per text)."""

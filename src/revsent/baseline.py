@@ -5,6 +5,7 @@ held-out reviews, so its figures sit beside the model's in one report.
 """
 from __future__ import annotations
 
+import pickle
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +42,9 @@ def tfidf_baseline(train_texts: Sequence[str], train_y: np.ndarray, test_texts: 
     proba[:, classifier.classes_] = classifier.predict_proba(vectorizer.transform(test_texts))
     result = classification_metrics(test_y, proba, classes)
     result["C"] = chosen
+    # its size as saved the usual way (pickled, without the pruned terms scikit-learn keeps for inspection)
+    vectorizer.stop_words_ = None
+    result["model_bytes"] = len(pickle.dumps((vectorizer, classifier), protocol=pickle.HIGHEST_PROTOCOL))
     if scores:
         result["validation_accuracy_by_C"] = {str(c): score for c, score in scores.items()}
     return result

@@ -183,6 +183,10 @@ Adversarial = Annotated[Optional[float], typer.Option(
     help="Adversarial training: also train on each review's embedded input moved this fraction of its norm in the "
          "direction that raises its loss (e.g. 0.02; about 2x the time).",
     rich_help_panel=TRAIN)]
+Threshold = Annotated[Optional[str], typer.Option(
+    help="Two classes: label the second class from this probability on: a value (0.7), or chosen on the validation "
+         "slice: f1, precision:P (the most recall at precision P), recall:R. Default: the most probable class.",
+    rich_help_panel=TRAIN)]
 InitFromModel = Annotated[Optional[str], typer.Option(
     help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the n-gram "
          "branch is fitted afresh.",
@@ -250,6 +254,7 @@ def train(
     baseline: Baseline = None,
     class_weight: ClassWeight = None,
     adversarial: Adversarial = None,
+    threshold: Threshold = None,
     init_from: InitFromModel = None,
     device: DeviceTrain = None,
     precision: Precision = None,
@@ -277,8 +282,8 @@ def train(
 TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dropout", "recurrent_dropout",
                  "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_min_df", "ngram_order", "ngram_weighting", "init",
                  "embedding_init", "members", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience",
-                 "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "device",
-                 "precision", "threads", "checkpoint_minutes")
+                 "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "threshold",
+                 "device", "precision", "threads", "checkpoint_minutes")
 
 
 def _train_config(args: dict):

@@ -122,6 +122,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a killed run loses at most this much
     init_from: str | None = None  # a trained model directory to start from (fine-tuning): its vocabulary, settings and weights
     adversarial: float = 0.0  # >0: also train on each review's embedded input moved this fraction of its norm uphill (Miyato et al. 2017)
+    threshold: str | None = None  # two classes: label classes[1] from this probability: a number, "f1", "precision:P" or "recall:R" (chosen on the validation slice); None: the most probable class
 
     def __post_init__(self):
         _check_range(self, "epochs", 1, None)
@@ -144,6 +145,11 @@ class TrainConfig:
         _check_range(self, "adversarial", 0.0, None)
         if self.class_weight is not None:
             _check_choice(self, "class_weight", CLASS_WEIGHTS)
+        if self.threshold is not None:
+            threshold_rule(self.threshold)  # refused here, before any data is read
+        if self.threshold is not None and threshold_rule(self.threshold)[0] != "value" and not self.val_fraction:
+            raise ConfigError(f"--threshold {self.threshold} is chosen on the validation slice: it needs one "
+                              "(--val-fraction, e.g. 0.1)")
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,22 @@ def renamed(raw: Any, names: dict[str, str]) -> Any:
     if not isinstance(raw, dict):
         return raw
     return {(names[key] if key in names and names[key] not in raw else key): value for key, value in raw.items()}
+
+
+def threshold_rule(text: str) -> tuple[str, float | None]:
+    """``--threshold``: ("value", t) for a number in (0, 1), ("f1", None), ("precision", p) or ("recall", r)."""
+    kind, _, target = str(text).partition(":")
+    try:
+        if kind in ("precision", "recall") and 0 < float(target) <= 1:
+            return kind, float(target)
+        if kind == "f1" and not target:
+            return "f1", None
+        if not target and 0 < float(kind) < 1:
+            return "value", float(kind)
+    except ValueError:
+        pass
+    raise ConfigError(f"--threshold takes a probability in (0, 1), f1, precision:P or recall:R (P, R in (0, 1]). "
+                      f"Got {text!r} instead.")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

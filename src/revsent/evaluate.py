@@ -62,7 +62,7 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
             data_cfg = dataclasses.replace(cfg.data, **{**fresh, **data_options})
             y, proba, texts = _score_files(model, encoder, data_cfg, classes, torch_device, keep_texts=baseline)
             described = list(paths)
-        result = classification_metrics(y, proba, classes)
+        result = classification_metrics(y, proba, classes, model.decision_threshold)
         result["data"] = described
         if baseline:  # fitted on the model's own split, scored on the same reviews as the model
             fit_texts, val_texts, test_texts = own.baseline_texts(limit=BASELINE_MAX)

@@ -28,6 +28,7 @@ import torch
 
 from .batching import Batch
 from .model import SentimentLSTM
+from .metrics import decide
 from .ngrams import NgramFeatures, WideTable, tfidf
 from .text import Sequences, TextEncoder, truncate, words
 
@@ -103,7 +104,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
                 wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias
             logits = lstm_logits + wide_logits
             proba = torch.softmax(logits, dim=1)[0].cpu().numpy()
-            k = int(proba.argmax())
+            k = int(decide(proba[None], model.decision_threshold)[0])  # the label predict gives
             baseline = _margins(model(Batch(torch.zeros_like(tokens), lengths, np.zeros(1, np.int64))).float())[0, k]
         attributions, delta = ig.attribute(tokens, baselines=torch.zeros_like(tokens), target=k,
                                            additional_forward_args=(lengths,), n_steps=steps,

@@ -27,6 +27,7 @@ from .artifacts import (CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WI
                         read_config)
 from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
+from .metrics import decide
 from .ngrams import NgramFeatures, WideTable, linear_logits
 from .text import Sequences
 
@@ -61,7 +62,7 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
         _trace(model, graph)
         if int8:
             graph = _quantize(graph, Path(scratch))
-        _write_graph(graph, Path(scratch), out, classes, int8)
+        _write_graph(graph, Path(scratch), out, classes, int8, model.decision_threshold)
     (out / WIDE).unlink(missing_ok=True)  # an earlier release's n-gram branch beside the graph: inside it now
     written = [ONNX, ONNX_DATA]
     if not inside:
@@ -125,14 +126,16 @@ def _quantize(graph: Path, scratch: Path) -> Path:
     return quantized
 
 
-def _write_graph(graph: Path, scratch: Path, out: Path, classes: list[str], int8: bool) -> None:
+def _write_graph(graph: Path, scratch: Path, out: Path, classes: list[str], int8: bool,
+                 threshold: float | None) -> None:
     """Check ``graph``, record its precision and classes in it, and write it to ``out`` with its weights beside it."""
     import onnx
 
     proto = onnx.load(str(graph))
     onnx.checker.check_model(proto, full_check=True)
     onnx.helper.set_model_props(proto, {"revsent_precision": "int8" if int8 else "fp32",
-                                        "revsent_classes": ",".join(classes)})
+                                        "revsent_classes": ",".join(classes),
+                                        "revsent_threshold": "" if threshold is None else repr(threshold)})
     # The weights go to a file of their own beside the graph (ONNX external data): onnxruntime
     # maps it into memory instead of parsing them out of the protobuf, so a session starts
     # several times faster.
@@ -170,6 +173,7 @@ class OnnxClassifier:
         if props.get("revsent_classes", ",".join(self.classes_)) != ",".join(self.classes_):
             raise ArtifactError(f"{graph}: exported from a model with other classes than {path / CONFIG}; export again")
         self.precision_ = props.get("revsent_precision", "fp32")
+        self.threshold_ = float(props["revsent_threshold"]) if props.get("revsent_threshold") else None
         # one graph (this release's), or an earlier release's: the LSTM's logits, the n-grams beside
         self.whole_ = "probabilities" in {o.name for o in self.session_.get_outputs()}
         self.wide_ = None if self.whole_ else NgramFeatures.of(self.config_.model)
@@ -219,7 +223,7 @@ class OnnxClassifier:
         return self.probabilities(self.encoder_.encode(list(texts)), batch_size)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.classes_[i] for i in self.predict_proba(texts).argmax(axis=1)]
+        return [self.classes_[i] for i in decide(self.predict_proba(texts), self.threshold_)]
 
     def explain(self, texts: Sequence[str]) -> list:
         raise ConfigError("explanations need gradients, which the onnx backend has not; "

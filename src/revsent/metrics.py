@@ -8,12 +8,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, per-class and macro precision/recall/F1, ROC-AUC (binary), log loss, confusion matrix."""
+def decide(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Each row's label id: the most probable class, or with a ``threshold`` (two classes) the
+    second class (``classes[1]``) where its probability reaches it."""
+    if threshold is None or not np.isfinite(threshold) or proba.shape[1] != 2:
+        return proba.argmax(axis=1)
+    return (proba[:, 1] >= threshold).astype(np.int64)
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str],
+                           threshold: float | None = None) -> dict:
+    """Accuracy, per-class and macro precision/recall/F1, ROC-AUC (binary), log loss, confusion
+    matrix, calibration error; the labels by ``decide`` (argmax, or the binary ``threshold``)."""
     from sklearn import metrics as skm  # here, not at import: `revsent predict` starts faster
 
     labels = list(range(len(classes)))
-    y_pred = proba.argmax(axis=1)
+    y_pred = decide(proba, threshold)
     precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     result = {
         "n": int(len(y_true)),

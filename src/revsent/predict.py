@@ -17,15 +17,18 @@ from .artifacts import temp_beside
 from .data import RecordReader
 from .errors import ConfigError, DataError
 from .export import BACKENDS
+from .metrics import decide
 
 CHUNK = 8192  # records predicted at a time: bounded memory on files of any size
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
-def rows(ids: list[str | None], proba: np.ndarray, classes: list[str], with_id: bool = False) -> Iterator[dict]:
+def rows(ids: list[str | None], proba: np.ndarray, classes: list[str], with_id: bool = False,
+         threshold: float | None = None) -> Iterator[dict]:
     """One output record per input: ``id`` (from a file; null where a record has none), ``label``
-    and ``prob_<class>`` s. The columns are the same for every row of a run."""
-    best = proba.argmax(axis=1)
+    (by the model's ``threshold`` where it has one) and ``prob_<class>`` s. The columns are the
+    same for every row of a run."""
+    best = decide(proba, threshold)
     for record_id, p, k in zip(ids, proba, best):
         row = {"id": record_id} if with_id else {}
         row["label"] = classes[k]
@@ -120,7 +123,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
         if device not in ("auto", "cpu"):
             raise ConfigError(f"--device {device} needs the torch backend; the onnx backend runs on the CPU")
         runner = OnnxClassifier(model_dir, threads)
-        cfg, classes, encoder = runner.config_, runner.classes_, runner.encoder_
+        cfg, classes, encoder, threshold = runner.config_, runner.classes_, runner.encoder_, runner.threshold_
         probabilities = functools.partial(runner.probabilities, batch_size=batch_size)
     else:
         from .artifacts import load_model
@@ -130,6 +133,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
         set_threads(threads)
         torch_device = resolve_device(device)
         cfg, classes, encoder, model = load_model(model_dir, torch_device)
+        threshold = model.decision_threshold
         probabilities = functools.partial(class_probabilities, model, batch_size=batch_size, device=torch_device)
     writer = Writer(output, classes, force=force)
     reader = None
@@ -147,7 +151,7 @@ def predict(model_dir: str | Path, texts: Iterable[str] = (), *, input: str | No
         for chunk in _chunks((pair for source in sources for pair in source), CHUNK):
             ids, chunk_texts = zip(*chunk)
             proba = probabilities(encoder.encode(list(chunk_texts)))
-            writer.write(list(rows(list(ids), proba, classes, with_id=reader is not None)))
+            writer.write(list(rows(list(ids), proba, classes, with_id=reader is not None, threshold=threshold)))
             predicted += len(chunk)
         if predicted == 0:
             raise DataError(input or "input", "nothing to predict: give texts, --input FILE or --input -")

@@ -95,7 +95,8 @@ class ModelCalls:
             proba = await self.batcher.submit(texts)
         except QueueFull as exc:
             raise ClientError(429, str(exc), "queue_full") from None
-        return predictions_json(self.service.classifier.classes_, proba)
+        classifier = self.service.classifier
+        return predictions_json(classifier.classes_, proba, classifier.threshold_)
 
     async def explanations(self, texts: list[str]) -> list[dict]:
         # one explanation is dozens of model calls: it runs on the model's thread, between batches

@@ -14,6 +14,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from starlette.responses import JSONResponse
 
+from ..metrics import decide
+
 if TYPE_CHECKING:
     from .settings import ServeConfig
 
@@ -84,9 +86,9 @@ class PredictionsOut(BaseModel):
     predictions: list[PredictionOut]
 
 
-def predictions_json(classes: list[str], proba: np.ndarray) -> bytes:
+def predictions_json(classes: list[str], proba: np.ndarray, threshold: float | None = None) -> bytes:
     """``PredictionsOut`` as JSON, written here rather than validated against the model by FastAPI: both ways to
-    /v1/predict, the server's busiest route, answer with it."""
+    /v1/predict, the server's busiest route, answer with it. Labels by the model's ``threshold`` where it has one."""
     return orjson.dumps({"predictions": [
-        {"label": classes[int(p.argmax())], "probabilities": {c: float(v) for c, v in zip(classes, p)}}
-        for p in proba]})
+        {"label": classes[int(k)], "probabilities": {c: float(v) for c, v in zip(classes, p)}}
+        for k, p in zip(decide(proba, threshold), proba)]})

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..config import threshold_rule
 from ..data.parts import Part
+from ..errors import ConfigError
 from ..metrics import expected_calibration_error
 from ..model import SentimentLSTM, branch_logits, mixed_probabilities
 from ..progress import Progress
@@ -42,10 +44,17 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(-found.x))
 
 
-def calibrate(model: SentimentLSTM, val: Part, device: torch.device, progress: Progress) -> dict | None:
-    """Fit ``model.mix`` on the validation slice ``val``; what was fitted and the slice's figures
-    before and after (None, and nothing fitted, on a slice of fewer than MIN_REVIEWS)."""
+def calibrate(model: SentimentLSTM, val: Part, device: torch.device, progress: Progress,
+              threshold: str | None = None) -> dict | None:
+    """Fit ``model.mix`` on the validation slice ``val`` and, with a ``threshold`` rule (two
+    classes), ``model.threshold`` on the calibrated probabilities; what was fitted and the slice's
+    figures before and after (None, and nothing fitted, on a slice of fewer than MIN_REVIEWS)."""
     if len(val) < MIN_REVIEWS or len(np.unique(val.y)) < 2:
+        if threshold is not None and threshold_rule(threshold)[0] != "value":
+            raise ConfigError(f"--threshold {threshold} is chosen on the validation slice, which holds fewer than "
+                              f"{MIN_REVIEWS} reviews of both classes; give more data or a value")
+        if threshold is not None:
+            model.threshold.fill_(threshold_rule(threshold)[1])
         return None
     lstm, wide = branch_logits(model, val.seqs, device=device)
     temperature = fit_temperature(lstm if wide is None else lstm + wide, val.y)
@@ -64,4 +73,41 @@ def calibrate(model: SentimentLSTM, val: Part, device: torch.device, progress: P
     }
     progress.log(f"calibrated on {len(val)} validation reviews: temperature {temperature:.2f}; validation ECE "
                  f"{result['validation_ece_before']:.3f} -> {result['validation_ece_after']:.3f}")
+    if threshold is not None:
+        result["threshold"] = choose_threshold(threshold, after, val.y)
+        model.threshold.fill_(result["threshold"]["value"])
+        progress.log(f"decision threshold ({threshold}): {result['threshold']['value']:.3f} on the validation slice")
     return result
+
+
+def choose_threshold(rule: str, proba: np.ndarray, y: np.ndarray) -> dict:
+    """The binary decision threshold ``rule`` (``config.threshold_rule``) gives on validation
+    probabilities ``proba`` (n, 2) and labels ``y``: a value as given; ``f1``: the best F1 of
+    classes[1]; ``precision:P``: the lowest threshold reaching precision P (the most recall);
+    ``recall:R``: the highest keeping recall R (the most precision). The slice's figures there."""
+    from sklearn.metrics import precision_recall_curve
+
+    kind, target = threshold_rule(rule)
+    y = np.asarray(y) == 1
+    if kind == "value":
+        value = target
+    else:
+        precision, recall, cuts = precision_recall_curve(y, proba[:, 1])
+        precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+        if kind == "f1":
+            f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+            value = float(cuts[int(np.argmax(f1))])
+        elif kind == "precision":
+            reach = np.flatnonzero(precision >= target)
+            if not len(reach):
+                raise ConfigError(f"--threshold {rule}: no threshold reaches precision {target} on the validation "
+                                  f"slice (at most {precision.max():.3f}); ask for less")
+            value = float(cuts[reach[0]])
+        else:
+            keep = np.flatnonzero(recall >= target)
+            value = float(cuts[keep[-1]])
+    predicted = proba[:, 1] >= value
+    tp = float((predicted & y).sum())
+    figures = {"precision": tp / max(predicted.sum(), 1), "recall": tp / max(y.sum(), 1)}
+    figures["f1"] = 2 * figures["precision"] * figures["recall"] / max(figures["precision"] + figures["recall"], 1e-12)
+    return {"rule": rule, "value": float(value), "validation": {k: float(v) for k, v in figures.items()}}

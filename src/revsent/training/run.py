@@ -21,7 +21,7 @@ import torch
 
 from .. import artifacts
 from ..baseline import BASELINE_MAX, tfidf_baseline
-from ..config import Config
+from ..config import Config, threshold_rule
 from ..data import store
 from ..data.parts import RunData, open_run_data
 from ..device import start_run, trains_in_bf16
@@ -106,6 +106,7 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
     source = ", ".join(cfg.data.paths) or "imdb"
     if len(np.unique(fit_y)) < 2:
         raise DataError(source, f"the training split of {len(fit_y)} records holds only one class; give more data")
+    check_threshold(data)
     progress.log(f"{len(fit_y)} training, {n_val} validation and {len(data.test)} test reviews from {source}; "
                  f"classes: {', '.join(data.classes)}")
     if ranks.main:
@@ -122,12 +123,13 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
     history = member_history(states)
     if not ranks.main:  # rank 0 scores the test part and writes the model directory
         return TrainResult(out, {}, history)
-    # A bag's members each learnt from the others' slices: only a single model has one to calibrate on.
-    calibration = calibrate(model, data.validation, device, progress) if len(states) == 1 else None
+    calibration = calibrated(model, data, len(states), device, progress)
     # The test part is scored once, here, with the weights chosen on the validation slice(s).
+    progress.log(f"scoring the {len(data.test):,} test reviews once")
     lstm, wide = branch_logits(model, data.test.seqs, device=device)
     proba = mixed_probabilities(lstm, wide, model.mix.cpu().numpy())
-    metrics = run_metrics(data, states, proba, device=device, ranks=ranks, started=started, start=start)
+    metrics = run_metrics(data, states, proba, device=device, ranks=ranks, started=started, start=start,
+                          threshold=model.decision_threshold)
     curves = {"as trained": reliability(mixed_probabilities(lstm, wide, (1.0, 1.0)), data.test.y)}
     if calibration is not None:
         metrics["calibration"] = {**calibration, "test_ece_before": expected_calibration_error(
@@ -144,12 +146,36 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
     return TrainResult(out, metrics, history)
 
 
+def calibrated(model: SentimentLSTM, data: RunData, members: int, device: torch.device,
+                progress: Progress) -> dict | None:
+    """The model calibrated (and its threshold set) on the validation slice; what was fitted. A
+    bag's members each learnt from the others' slices: only a single model has one to fit on."""
+    rule = data.cfg.train.threshold
+    if members == 1:
+        return calibrate(model, data.validation, device, progress, rule)
+    if rule is not None:
+        model.threshold.fill_(threshold_rule(rule)[1])
+    return None
+
+
+def check_threshold(data: RunData) -> None:
+    """Refuse, before training, a --threshold the data or the model cannot take."""
+    rule, members = data.cfg.train.threshold, data.cfg.model.members
+    if rule is not None and len(data.classes) != 2:
+        raise ConfigError(f"--threshold decides between two classes; this data has {len(data.classes)}")
+    if rule is not None and members > 1 and threshold_rule(rule)[0] != "value":
+        raise ConfigError(f"--threshold {rule} is chosen on a validation slice, and a bag (--members) has none "
+                          "its members did not learn from; give a value")
+
+
 def run_metrics(data: RunData, states: list[FitState], proba: np.ndarray, *, device: torch.device, ranks: Ranks,
-                started: float, start: InitFrom | None) -> dict:
-    """metrics.json of a run: the test figures, the validation figures the weights were chosen by,
-    what the run did and on what data."""
+                started: float, start: InitFrom | None, threshold: float | None = None) -> dict:
+    """metrics.json of a run: the test figures (labels by ``threshold`` where one is set), the
+    validation figures the weights were chosen by, what the run did and on what data."""
     cfg, ds, test = data.cfg, data.dataset, data.test
-    metrics = classification_metrics(test.y, proba, data.classes)
+    metrics = classification_metrics(test.y, proba, data.classes, threshold)
+    if threshold is not None:
+        metrics["threshold"] = threshold
     one = len(states) == 1
     metrics.update({
         "scored_on": "test: the held-out part, scored once after training; nothing was chosen on it",
