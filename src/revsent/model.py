@@ -42,8 +42,8 @@ class SentimentLSTM(nn.Module):
         # How the two experts' logits are mixed at prediction, fitted on the validation slice after
         # training (training/calibration.py): LSTM x mix[0] + wide x mix[1]. 1, 1 until then.
         self.register_buffer("mix", torch.ones(2))
-        # Two classes: classes[1] from this probability on (--threshold); NaN: the most probable class.
-        self.register_buffer("threshold", torch.tensor(float("nan")))
+        # Two classes: classes[1] from this probability on (--threshold); -1: the most probable class.
+        self.register_buffer("threshold", torch.tensor(-1.0))
         self._register_load_state_dict_pre_hook(_saved_layout, with_module=True)
 
     def set_wide(self, table: WideTable, weight: np.ndarray, bias: np.ndarray) -> None:
@@ -87,7 +87,7 @@ class SentimentLSTM(nn.Module):
     def decision_threshold(self) -> float | None:
         """The binary decision threshold (None: the most probable class)."""
         value = float(self.threshold)
-        return value if np.isfinite(value) else None
+        return value if value >= 0 else None
 
     @property
     def words(self) -> int:
@@ -116,7 +116,7 @@ def _saved_layout(model: SentimentLSTM, state_dict, prefix, *_args) -> None:
         dense = {name: state_dict.pop(f"{prefix}{name}") for name in ("wide_idf", "wide_weight")}
         state_dict.update({f"{prefix}{name}": value for name, value in _sparse_wide(dense).items()})
     state_dict.setdefault(f"{prefix}mix", torch.ones(2))  # saved before calibration: the branches as trained
-    state_dict.setdefault(f"{prefix}threshold", torch.tensor(float("nan")))  # before --threshold: argmax
+    state_dict.setdefault(f"{prefix}threshold", torch.tensor(-1.0))  # before --threshold: argmax
     wide = {f"{prefix}{name}" for name in WIDE_BUFFERS} | {f"{prefix}mix", f"{prefix}threshold"}
     for key in [k for k in state_dict if k.startswith(prefix) and k not in wide
                 and not k.startswith(f"{prefix}readers.")]:
