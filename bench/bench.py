@@ -41,9 +41,14 @@ def prepare(name: str, limit: int | None, out: Path) -> dict[str, Path]:
     train_idx, test_idx = split(len(data.texts), 0.2, 36)
     in_val = validation_mask(len(train_idx), VAL_FRACTION, 36).astype(bool)
     parts = {"train": train_idx, "fit": train_idx[~in_val], "val": train_idx[in_val], "test": test_idx}
+    return write_parts(data, parts, out, name)
+
+
+def write_parts(data, parts: dict[str, np.ndarray], out: Path, prefix: str) -> dict[str, Path]:
+    """Each part's reviews of ``data`` (read_labelled's) as JSON lines ``out/{prefix}_{part}.jsonl``."""
     paths = {}
     for part, index in parts.items():
-        paths[part] = out / f"{name}_{part}.jsonl"
+        paths[part] = out / f"{prefix}_{part}.jsonl"
         with open(paths[part], "w", encoding="utf-8") as handle:
             for i in index:
                 handle.write(json.dumps({"text": data.texts[i], "label": data.classes[data.y[i]]}) + "\n")

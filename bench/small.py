@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import HERE, VAL_FRACTION, run, write_block
+from bench import HERE, VAL_FRACTION, run, write_block, write_parts
 
 TEST_ROWS = 5000
 
@@ -35,13 +35,7 @@ def prepare(name: str, size: int, seed: int, out: Path) -> dict[str, Path]:
     train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, size=min(size, len(train_idx)), replace=False))
     in_val = validation_mask(len(train_idx), VAL_FRACTION, seed).astype(bool)
     parts = {"train": train_idx, "fit": train_idx[~in_val], "val": train_idx[in_val], "test": test_idx[:TEST_ROWS]}
-    paths = {}
-    for part, index in parts.items():
-        paths[part] = out / f"{name}_{size}_{seed}_{part}.jsonl"
-        with open(paths[part], "w", encoding="utf-8") as handle:
-            for i in index:
-                handle.write(json.dumps({"text": data.texts[i], "label": data.classes[data.y[i]]}) + "\n")
-    return paths
+    return write_parts(data, parts, out, f"{name}_{size}_{seed}")
 
 
 def disk_mb(path: Path) -> float:

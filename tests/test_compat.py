@@ -53,3 +53,20 @@ def test_a_model_of_0_1_0_is_fine_tuned(tmp_path):
     tuned = Classifier.load(tmp_path / "tuned")
     assert tuned.encoder_.vocab == Classifier.load(source).encoder_.vocab
     assert tuned.config_.model.hidden_size == 8 and tuned.predict_proba(["a fine film"]).shape == (1, 2)
+
+
+def test_a_model_with_a_dense_wide_table_gives_the_same_predictions():
+    """The release before the wide branch's table became sparse wrote idf and weights for every
+    one of its 4,396 features (fixtures/model-dense-wide, trained and predicted by that code): it
+    loads as a sparse table and predicts as it did, and its ONNX package of that release (the
+    n-gram branch in wide.safetensors beside the graph) still runs."""
+    from revsent.export import OnnxClassifier
+
+    model = FIXTURES / "model-dense-wide"
+    clf = Classifier.load(model)
+    assert len(clf.model_.wide_keys) < clf.config_.model.vocab_size + clf.config_.model.ngram_buckets
+    np.testing.assert_allclose(clf.predict_proba(EXPECTED["texts"]), EXPECTED["dense_wide"]["proba"], atol=1e-5)
+    old_package = OnnxClassifier.load(model / "onnx")
+    assert not old_package.whole_
+    np.testing.assert_allclose(old_package.predict_proba(EXPECTED["texts"]), EXPECTED["dense_wide"]["onnx_proba"],
+                               atol=1e-5)
