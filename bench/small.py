@@ -43,8 +43,8 @@ def disk_mb(path: Path) -> float:
 
 
 def one(name: str, size: int, seed: int, out: Path, extra: list[str]) -> dict:
-    paths = prepare(name, size, seed, out)
     (out / "models").mkdir(parents=True, exist_ok=True)
+    paths = prepare(name, size, seed, out)
     model = out / "models" / f"{name}_{size}_{seed}"
     revsent = run([str(Path(sys.executable).parent / "revsent"), "train", str(paths["train"]), "--test-data",
                    str(paths["test"]), "--val-fraction", str(VAL_FRACTION), "--seed", str(seed), "--out", str(model),
