@@ -194,7 +194,8 @@ class OnnxClassifier:
                     arrays = load_file(path / name)
                     idf, weight, bias = (arrays[prefix + k] for k in ("idf", "weight", "bias"))
                     if prefix + "keys" not in arrays:  # the first releases' dense table
-                        return WideTable.dense(idf, weight), weight[WideTable.dense(idf, weight).keys], bias
+                        table = WideTable.dense(idf, weight)
+                        return table, weight[table.keys], bias
                     unseen = float(np.asarray(arrays[prefix + "unseen"]).reshape(-1)[0])
                     return WideTable(arrays[prefix + "keys"], idf, unseen), weight, bias
                 except (SafetensorError, OSError, KeyError, IndexError) as exc:

@@ -62,11 +62,6 @@ class SentimentLSTM(nn.Module):
         lstm, wide = self.branches(batch)
         return lstm if wide is None else lstm + wide
 
-    def calibrated(self, batch: Batch) -> torch.Tensor:
-        """The logits (B, C) prediction uses: each branch's scaled by ``mix``."""
-        lstm, wide = self.branches(batch)
-        return lstm * self.mix[0] if wide is None else lstm * self.mix[0] + wide * self.mix[1]
-
     def branches(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The LSTM branches' mean logits (B, C) and the wide branch's (None without n-grams in the batch)."""
         logits = self.readers[0](batch)  # (B, C)

@@ -162,9 +162,9 @@ def fit_table(seqs: Sequences, wide: NgramFeatures, min_df: int = 1, df: np.ndar
     ``log((1 + n) / (1 + df)) + 1`` (ones with NB weighting); the rest are unseen."""
     df = document_frequencies(seqs, wide) if df is None else df
     keys = np.flatnonzero(df >= max(min_df, 1))
-    idf = np.log((1 + len(seqs)) / (1 + df[keys])) + 1
     if wide.weighting == "nb":
         return WideTable(keys, np.ones(len(keys), dtype=np.float32), 1.0)
+    idf = np.log((1 + len(seqs)) / (1 + df[keys])) + 1
     return WideTable(keys, idf.astype(np.float32), float(np.log(1 + len(seqs)) + 1))
 
 
@@ -214,7 +214,7 @@ def fit_linear(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFeatur
     if table is None:
         table = fit_table(seqs, wide, min_df, None if class_df is None else class_df.sum(axis=1))
     present = np.unique(y)
-    if wide.weighting == "tfidf" and len(present) > 1 and seqs.n_tokens * wide.order <= EXACT_MAX_NNZ:
+    if _exact(seqs, wide, present):
         weight, bias = _exact_fit(design_matrix(seqs, table, wide), y, n_classes, c, class_weights, present)
     else:
         scale = None if class_df is None else nb_ratios(class_df[table.keys])
@@ -231,7 +231,7 @@ def fit_choosing_c(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFe
     in memory or the weighting is NB (then C is not chosen)."""
     y = np.asarray(y, dtype=np.int64)
     present = np.unique(y)
-    if wide.weighting != "tfidf" or len(present) < 2 or seqs.n_tokens * wide.order > EXACT_MAX_NNZ:
+    if not _exact(seqs, wide, present):
         return None
     table = fit_table(seqs, wide, min_df) if table is None else table
     x = design_matrix(seqs, table, wide)
@@ -249,6 +249,11 @@ def fit_choosing_c(seqs: Sequences, y: np.ndarray, n_classes: int, wide: NgramFe
             best = (key, c, weight, bias)
     _, c, weight, bias = best
     return (table, weight, bias), c, scores
+
+
+def _exact(seqs: Sequences, wide: NgramFeatures, present: np.ndarray) -> bool:
+    """Whether scikit-learn fits exactly: TF-IDF weighting, two classes or more, and features that fit in memory."""
+    return wide.weighting == "tfidf" and len(present) > 1 and seqs.n_tokens * wide.order <= EXACT_MAX_NNZ
 
 
 def _exact_fit(x, y: np.ndarray, n_classes: int, c: float, class_weights: np.ndarray | None,

@@ -52,6 +52,9 @@ def test_threshold_rules_on_validation_probabilities():
     for t in np.linspace(0.05, 0.95, 19):  # no threshold on the grid beats the chosen one's F1
         assert choose_threshold(str(round(t, 2)), proba, y)["validation"]["f1"] <= f1["validation"]["f1"] + 1e-9
     assert choose_threshold("0.7", proba, y)["value"] == 0.7
+    # a precision out of reach on the slice: the most precise threshold, said so (the trained run is kept)
+    far = choose_threshold("precision:0.9", np.array([[0.1, 0.9], [0.2, 0.8], [0.9, 0.1]]), np.array([0, 1, 0]))
+    assert far["value"] == pytest.approx(0.8) and far["reached"] is False and precise["reached"] is True
     for bad in ("1.5", "f2", "precision:", "recall:2", "high"):
         with pytest.raises(ConfigError, match="--threshold takes"):
             threshold_rule(bad)

@@ -15,7 +15,6 @@ import torch
 
 from ..config import threshold_rule
 from ..data.parts import Part
-from ..errors import ConfigError
 from ..metrics import expected_calibration_error
 from ..model import SentimentLSTM, branch_logits, mixed_probabilities
 from ..progress import Progress
@@ -23,9 +22,13 @@ from ..progress import Progress
 MIN_REVIEWS = 20  # fewer validation reviews fit nothing: the probabilities stay as trained
 
 
-def log_loss(lstm: np.ndarray, wide: np.ndarray | None, y: np.ndarray, mix) -> float:
-    proba = mixed_probabilities(lstm, wide, mix)
+def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.maximum(proba[np.arange(len(y)), y], 1e-12)).mean())
+
+
+def fits_on(val: Part | None) -> bool:
+    """Whether a validation slice is large enough to fit on: MIN_REVIEWS, of both classes."""
+    return val is not None and len(val) >= MIN_REVIEWS and len(np.unique(val.y)) >= 2
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -49,10 +52,7 @@ def calibrate(model: SentimentLSTM, val: Part, device: torch.device, progress: P
     """Fit ``model.mix`` on the validation slice ``val`` and, with a ``threshold`` rule (two
     classes), ``model.threshold`` on the calibrated probabilities; what was fitted and the slice's
     figures before and after (None, and nothing fitted, on a slice of fewer than MIN_REVIEWS)."""
-    if len(val) < MIN_REVIEWS or len(np.unique(val.y)) < 2:
-        if threshold is not None and threshold_rule(threshold)[0] != "value":
-            raise ConfigError(f"--threshold {threshold} is chosen on the validation slice, which holds fewer than "
-                              f"{MIN_REVIEWS} reviews of both classes; give more data or a value")
+    if not fits_on(val):  # a threshold to choose was refused before training (run.check_threshold)
         if threshold is not None:
             model.threshold.fill_(threshold_rule(threshold)[1])
         return None
@@ -66,8 +66,8 @@ def calibrate(model: SentimentLSTM, val: Part, device: torch.device, progress: P
         "method": "temperature scaling: the logits divided by the T that minimises the validation slice's log "
                   "loss (labels unchanged); the test figures are reported, nothing chosen on them",
         "temperature": temperature,
-        "validation_loss_before": log_loss(lstm, wide, val.y, (1.0, 1.0)),
-        "validation_loss_after": log_loss(lstm, wide, val.y, mix),
+        "validation_loss_before": log_loss(before, val.y),
+        "validation_loss_after": log_loss(after, val.y),
         "validation_ece_before": expected_calibration_error(before, val.y),
         "validation_ece_after": expected_calibration_error(after, val.y),
     }
@@ -76,7 +76,8 @@ def calibrate(model: SentimentLSTM, val: Part, device: torch.device, progress: P
     if threshold is not None:
         result["threshold"] = choose_threshold(threshold, after, val.y)
         model.threshold.fill_(result["threshold"]["value"])
-        progress.log(f"decision threshold ({threshold}): {result['threshold']['value']:.3f} on the validation slice")
+        progress.log(f"decision threshold ({threshold}): {result['threshold']['value']:.3f} on the validation slice"
+                     + ("" if result["threshold"]["reached"] else "; its target is out of reach there, the closest kept"))
     return result
 
 
@@ -97,12 +98,9 @@ def choose_threshold(rule: str, proba: np.ndarray, y: np.ndarray) -> dict:
         if kind == "f1":
             f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
             value = float(cuts[int(np.argmax(f1))])
-        elif kind == "precision":
+        elif kind == "precision":  # out of reach: the most precise threshold (the run is not lost over it)
             reach = np.flatnonzero(precision >= target)
-            if not len(reach):
-                raise ConfigError(f"--threshold {rule}: no threshold reaches precision {target} on the validation "
-                                  f"slice (at most {precision.max():.3f}); ask for less")
-            value = float(cuts[reach[0]])
+            value = float(cuts[reach[0]] if len(reach) else cuts[int(np.argmax(precision))])
         else:
             keep = np.flatnonzero(recall >= target)
             value = float(cuts[keep[-1]])
@@ -110,4 +108,6 @@ def choose_threshold(rule: str, proba: np.ndarray, y: np.ndarray) -> dict:
     tp = float((predicted & y).sum())
     figures = {"precision": tp / max(predicted.sum(), 1), "recall": tp / max(y.sum(), 1)}
     figures["f1"] = 2 * figures["precision"] * figures["recall"] / max(figures["precision"] + figures["recall"], 1e-12)
-    return {"rule": rule, "value": float(value), "validation": {k: float(v) for k, v in figures.items()}}
+    reached = {"precision": figures["precision"], "recall": figures["recall"]}.get(kind, 1.0) >= (target or 0.0)
+    return {"rule": rule, "value": float(value), "reached": bool(reached),
+            "validation": {k: float(v) for k, v in figures.items()}}

@@ -31,7 +31,7 @@ from ..model import SentimentLSTM, branch_logits, mixed_probabilities
 from ..plots import plot_confusion, plot_history, plot_reliability
 from ..progress import Progress
 from ..text import TextEncoder
-from .calibration import calibrate
+from .calibration import MIN_REVIEWS, calibrate, fits_on
 from .distributed import Ranks, finish, init
 from .init_from import InitFrom, check_held_out
 from .inputs import class_weights
@@ -130,10 +130,11 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
     proba = mixed_probabilities(lstm, wide, model.mix.cpu().numpy())
     metrics = run_metrics(data, states, proba, device=device, ranks=ranks, started=started, start=start,
                           threshold=model.decision_threshold)
-    curves = {"as trained": reliability(mixed_probabilities(lstm, wide, (1.0, 1.0)), data.test.y)}
+    as_trained = mixed_probabilities(lstm, wide, (1.0, 1.0))
+    curves = {"as trained": reliability(as_trained, data.test.y)}
     if calibration is not None:
-        metrics["calibration"] = {**calibration, "test_ece_before": expected_calibration_error(
-            mixed_probabilities(lstm, wide, (1.0, 1.0)), data.test.y), "test_ece_after": metrics["ece"]}
+        metrics["calibration"] = {**calibration, "test_ece_before": expected_calibration_error(as_trained, data.test.y),
+                                  "test_ece_after": metrics["ece"]}
         curves["calibrated"] = reliability(proba, data.test.y)
     if cfg.train.baseline:
         metrics["baseline_tfidf_lr"] = run_baseline(data, start, progress)
@@ -166,6 +167,9 @@ def check_threshold(data: RunData) -> None:
     if rule is not None and members > 1 and threshold_rule(rule)[0] != "value":
         raise ConfigError(f"--threshold {rule} is chosen on a validation slice, and a bag (--members) has none "
                           "its members did not learn from; give a value")
+    if rule is not None and threshold_rule(rule)[0] != "value" and not fits_on(data.validation):
+        raise ConfigError(f"--threshold {rule} is chosen on the validation slice, which holds fewer than "
+                          f"{MIN_REVIEWS} reviews of both classes; give more data or a value")
 
 
 def run_metrics(data: RunData, states: list[FitState], proba: np.ndarray, *, device: torch.device, ranks: Ranks,
