@@ -36,6 +36,30 @@ def test_round_trip_same_predictions(saved):
     assert loaded.classes_ == ["neg", "pos"] and loaded.config_ == clf.config_
 
 
+def test_large_weights_are_stored_in_float16_and_scored_as_stored(tmp_path):
+    """Half the bytes: large float tensors in float16, small ones (biases, the calibration) in
+    float32; the fitted model was rounded to them, so the file predicts exactly what was scored."""
+    import torch
+    from safetensors import safe_open
+
+    from .conftest import NEGATIVE, POSITIVE
+
+    clf = Classifier(preset="seed", **{**TINY, "embedding_dim": 64, "epochs": 2}).fit(POSITIVE + NEGATIVE,
+                                                                                        ["pos"] * 6 + ["neg"] * 6)
+    path = clf.save(tmp_path / "m")
+    with safe_open(path / "model.safetensors", "pt") as f:
+        dtypes = {name: f.get_slice(name).get_dtype() for name in f.keys()}
+        sizes = {name: int(np.prod(f.get_slice(name).get_shape())) for name in f.keys()}
+    largest = max(sizes, key=sizes.get)
+    assert dtypes[largest] == "F16" and dtypes["mix"] == "F32" and dtypes["readers.0.out.bias"] == "F32"
+    assert all(dtypes[n] == ("F16" if sizes[n] > 1024 else "F32") for n in dtypes if dtypes[n].startswith("F"))
+    weight = clf.model_.state_dict()[largest]
+    assert weight.dtype == torch.float32 and torch.equal(weight, weight.half().float())  # rounded in memory as on disk
+    loaded = Classifier.load(path)
+    texts = ["great friendly food", "rude awful service"]
+    assert np.array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
+
+
 def test_directory_holds_only_json_and_safetensors(saved):
     _, path = saved
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]

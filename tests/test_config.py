@@ -215,6 +215,14 @@ def test_saved_models_from_before_ngram_hash_keep_hash_1():
     assert Config.from_dict(seed).model.ngram_hash == 2  # no wide branch: nothing to keep
 
 
+def test_saved_models_from_before_whole_reviews_read_the_cut_in_their_ngrams():
+    saved = Config.from_preset("default").to_dict()
+    assert saved["model"]["ngram_whole"] is True
+    del saved["model"]["ngram_whole"]
+    assert Config.from_dict(saved).model.ngram_whole is False  # their n-gram branch was fitted on the cut
+    assert Config.from_dict(Config.from_preset("default").to_dict()).model.ngram_whole is True
+
+
 def test_ngram_settings_are_checked():
     from revsent.errors import ConfigError
 

@@ -26,18 +26,26 @@ def test_words_keep_their_spans_and_what_the_model_did_not_read(tiny):
     assert [(span, text[start: start + len(span)]) for span, start, _ in pieces] == [(span, span) for span, _, _ in pieces]
     words = [word for _, _, word in pieces]
     assert words == ["great", "food", None, "zzzunknown", "and", "friendly", "staff"]
-    # unknown words and punctuation are not read; max_len 4 keeps the last four known words
-    assert positions == [-1, 0, -1, -1, 1, 2, 3]
-    assert ids.tolist() == [int(tiny.encoder_.encode([t])[0][0]) for t in ("food", "and", "friendly", "staff")]
+    # unknown words and punctuation have no id; the known ones keep their place in the whole review
+    assert positions == [0, 1, -1, -1, 2, 3, 4]
+    assert ids.tolist() == [int(tiny.encoder_.encode([t])[0][0]) for t in ("great", "food", "and", "friendly", "staff")]
+
+
+def test_words_past_max_len_keep_their_ngrams_share(tiny):
+    """max_len 4 cuts "great" from the LSTM's input; the n-gram branch reads the whole review."""
+    tokens = tiny.explain(["Great food -- zzzunknown, and friendly   staff!"])[0].tokens
+    great = tokens[0]
+    assert great.word == "great" and great.in_model and great.lstm == 0 and great.ngrams != 0
+    assert [t.word for t in tokens if t.in_model] == ["great", "food", "and", "friendly", "staff"]
+    assert all(t.lstm != 0 for t in tokens[1:] if t.in_model)
 
 
 def test_alignment_follows_a_head_and_tail_cut():
     clf = Classifier(preset="seed", **{**TINY, "max_len": 4, "truncate": "head_tail"}).fit(TEXTS, LABELS)
     text = "great food and friendly staff wonderful place"
     pieces, positions, ids = _align(clf.encoder_, text)
-    # the first word (a quarter of 4) and the last three are read, in that order
-    assert positions == [0, -1, -1, -1, 1, 2, 3]
-    assert ids.tolist() == clf.encoder_.encode([text])[0].tolist()
+    assert positions == list(range(7)) and ids.tolist() == clf.encoder_.encode([text])[0].tolist()
+    # without an n-gram branch only the LSTM reads: the first word (a quarter of 4) and the last three
     explanation = clf.explain([text])[0]
     assert [t.text for t in explanation.tokens if t.in_model] == ["great", "staff", "wonderful", "place"]
 

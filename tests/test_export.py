@@ -1,4 +1,5 @@
 """revsent export: the ONNX graph, its agreement with PyTorch, int8, and the onnx backend without PyTorch."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -215,8 +216,10 @@ def test_packages_of_earlier_releases_still_load(trained, tmp_path):
         pytest.skip("no n-gram branch")
     old = tmp_path / "old"
     old.mkdir()
-    for name in ("config.json", "tokenizer.json"):
-        (old / name).write_bytes((path / name).read_bytes())
+    (old / "tokenizer.json").write_bytes((path / "tokenizer.json").read_bytes())
+    saved = json.loads((path / "config.json").read_text())
+    del saved["model"]["ngram_whole"]  # those releases' n-grams read what max_len left the LSTM
+    (old / "config.json").write_text(json.dumps(saved))
 
     class LstmOnly(torch.nn.Module):
         def __init__(self):
@@ -238,4 +241,12 @@ def test_packages_of_earlier_releases_still_load(trained, tmp_path):
     weight[model.wide_keys.numpy()] = model.wide_weight.numpy() * float(model.mix[1])
     save_file({"idf": idf, "weight": weight, "bias": model.wide_bias.numpy() * float(model.mix[1])}, old / "wide.safetensors")
     texts = _mixed_texts(20, np.random.default_rng(3))
-    assert np.abs(OnnxClassifier.load(old).predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-4
+    whole = model.cfg
+    try:
+        model.cfg = dataclasses.replace(whole, ngram_whole=False)
+        expected = clf.predict_proba(texts)
+    finally:
+        model.cfg = whole
+    assert np.abs(OnnxClassifier.load(old).predict_proba(texts) - expected).max() < 1e-4
+    if whole.max_len is not None and max(len(t.split()) for t in texts) > whole.max_len:
+        assert np.abs(expected - clf.predict_proba(texts)).max() > 1e-3  # whole reviews' n-grams differ

@@ -219,3 +219,29 @@ def test_saved_weights_shape_the_model_they_load_into():
     assert again.words == 10 and again.wide_keys.tolist() == [1, 5, 1200]
     batch = make_batch(SEQS, np.arange(4), small.table(), NgramFeatures.of(cfg))
     assert torch.equal(small.eval()(batch), again.eval()(batch))
+
+
+def test_max_len_cuts_the_lstm_input_and_the_ngrams_read_the_whole_review():
+    from revsent.ngrams import tfidf
+    from revsent.text import Cut
+
+    cfg = ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=3, ngram_buckets=50, max_len=3)
+    model = SentimentLSTM(cfg, 2).eval()
+    fill_wide(model, np.random.default_rng(0))
+    table, features, cut = model.table(), NgramFeatures.of(cfg), Cut.of(cfg)
+    batch = make_batch(SEQS, np.arange(4), table, features, cut=cut)
+    assert batch.tokens.shape == (4, 3) and batch.lengths.tolist() == [3, 3, 3, 1]
+    row = {int(i): r for r, i in enumerate(batch.index)}
+    assert batch.tokens[row[3]].tolist() == [4, 3, 2] and batch.tokens[row[0]].tolist() == [7, 8, 9]  # tails
+    whole, _, _ = tfidf(SEQS, batch.index, table, features)
+    np.testing.assert_array_equal(batch.ngrams.numpy(), whole)  # the n-grams of the whole reviews
+    # the models before whole reviews: the n-grams of what the cut leaves
+    legacy = NgramFeatures.of(ModelConfig(**{**cfg.__dict__, "ngram_whole": False}))
+    old = make_batch(SEQS, np.arange(4), table, legacy, cut=cut)
+    cut_ids, _, _ = tfidf(cut(SEQS.take(old.index)), np.arange(4), table, legacy)
+    np.testing.assert_array_equal(old.ngrams.numpy(), cut_ids)
+    assert len(cut_ids) < len(whole)
+    # predictions batch the same way: each review alone gives what the batch gives
+    together = class_probabilities(model, SEQS, batch_size=4)
+    alone = np.concatenate([class_probabilities(model, SEQS.subset(np.array([i])), batch_size=1) for i in range(4)])
+    np.testing.assert_allclose(together, alone, atol=1e-6)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import revsent.text
-from revsent.text import PAD, UNK, Sequences, TextEncoder, truncate, words
+from revsent.config import ModelConfig
+from revsent.text import PAD, UNK, Cut, Sequences, TextEncoder, truncate, words
 
 # --- the tutorial's pipeline, rewritten in plain Python --------------------------------------------
 
@@ -207,7 +208,9 @@ ALPHABET = ["a a a a a a", "b b b b b", "c c c c", "d d d", "e e", "f"]  # a=1 b
 ])
 def test_max_len_truncates_head_or_tail(truncate, expected):
     encoder = TextEncoder.fit(ALPHABET, vocab_size=10, max_len=3, truncate=truncate)
-    sequences = encoder.encode(["a b c d e f", "a b", "", "f e d c b a", "f zzz"])
+    whole = encoder.encode(["a b c d e f", "a b", "", "f e d c b a", "f zzz"])
+    assert whole.lengths.tolist() == [6, 2, 0, 6, 1]  # encoded whole: the n-gram branch reads it all
+    sequences = Cut(3, truncate)(whole)  # the LSTM's input
     assert [sequences[i].tolist() for i in range(len(sequences))] == expected
     assert sequences.lengths.tolist() == [len(s) for s in expected]
     assert sequences.offsets.tolist() == [0, 3, 5, 5, 8, 9]
@@ -215,8 +218,11 @@ def test_max_len_truncates_head_or_tail(truncate, expected):
 
 def test_head_tail_keeps_a_quarter_from_the_start_and_the_rest_from_the_end():
     encoder = TextEncoder.fit(ALPHABET, vocab_size=10, max_len=4, truncate="head_tail")
-    sequences = encoder.encode(["a b c d e f", "a b c d", "f e d c b a a"])
+    sequences = Cut.of(ModelConfig(max_len=4, truncate="head_tail"))(encoder.encode(["a b c d e f", "a b c d", "f e d c b a a"]))
     assert [sequences[i].tolist() for i in range(3)] == [[1, 4, 5, 6], [1, 2, 3, 4], [6, 2, 1, 1]]
+    assert Cut(4).lengths(np.array([7, 4, 0])).tolist() == [4, 4, 0] and Cut().lengths(np.array([7])).tolist() == [7]
+    short = encoder.encode(["a b"])
+    assert Cut(4)(short) is short  # nothing to cut: no copy
 
 
 @pytest.mark.parametrize("side", ["head", "tail", "head_tail"])
@@ -238,7 +244,7 @@ def test_truncate_matches_cutting_each_review_alone(side):
 
 def test_max_len_counts_kept_words_after_dropping_unknown_ones():
     encoder = TextEncoder.fit(ALPHABET, vocab_size=10, max_len=2, truncate="head")
-    assert encoder.encode(["x y a z b c"])[0].tolist() == [1, 2]
+    assert Cut(2, "head")(encoder.encode(["x y a z b c"]))[0].tolist() == [1, 2]
 
 
 def test_no_max_len_keeps_everything():

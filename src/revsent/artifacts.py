@@ -130,7 +130,11 @@ def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEn
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / TOKENIZER, encoder.to_str())
-    atomic_save_tensors(out / WEIGHTS, model.state_dict(), {"format": "pt", "revsent_format": str(FORMAT_VERSION)})
+    from .model import as_stored
+
+    # large float tensors in float16: half the size; training rounded the model to them before scoring it
+    atomic_save_tensors(out / WEIGHTS, {name: as_stored(t) for name, t in model.state_dict().items()},
+                        {"format": "pt", "revsent_format": str(FORMAT_VERSION)})
     write_json(out / CONFIG, config_document(cfg, classes))
 
 

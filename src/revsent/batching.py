@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .ngrams import NgramFeatures, WideTable, tfidf
-from .text import Sequences
+from .text import Cut, Sequences
 
 if TYPE_CHECKING:  # only make_batch needs PyTorch: the ONNX runtime batches with inference_order alone
     import torch
@@ -122,19 +122,23 @@ def pad(seqs: Sequences, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_batch(seqs: Sequences, index: np.ndarray, table: WideTable | None = None, wide: NgramFeatures | None = None,
-               pin: bool = False) -> Batch:
-    """Pad the sequences ``index`` into one batch (an empty review becomes one padding token).
+               pin: bool = False, cut: Cut = Cut()) -> Batch:
+    """Pad what the LSTM reads of the sequences ``index`` (``cut``) into one batch (an empty
+    review becomes one padding token).
 
-    With ``table`` and ``wide`` the batch also carries the wide branch's features.
+    With ``table`` and ``wide`` the batch also carries the wide branch's features, of the whole
+    reviews (or of the cut ones, as the models before whole reviews read them).
     """
     import torch
 
     index = np.asarray(index, dtype=np.int64)
-    index = index[np.argsort(-seqs.lengths[index], kind="stable")]
-    tokens, steps = pad(seqs, index)
+    index = index[np.argsort(-cut.lengths(seqs.lengths[index]), kind="stable")]
+    whole = seqs.take(index)
+    read = cut(whole)
+    tokens, steps = pad(read, np.arange(len(index)))
     batch = Batch(torch.from_numpy(tokens), torch.from_numpy(steps), index)
     if table is not None:
-        ids, weights, offsets = tfidf(seqs, index, table, wide)
+        ids, weights, offsets = tfidf(whole if wide.whole else read, np.arange(len(index)), table, wide)
         batch.ngrams, batch.ngram_weights = torch.from_numpy(ids), torch.from_numpy(weights)
         batch.ngram_offsets = torch.from_numpy(offsets[:-1])
     if pin:

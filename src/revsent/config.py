@@ -73,6 +73,7 @@ class ModelConfig:
     ngram_order: int = 2  # the wide branch's longest n-gram: 2 (bigrams) or 3 (trigrams too)
     ngram_weighting: str = "tfidf"  # "tfidf" (sublinear TF-IDF, unit length) or "nb" (NBSVM's log-count ratios)
     ngram_hash: int = 2  # how n-grams are hashed: 2 mixes 64-bit words; 1, the first releases' (their models keep it)
+    ngram_whole: bool = True  # the wide branch reads whole reviews; False (models before it): what max_len leaves the LSTM
     init: str = "keras"  # Glorot / orthogonal / forget bias 1: what the tutorial's model starts from
     embedding_init: str = "random"  # "ppmi": the embedding starts from word vectors of the training texts (training/word_vectors.py)
     members: int = 1  # LSTM readers averaged; >1 is a bag, each trained apart on its own validation slice
@@ -219,7 +220,7 @@ class Config:
 # The model settings a fine-tuning run may change: they shape no weight and no token id. The
 # others are the started-from model's (its vocabulary and weights carry them).
 FINE_TUNABLE = frozenset({"dropout", "recurrent_dropout", "word_dropout", "ngram_buckets", "ngram_c", "ngram_min_df",
-                          "ngram_order", "ngram_weighting", "ngram_hash"})
+                          "ngram_order", "ngram_weighting", "ngram_hash", "ngram_whole"})
 
 
 def fine_tuning(cfg: Config, source: Config, given: typing.Iterable[str] = ()) -> Config:
@@ -233,7 +234,8 @@ def fine_tuning(cfg: Config, source: Config, given: typing.Iterable[str] = ()) -
                               f"from ({getattr(source.model, name)!r}, --init-from {cfg.train.init_from}): "
                               f"its vocabulary and weights fix it")
     model = dataclasses.replace(source.model, **{name: getattr(cfg.model, name) for name in given & FINE_TUNABLE})
-    return dataclasses.replace(cfg, model=model)
+    # the n-gram branch is fitted afresh: on whole reviews, whatever the source's read
+    return dataclasses.replace(cfg, model=dataclasses.replace(model, ngram_whole=cfg.model.ngram_whole))
 
 
 def fixed_differences(model: ModelConfig, source: ModelConfig) -> list[str]:
@@ -248,9 +250,10 @@ LEGACY_SPLIT_KEYS = {"val_split": "test_split", "val_data": "test_data"}
 
 
 def _legacy_model(raw: Any) -> Any:
-    """A saved model section from before ``ngram_hash`` hashed its n-grams with hash 1."""
-    if isinstance(raw, dict) and raw.get("ngram_buckets") and "ngram_hash" not in raw:
-        return {**raw, "ngram_hash": 1}
+    """A saved model section as its release read it: from before ``ngram_hash``, its n-grams
+    hashed with hash 1; from before ``ngram_whole``, its wide branch read the LSTM's cut."""
+    if isinstance(raw, dict) and raw.get("ngram_buckets"):
+        raw = {**raw, "ngram_hash": raw.get("ngram_hash", 1), "ngram_whole": raw.get("ngram_whole", False)}
     return raw
 
 

@@ -14,7 +14,8 @@ classes' logits (with two classes, the log-odds of the predicted class). It has 
 
 Attributions are given per word of the original text (``Token.text`` is the text's own span),
 so that a page can highlight the review as written; words the model never saw (unknown to the
-vocabulary, cut by ``max_len``, or punctuation) get 0.
+vocabulary, or punctuation) get 0, and words past ``max_len`` only their n-grams' share (the LSTM
+reads what the cut leaves, the n-gram branch the whole review).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class Token:
     attribution: float  # lstm + ngrams: the word's share of the margin
     lstm: float
     ngrams: float
-    in_model: bool  # whether the model read this word (known to the vocabulary and within max_len)
+    in_model: bool  # whether the model read this word (known to the vocabulary; within max_len, or an n-gram branch)
 
 
 @dataclass
@@ -90,7 +91,10 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
         ig = LayerIntegratedGradients(lstm_margins, layers if len(layers) > 1 else layers[0])
     out = []
     for text in texts:
-        pieces, positions, ids = _align(encoder, text)
+        pieces, positions, whole = _align(encoder, text)
+        read, _ = truncate(np.arange(len(whole)), np.array([len(whole)]), model.cfg.max_len, model.cfg.truncate)
+        ids = whole[read]  # what the LSTM reads
+        grams = np.arange(len(whole)) if wide and wide.whole else read  # what the n-gram branch reads
         n = max(len(ids), 1)  # an empty review is one padding token, as in batches
         tokens = torch.zeros((1, n), dtype=torch.int64)
         tokens[0, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
@@ -100,7 +104,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
             lstm_logits = model(Batch(tokens, lengths, np.zeros(1, np.int64))).float()
             wide_logits = torch.zeros_like(lstm_logits)
             if wide:
-                features, values = _features(ids, wide, table)
+                features, values = _features(whole[grams], wide, table)
                 wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias
             logits = lstm_logits + wide_logits
             proba = torch.softmax(logits, dim=1)[0].cpu().numpy()
@@ -111,22 +115,26 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
                                            internal_batch_size=max(1, IG_BATCH // n),
                                            return_convergence_delta=True)
         per_reader = attributions if isinstance(attributions, (list, tuple)) else [attributions]
-        lstm_part = sum(a.sum(dim=2)[0, : len(ids)] for a in per_reader).detach().cpu().double().numpy()  # (L,)
-        ngram_part = _wide_shares(ids, features, values, wide, table, weight, k) if wide else np.zeros(len(ids))
+        lstm_part, ngram_part = np.zeros(len(whole)), np.zeros(len(whole))  # by position in the whole review
+        lstm_part[read] = sum(a.sum(dim=2)[0, : len(ids)] for a in per_reader).detach().cpu().double().numpy()
+        if wide:
+            ngram_part[grams] = _wide_shares(whole[grams], features, values, wide, table, weight, k)
+        seen = np.zeros(len(whole), dtype=bool)
+        seen[read] = seen[grams] = True
         wide_bias = float(_margins(model.wide_bias[None].float())[0, k]) if wide else 0.0
         margin = float(_margins(logits)[0, k])
         result = []
         for (span, start, word), position in zip(pieces, positions):
             a, b = (float(lstm_part[position]), float(ngram_part[position])) if position >= 0 else (0.0, 0.0)
-            result.append(Token(span, start, word, a + b, a, b, position >= 0))
+            result.append(Token(span, start, word, a + b, a, b, position >= 0 and bool(seen[position])))
         out.append(Explanation(classes[k], {c: float(p) for c, p in zip(classes, proba)}, margin,
                                float(baseline) + wide_bias, float(delta.reshape(-1)[0]), result))
     return out
 
 
 def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | None]], list[int], np.ndarray]:
-    """The text's pieces (span, offset, word or None), each piece's position in the model's input
-    (-1 where the model does not read it), and the input's ids."""
+    """The text's pieces (span, offset, word or None), each piece's position in the review's ids
+    (-1 where it has none: unknown or punctuation), and those ids."""
     pieces, ids, where = [], [], []
     unknown = 1 if encoder.oov else None
     for match in _PIECES.finditer(text):
@@ -137,10 +145,7 @@ def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | 
         where.append(len(ids) if i is not None else -1)
         if i is not None:
             ids.append(i)
-    read, _ = truncate(np.arange(len(ids)), np.array([len(ids)]), encoder.max_len, encoder.truncate)  # what the model reads
-    at = {int(p): j for j, p in enumerate(read)}
-    positions = [at.get(p, -1) for p in where]
-    return pieces, positions, np.asarray(ids, dtype=np.int64)[read]
+    return pieces, where, np.asarray(ids, dtype=np.int64)
 
 
 def _features(ids: np.ndarray, wide: NgramFeatures, table: WideTable) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
 from .metrics import decide
 from .ngrams import NgramFeatures, WideTable, linear_logits
-from .text import Sequences
+from .text import Cut, Sequences
 
 OPSET = 18  # BitwiseAnd, for the n-gram hash
 FORMATS = ("onnx",)
@@ -205,6 +205,8 @@ class OnnxClassifier:
     def probabilities(self, seqs: Sequences, batch_size: int = 256) -> np.ndarray:
         """Softmax probabilities (n, C) in the input order; batches sorted by length."""
         out = np.zeros((len(seqs), len(self.classes_)), dtype=np.float32)
+        if not self.whole_:  # an earlier release's graph reads the reviews cut, as its encoder cut them
+            seqs = Cut.of(self.config_.model)(seqs)
         for index in inference_order(seqs.lengths, batch_size):
             tokens, lengths = pad(seqs, index)  # (B, T), (B,)
             if self.whole_:

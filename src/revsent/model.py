@@ -24,7 +24,15 @@ from .batching import Batch, inference_order, make_batch
 from .config import ModelConfig
 from .device import HeapTrimmer
 from .ngrams import NgramFeatures, WideTable
-from .text import Sequences
+from .text import Cut, Sequences
+
+HALF_ABOVE = 1024  # float tensors of more values than this are stored in float16 (the model file's size)
+
+
+def as_stored(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as the model file stores it: float16 when it is a large float tensor."""
+    return tensor.half() if tensor.is_floating_point() and tensor.numel() > HALF_ABOVE else tensor
+
 
 class SentimentLSTM(nn.Module):
     """``cfg.members`` LSTM branches (Embedding -> LSTM -> pooling -> dense -> logits) whose logits
@@ -71,6 +79,14 @@ class SentimentLSTM(nn.Module):
             return logits, None
         return logits, self.wide_bias + nn.functional.embedding_bag(
             batch.ngrams, self.wide_weight, batch.ngram_offsets, mode="sum", per_sample_weights=batch.ngram_weights)
+
+    @torch.no_grad()
+    def round_as_stored(self) -> "SentimentLSTM":
+        """This model's weights rounded as its file stores them (:func:`as_stored`): what is
+        calibrated and scored after training is then what is saved and loaded."""
+        for tensor in [*self.parameters(), *self.buffers()]:
+            tensor.copy_(as_stored(tensor))
+        return self
 
     def table(self) -> WideTable | None:
         """The wide branch's table in NumPy (None without one), for batching."""
@@ -253,11 +269,11 @@ def branch_logits(model: SentimentLSTM, seqs: Sequences, batch_size: int = 256,
     model.eval()
     lstm = np.zeros((len(seqs), model.n_classes), dtype=np.float32)
     wide = np.zeros_like(lstm) if model.cfg.ngram_buckets else None
-    table, features = model.table(), NgramFeatures.of(model.cfg)
+    table, features, cut = model.table(), NgramFeatures.of(model.cfg), Cut.of(model.cfg)
     trim = HeapTrimmer()
-    for index in inference_order(seqs.lengths, batch_size):
+    for index in inference_order(cut.lengths(seqs.lengths), batch_size):
         trim()
-        batch = make_batch(seqs, index, table, features).to(device)
+        batch = make_batch(seqs, index, table, features, cut=cut).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             deep, linear = model.branches(batch)
         lstm[batch.index] = deep.float().cpu().numpy()

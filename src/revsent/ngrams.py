@@ -50,20 +50,22 @@ MIX_1, MIX_2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 @dataclass(frozen=True)
 class NgramFeatures:
     """What the wide branch's features are: ``vocab_size`` word ids, then ``buckets`` hashed
-    n-gram slots for n = 2..``order``, weighted by ``weighting``, hashed by hash ``hash``."""
+    n-gram slots for n = 2..``order``, weighted by ``weighting``, hashed by hash ``hash``, of
+    whole reviews (``whole``) or of what the LSTM's cut leaves (the models before whole reviews)."""
 
     vocab_size: int
     buckets: int
     order: int = 2
     weighting: str = "tfidf"
     hash: int = 2
+    whole: bool = True
 
     @classmethod
     def of(cls, cfg) -> "NgramFeatures | None":
         """The wide branch of a ModelConfig (None without one)."""
         if not cfg.ngram_buckets:
             return None
-        return cls(cfg.vocab_size, cfg.ngram_buckets, cfg.ngram_order, cfg.ngram_weighting, cfg.ngram_hash)
+        return cls(cfg.vocab_size, cfg.ngram_buckets, cfg.ngram_order, cfg.ngram_weighting, cfg.ngram_hash, cfg.ngram_whole)
 
     @property
     def n_features(self) -> int:

@@ -1,10 +1,9 @@
 """The whole model as one traceable PyTorch module, for ``export``: token ids in, probabilities out.
 
     tokens (B, T) int64, lengths (B,) int64   the ids of tokenizer.json (Hugging Face), right-padded
-      │ compact: ids outside the embedding ([UNK] without --oov) dropped, as revsent's encoder drops them;
-      │          --max-len kept as revsent keeps it (tail, head or head_tail)
-      ├─► LSTM branch(es) ─────────────────────────────────────────────► logits
-      └─► n-grams: words and hashed bigrams (trigrams), per review ─► table rows (binary search in the sorted
+      │ compact: ids outside the embedding ([UNK] without --oov) dropped, as revsent's encoder drops them
+      ├─► --max-len kept as revsent keeps it (tail, head or head_tail) ─► LSTM branch(es) ─► logits
+      └─► n-grams of the whole review: words and hashed bigrams (trigrams), per review ─► table rows (binary search in the sorted
           feature ids) ─► TF-IDF (counts by Unique, idf, unit length) ─► weights summed per review ─► + logits
       ─► × the calibration's scale ─► softmax ─► probabilities (B, C)
 
@@ -51,23 +50,26 @@ class ModelGraph(nn.Module):
         self.words = model.words
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, lengths = self.compact(tokens, lengths)
-        lstm, _ = self.model.branches(Batch(tokens, lengths, None))
+        read, read_lengths = self.compact(tokens, lengths, cut=True)
+        lstm, _ = self.model.branches(Batch(read, read_lengths, None))
         logits = lstm * self.model.mix[0]
         if self.wide is not None:
-            logits = logits + self.wide_logits(tokens, lengths) * self.model.mix[1]
+            if self.wide.whole and self.model.cfg.max_len is not None:
+                read, read_lengths = self.compact(tokens, lengths, cut=False)
+            logits = logits + self.wide_logits(read, read_lengths) * self.model.mix[1]
         return logits, torch.softmax(logits, dim=1)
 
-    def compact(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each review's ids that revsent's encoder keeps, moved to its front and truncated as
-        ``max_len`` says; an empty review is one padding position, as in revsent's batches."""
+    def compact(self, tokens: torch.Tensor, lengths: torch.Tensor, cut: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each review's ids that revsent's encoder keeps, moved to its front and, with ``cut``,
+        truncated as ``max_len`` says (the LSTM's input); an empty review is one padding position,
+        as in revsent's batches."""
         cfg, width = self.model.cfg, tokens.shape[1]
         steps = torch.arange(width)[None, :]  # (1, T)
         valid = (steps < lengths[:, None]) & (tokens > 0) & (tokens < self.words)  # (B, T)
         kept = valid.to(torch.int64)
         n = kept.sum(dim=1, keepdim=True)  # (B, 1)
         at = torch.cumsum(kept, dim=1) - 1  # (B, T) position among the kept ids
-        if cfg.max_len is None:
+        if cfg.max_len is None or not cut:
             dest, count = at, n
         else:
             count = torch.clamp(n, max=cfg.max_len)

@@ -20,6 +20,7 @@ import re
 import sys
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -120,6 +121,34 @@ def truncate(ids: np.ndarray, lengths: np.ndarray, max_len: int | None, side: st
         past_head = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept) >= np.repeat(head, kept)
         index += np.repeat(lengths - kept, kept) * past_head
     return ids[index], kept
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What the LSTM reads of each review: at most ``max_len`` ids (None: all), kept as
+    ``truncate`` says. Reviews are stored and encoded whole; the n-gram branch reads them whole
+    (``ModelConfig.ngram_whole``), the LSTM only what the cut leaves."""
+
+    max_len: int | None = None
+    side: str = "tail"
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> "Cut":
+        return cls(cfg.max_len, cfg.truncate)
+
+    def lengths(self, lengths: np.ndarray) -> np.ndarray:
+        """The lengths the LSTM reads of reviews of ``lengths``."""
+        return lengths if self.max_len is None else np.minimum(lengths, self.max_len)
+
+    def __call__(self, seqs: "Sequences") -> "Sequences":
+        """``seqs`` cut (``seqs`` itself where no review is longer than ``max_len``; else a compact copy)."""
+        if self.max_len is None or not len(seqs) or int(seqs.lengths.max()) <= self.max_len:
+            return seqs
+        rows = seqs.subset(np.arange(len(seqs)))
+        ids, lengths = truncate(rows.ids, rows.lengths.astype(np.int64), self.max_len, self.side)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Sequences(ids, offsets)
 
 
 RELEASE_EVERY = 1 << 8  # reviews read between two Sequences.release() calls (each costs a few ms at 7M reviews)
@@ -240,7 +269,8 @@ class TextEncoder:
         return cls.from_str(data, cfg.vocab_size, cfg.oov, cfg.max_len, cfg.truncate)
 
     def encode(self, texts: Sequence[str]) -> Sequences:
-        """Token ids of each text, unknown words dropped (or mapped to 1), long texts truncated."""
+        """Token ids of each whole text, unknown words dropped (or mapped to 1); what the LSTM reads
+        of them is cut at batching (:class:`Cut`)."""
         id_chunks, length_chunks = [], []
         for start in range(0, len(texts), CHUNK):
             ids, lengths = self.encode_flat(texts[start: start + CHUNK])
@@ -253,7 +283,7 @@ class TextEncoder:
         return Sequences(ids, offsets)
 
     def encode_flat(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The ids of ``texts`` concatenated (int32) and their lengths (int64), truncated."""
+        """The ids of ``texts`` concatenated (int32) and their lengths (int64)."""
         get = self._ids.get
         if self.oov:
             seqs = [[get(w, 1) for w in words(text)] for text in texts]
@@ -261,7 +291,7 @@ class TextEncoder:
             seqs = [[i for i in map(get, words(text)) if i is not None] for text in texts]
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
         ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
-        return truncate(ids, lengths, self.max_len, self.truncate)
+        return ids, lengths
 
     def tokens(self, text: str) -> list[str]:
         """The vocabulary words of ``text`` in order (unknown words dropped or shown as [UNK])."""

@@ -70,3 +70,24 @@ def test_members_validate_on_disjoint_slices_or_on_a_given_part():
     given = Part(encoder.encode(["good"]), np.array([1]))
     with_val = RunData.of(Config.from_preset("seed", val_fraction=0.2), ["neg", "pos"], encoder, train, val=given)
     assert len(with_val.fit) == 40 and with_val.validation is given
+
+
+def test_datasets_hold_whole_reviews_and_earlier_cut_ones_keep_their_reading(tiny_reviews, tmp_path):
+    """max_len cuts only the LSTM's input: a prepared dataset holds whole reviews. One prepared by
+    the releases before (ids cut to max_len) trains an n-gram branch on what it holds, and is not
+    taken from a cache as if it held whole reviews."""
+    import json
+
+    cfg = _cfg(tiny_reviews, max_len=3, ngram_buckets=100)
+    data = open_run_data(cfg, tmp_path / "cache")
+    assert data.dataset.manifest["whole_reviews"] and int(data.train.seqs.lengths.max()) > 3
+    assert data.cfg.model.ngram_whole and not data.dataset.cut
+    manifest_path = tmp_path / "cache" / store.MANIFEST
+    old = json.loads(manifest_path.read_text())
+    del old["whole_reviews"]  # what an earlier release wrote (its ids were cut; here they merely say so)
+    manifest_path.write_text(json.dumps(old))
+    ds = store.Dataset.open(tmp_path / "cache")
+    assert ds.cut and not ds.model_config(cfg.model).ngram_whole
+    assert not store.prepared_with(ds, cfg)
+    again = open_run_data(cfg, tmp_path / "cache", reuse=True)  # prepared again, whole
+    assert again.dataset.manifest["whole_reviews"] and again.cfg.model.ngram_whole

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config import Config, ModelConfig
 from ..errors import ArtifactError, DataError
-from ..text import PAD, UNK, TextEncoder, rank_vocabulary, truncate, words
+from ..text import PAD, UNK, TextEncoder, rank_vocabulary, words
 from .records import RecordReader, describe_tally
 from .splits import heldout_mask
 from .store import (CHUNK, FORMAT, FORMAT_VERSION, IDS, LABELS, MANIFEST, OFFSETS, SPLIT, TOKENIZER,
@@ -253,6 +253,7 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
         "label_scheme": reader.star_scheme or "labels",
         "data": dataclasses.asdict(cfg.data),
         "tokenizer": {name: getattr(model_cfg, name) for name in TOKENIZER_FIELDS},
+        "whole_reviews": True,  # the ids of whole reviews: max_len cuts the LSTM's input at batching
         "vocabulary_from": vocabulary_from,
         "split": {"test_split": cfg.train.test_split, "seed": cfg.train.seed, "test_data": list(cfg.train.test_data)},
         "counts": reader.tally.as_dict(),
@@ -277,7 +278,7 @@ def _npy_header(handle, dtype, n: int) -> None:
 
 
 def _write_ids(build: Path, n: int, table: np.ndarray, model_cfg: ModelConfig, dtype) -> tuple[int, str]:
-    """The final ids (``table`` applied to the spool, unknown words dropped, truncated) into ids.bin
+    """The final ids (``table`` applied to the spool, unknown words dropped; whole reviews) into ids.bin
     and their offsets into offsets.npy, both streamed; returns the token count and ids.bin's SHA-256."""
     digest = hashlib.sha256()
     total = 0
@@ -292,7 +293,6 @@ def _write_ids(build: Path, n: int, table: np.ndarray, model_cfg: ModelConfig, d
                 ends = np.cumsum(chunk_lengths)
                 chunk_lengths = kept_before[ends] - kept_before[ends - chunk_lengths]
                 final = final[keep]
-            final, chunk_lengths = truncate(final, chunk_lengths, model_cfg.max_len, model_cfg.truncate)
             data = final.astype(dtype).tobytes()
             handle.write(data)
             digest.update(data)

@@ -65,9 +65,15 @@ class Dataset:
         rows = np.flatnonzero(self.split == part)
         return rows.astype(np.int32) if len(self.split) < 1 << 31 else rows
 
+    @property
+    def cut(self) -> bool:
+        """Whether the ids are of reviews cut to ``max_len`` (datasets of the releases before whole reviews)."""
+        return not self.manifest.get("whole_reviews") and self.manifest["tokenizer"]["max_len"] is not None
+
     def model_config(self, model: ModelConfig) -> ModelConfig:
-        """``model`` with this dataset's tokenizer settings."""
-        return dataclasses.replace(model, **self.manifest["tokenizer"])
+        """``model`` with this dataset's tokenizer settings (and, of cut reviews, an n-gram branch
+        that reads what they hold, as the models trained on them did)."""
+        return dataclasses.replace(model, **self.manifest["tokenizer"], **({"ngram_whole": False} if self.cut else {}))
 
     def run_config(self, cfg: Config) -> Config:
         """``cfg`` as a run on this dataset: its tokenizer, split and data settings replace cfg's."""
@@ -186,7 +192,7 @@ def check_settings(path: str | Path, cfg: Config, given: set[str]) -> None:
 def prepared_with(ds: Dataset, cfg: Config) -> bool:
     """Whether ``ds`` holds exactly what preparing ``cfg`` would give (same data, tokenizer, split)."""
     m = ds.manifest
-    return (m["data"] == json.loads(json.dumps(dataclasses.asdict(cfg.data)))
+    return (not ds.cut and m["data"] == json.loads(json.dumps(dataclasses.asdict(cfg.data)))
             and m["tokenizer"] == {name: getattr(cfg.model, name) for name in TOKENIZER_FIELDS}
             and m.get("vocabulary_from") == cfg.train.init_from
             and m["split"] == {"test_split": cfg.train.test_split, "seed": cfg.train.seed,

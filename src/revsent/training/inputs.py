@@ -18,6 +18,7 @@ from ..data.parts import Part
 from ..model import WIDE_BUFFERS, SentimentLSTM
 from ..ngrams import NGRAM_CS, NgramFeatures, WideTable, fit_choosing_c, fit_linear, out_of_fold_logits
 from ..progress import Progress
+from ..text import Cut
 from .distributed import Ranks, broadcast, from_main
 from .word_vectors import start_from_word_vectors
 
@@ -56,13 +57,14 @@ def prepare_inputs(model: SentimentLSTM, cfg: Config, train: Part, val: Part | N
     n_classes, features = model.n_classes, NgramFeatures.of(model.cfg)
     weights = class_weights(train.y, n_classes, cfg.train.class_weight)
     started = time.perf_counter()
+    lstm_train, train, val = train, ngram_part(train, model.cfg), val and ngram_part(val, model.cfg)
     if features is not None and fresh:
         progress.log(f"wide branch: fitting a logistic regression on the n-grams of {len(train.y):,} reviews")
         wide = fit_wide_branch(model, train, val, features, weights, cfg.train.seed, ranks, device, table)
         progress.log(f"wide branch: {wide['features']:,} n-gram features, C {wide['C']:g}, fitted in "
                      f"{time.perf_counter() - started:.1f}s")
     if model.cfg.embedding_init == "ppmi" and fresh and cfg.train.init_from is None:
-        start_from_word_vectors(model, train.seqs, cfg.train.seed, ranks, device, progress)
+        start_from_word_vectors(model, lstm_train.seqs, cfg.train.seed, ranks, device, progress)
     offsets = None
     if features is not None:
         offsets = torch.zeros(len(train.y), n_classes)
@@ -75,6 +77,12 @@ def prepare_inputs(model: SentimentLSTM, cfg: Config, train: Part, val: Part | N
             progress.log(f"wide branch: out-of-fold log-odds in {time.perf_counter() - began:.1f}s")
         offsets = broadcast(offsets, ranks, device)
     return FitInputs(weights, offsets, time.perf_counter() - started, wide)
+
+
+def ngram_part(part: Part, cfg) -> Part:
+    """What the n-gram branch reads of ``part``: whole reviews, or (``ngram_whole`` off, the models
+    before whole reviews) what the LSTM's cut leaves."""
+    return part if cfg.ngram_whole else Part(Cut.of(cfg)(part.seqs), part.y)
 
 
 def fit_wide_branch(model: SentimentLSTM, train: Part, val: Part | None, features: NgramFeatures,

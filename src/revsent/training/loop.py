@@ -26,6 +26,7 @@ from ..device import HeapTrimmer, trains_in_bf16
 from ..model import SentimentLSTM
 from ..ngrams import WideTable
 from ..progress import Progress
+from ..text import Cut
 from .checkpoint import Clock, load_checkpoint, save_checkpoint
 from .distributed import SINGLE, Ranks, dropout_seed, shard, sum_all, wrap
 from .inputs import FitInputs, prepare_inputs
@@ -70,7 +71,7 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
     save = lambda: save_checkpoint(checkpoint, model, optimizer, state, keeper.best, keeper.mean, rng,  # noqa: E731
                                    ranks, device)
     while state.epoch < settings.epochs and not out_of_patience(state, settings.patience):
-        batches = epoch_batches(state, rng, train, settings.batch_size * ranks.world)
+        batches = epoch_batches(state, rng, step.lengths, settings.batch_size * ranks.world)
         tally = Tally.resumed(state.partial, ranks)
         model.train()
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{settings.epochs}")
@@ -107,13 +108,14 @@ def adam(model: SentimentLSTM, settings: TrainConfig) -> torch.optim.Optimizer:
                             weight_decay=settings.weight_decay, eps=1e-7, fused=True)
 
 
-def epoch_batches(state: FitState, rng: np.random.Generator, train: Part, batch_size: int) -> list[np.ndarray]:
-    """The epoch's global batches. Resuming mid-epoch, the same order as before the kill (its RNG
-    state is in the checkpoint); the loop then skips the batches already done."""
+def epoch_batches(state: FitState, rng: np.random.Generator, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """The epoch's global batches of reviews that the LSTM reads ``lengths`` of. Resuming mid-epoch,
+    the same order as before the kill (its RNG state is in the checkpoint); the loop then skips
+    the batches already done."""
     if state.step:
         rng.bit_generator.state = state.epoch_rng
     state.epoch_rng = rng.bit_generator.state
-    return train_order(train.seqs.lengths, batch_size, rng)
+    return train_order(lengths, batch_size, rng)
 
 
 def end_epoch(state: FitState, tally: "Tally", ranks: Ranks, device: torch.device) -> tuple[dict, float]:
@@ -174,6 +176,8 @@ class Step:
                  inputs: FitInputs, ranks: Ranks, device: torch.device):
         self.model, self.optimizer, self.settings, self.train, self.inputs = model, optimizer, settings, train, inputs
         self.ranks, self.device = ranks, device
+        self.cut = Cut.of(model.cfg)
+        self.lengths = self.cut.lengths(train.seqs.lengths)  # what the LSTM reads of each review
         self.weight = None if inputs.weights is None else torch.from_numpy(inputs.weights).float()
         self.loss_sum = nn.CrossEntropyLoss(weight=None if self.weight is None else self.weight.to(device),
                                             reduction="sum")
@@ -191,7 +195,7 @@ class Step:
         scale = 0.0 if padding else self.ranks.world / total_weight
         self.optimizer.zero_grad(set_to_none=True)
         loss = correct = tokens = 0
-        parts = token_parts(index, self.train.seqs.lengths, self.budget)
+        parts = token_parts(index, self.lengths, self.budget)
         for k, part in enumerate(parts):
             logits, summed, target, batch = self.backward(part, scale, last=k == len(parts) - 1)
             if not padding:
@@ -205,7 +209,7 @@ class Step:
 
     def backward(self, part: np.ndarray, scale: float, last: bool):
         """Forward and backward over one part of the batch (and its adversarial twin)."""
-        batch = make_batch(self.train.seqs, part, pin=self.device.type == "cuda").to(self.device)
+        batch = make_batch(self.train.seqs, part, pin=self.device.type == "cuda", cut=self.cut).to(self.device)
         target = self.y[batch.index].to(self.device, non_blocking=True).long()
         size = self.settings.adversarial
         with self.all_reduced(last and not size):

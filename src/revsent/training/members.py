@@ -21,6 +21,7 @@ from ..ngrams import NgramFeatures, WideTable, fit_table
 from ..progress import Progress
 from .checkpoint import load_member, save_member
 from .distributed import SINGLE, Ranks
+from .inputs import ngram_part
 from .loop import fit
 from .state import FitState
 
@@ -36,7 +37,7 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
     k, seed = cfg.model.members, cfg.train.seed
     features = NgramFeatures.of(cfg.model)
     shared = k > 1 and features is not None and features.weighting == "tfidf"
-    table = fit_table(data.train.seqs, features, cfg.model.ngram_min_df) if shared else None
+    table = fit_table(ngram_part(data.train, cfg.model).seqs, features, cfg.model.ngram_min_df) if shared else None
     members, states = [], []
     for i in range(k):
         member_cfg = cfg.with_settings(members=1, seed=seed + i)
@@ -66,7 +67,8 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
                 checkpoint.unlink(missing_ok=True)  # the next member's checkpoint starts afresh
         members.append(member)
         states.append(state)
-    return (members[0] if k == 1 else averaged(cfg, n_classes, members, device, table)), states
+    model = members[0] if k == 1 else averaged(cfg, n_classes, members, device, table)
+    return model.round_as_stored(), states  # float16 where large, as the model file holds it
 
 
 def averaged(cfg, n_classes: int, members: list[SentimentLSTM], device: torch.device,
