@@ -71,7 +71,9 @@ def test_ngram_shares_are_the_wide_branch_exactly(tiny):
     seqs = tiny.encoder_.encode([text])
     logits = linear_logits(seqs, np.array([0]), model.table(), model.wide_weight.numpy(), np.zeros(2), NgramFeatures.of(model.cfg))
     k = tiny.classes_.index(explanation.label)
-    assert sum(t.ngrams for t in explanation.tokens) == pytest.approx(float(_margins(torch.from_numpy(logits))[0, k]), abs=1e-5)
+    scale = float(model.mix[1])  # the n-grams as calibrated
+    assert sum(t.ngrams for t in explanation.tokens) == pytest.approx(scale * float(_margins(torch.from_numpy(logits))[0, k]), abs=1e-5)
+    assert list(explanation.probabilities.values()) == pytest.approx(tiny.predict_proba([text])[0].tolist(), abs=1e-5)
     assert make_batch(seqs, [0]).tokens.shape[1] == sum(t.in_model for t in explanation.tokens)
 
 

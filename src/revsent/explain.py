@@ -3,7 +3,8 @@
     explain(model, encoder, classes, texts) ──► one Explanation per text
 
 The score explained is the predicted class's margin: its logit less the mean of the other
-classes' logits (with two classes, the log-odds of the predicted class). It has two parts:
+classes' logits (with two classes, the log-odds of the predicted class), the branches scaled as
+calibrated (``SentimentLSTM.mix``), so its probabilities and label are predict's. It has two parts:
 
 - the LSTM's, attributed by Captum's ``LayerIntegratedGradients`` over the embedding layer, from
   a baseline of padding (whose embedding is zero) to the review, in eval mode, the lengths passed
@@ -79,10 +80,11 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
     device = next(model.parameters()).device
     wide = NgramFeatures.of(model.cfg)
     table = model.table()
-    weight = model.wide_weight.detach().cpu().numpy() if wide else None
+    lstm_scale, wide_scale = model.mix.tolist()  # the branches as calibrated (predict's probabilities)
+    weight = model.wide_weight.detach().cpu().numpy() * wide_scale if wide else None
 
     def lstm_margins(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return _margins(model(Batch(tokens, lengths.cpu(), np.arange(len(tokens)))))
+        return _margins(model(Batch(tokens, lengths.cpu(), np.arange(len(tokens)))) * lstm_scale)
 
     # every reader's embedding (a bag has several): the readers' attributions add up per word
     layers = [reader.embedding for reader in model.readers]
@@ -101,15 +103,15 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
         tokens = tokens.to(device)
         lengths = torch.tensor([n])
         with torch.no_grad():
-            lstm_logits = model(Batch(tokens, lengths, np.zeros(1, np.int64))).float()
+            lstm_logits = model(Batch(tokens, lengths, np.zeros(1, np.int64))).float() * lstm_scale
             wide_logits = torch.zeros_like(lstm_logits)
             if wide:
                 features, values = _features(whole[grams], wide, table)
-                wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias
+                wide_logits = torch.from_numpy(values @ weight[features]).to(lstm_logits)[None] + model.wide_bias * wide_scale
             logits = lstm_logits + wide_logits
             proba = torch.softmax(logits, dim=1)[0].cpu().numpy()
             k = int(decide(proba[None], model.decision_threshold)[0])  # the label predict gives
-            baseline = _margins(model(Batch(torch.zeros_like(tokens), lengths, np.zeros(1, np.int64))).float())[0, k]
+            baseline = lstm_margins(torch.zeros_like(tokens), lengths).float()[0, k]
         attributions, delta = ig.attribute(tokens, baselines=torch.zeros_like(tokens), target=k,
                                            additional_forward_args=(lengths,), n_steps=steps,
                                            internal_batch_size=max(1, IG_BATCH // n),
@@ -121,7 +123,7 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
             ngram_part[grams] = _wide_shares(whole[grams], features, values, wide, table, weight, k)
         seen = np.zeros(len(whole), dtype=bool)
         seen[read] = seen[grams] = True
-        wide_bias = float(_margins(model.wide_bias[None].float())[0, k]) if wide else 0.0
+        wide_bias = float(_margins(model.wide_bias[None].float() * wide_scale)[0, k]) if wide else 0.0
         margin = float(_margins(logits)[0, k])
         result = []
         for (span, start, word), position in zip(pieces, positions):

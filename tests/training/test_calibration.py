@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from revsent import Classifier, ConfigError
 from revsent.config import Config, threshold_rule
 from revsent.metrics import decide, expected_calibration_error, reliability
-from revsent.training.calibration import choose_threshold, fit_temperature
+from revsent.training.calibration import choose_threshold, fit_temperature, lstm_weight
 
 from ..conftest import NEGATIVE, POSITIVE, TINY
 
@@ -21,6 +21,19 @@ def test_fit_temperature_finds_the_scale_the_logits_were_blown_up_by():
     y = np.array([rng.choice(3, p=row) for row in p])  # labels drawn from softmax(logits): calibrated
     assert fit_temperature(logits * 3, y) == pytest.approx(3.0, rel=0.1)  # overconfident by 3: T = 3
     assert fit_temperature(logits, y) == pytest.approx(1.0, rel=0.1)
+
+
+def test_the_lstm_weight_is_what_the_validation_loss_prefers():
+    """An LSTM of noise beside informative n-grams is left out; an informative one kept whole."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=2000)
+    signal = np.stack([-(2 * y - 1.0), 2 * y - 1.0], axis=1)  # (n, 2) right-leaning logits
+    noise = rng.normal(size=(2000, 2)) * 3
+    losses, weight, temperature = lstm_weight(noise, signal + rng.normal(size=(2000, 2)), y)
+    assert weight == 0.0 and losses["0.0"] < losses["0.5"] < losses["1.0"] and temperature > 0
+    losses, weight, _ = lstm_weight(signal * 2 + rng.normal(size=(2000, 2)), noise * 0.1, y)
+    assert weight == 1.0 and losses["1.0"] == min(losses.values())
+    assert lstm_weight(noise, None, y)[:2] == (None, 1.0)  # no n-grams: nothing to lean on
 
 
 def test_expected_calibration_error_is_the_mean_gap_between_confidence_and_accuracy():
@@ -74,7 +87,11 @@ def test_training_calibrates_on_the_validation_slice_of_real_reviews(imdb_model,
     assert c["test_ece_after"] < min(0.05, c["test_ece_before"] + 0.01) and metrics["ece"] == c["test_ece_after"]
     assert (imdb_model / "reliability.png").stat().st_size > 1000
     clf = Classifier.load(imdb_model)
-    assert float(clf.model_.mix[0]) == pytest.approx(1 / c["temperature"])  # prediction uses it
+    # prediction uses them: the LSTM's weight chosen where its validation loss was lowest
+    assert clf.model_.mix.tolist() == pytest.approx([c["lstm_weight"] / c["temperature"], 1 / c["temperature"]])
+    losses = c["validation_loss_by_lstm_weight"]
+    assert set(losses) == {"1.0", "0.5", "0.0"} and losses[str(c["lstm_weight"])] == pytest.approx(min(losses.values()))
+    assert c["validation_loss_after"] == pytest.approx(min(losses.values()))
     texts, y = imdb_heldout
     assert expected_calibration_error(clf.predict_proba(texts), np.asarray(y)) == pytest.approx(metrics["ece"], abs=1e-6)
 
