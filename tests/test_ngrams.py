@@ -229,3 +229,17 @@ def test_the_exact_and_the_streamed_solver_minimise_one_objective(imdb_seqs, mon
     agree = (linear_logits(test, np.arange(len(seqs)), table, exact_w, exact_b, wide).argmax(1)
              == linear_logits(test, np.arange(len(seqs)), table, adam_w, adam_b, wide).argmax(1)).mean()
     assert agree > 0.97
+
+
+def test_choosing_c_warm_started_reaches_each_c_s_own_optimum(imdb_seqs):
+    """The C grid is fitted in ascending order, each fit starting from the one before: the chosen
+    C's weights are those a fit from scratch finds (the problem is convex), within the solver's tolerance."""
+    seqs, y, wide = imdb_seqs
+    train, val = np.arange(500), np.arange(500, 600)
+    (table, weight, bias), c, scores = ngrams.fit_choosing_c(seqs.take(train), y[train], 2, wide, (10.0, 1.0, 0.3),
+                                                             (seqs.take(val), y[val]))
+    assert set(scores) == {0.3, 1.0, 10.0} and scores[c] == max(scores.values())
+    cold_table, cold_w, cold_b = fit_linear(seqs.take(train), y[train], 2, wide, c=c, seed=0)
+    assert np.array_equal(cold_table.keys, table.keys)
+    warm, cold = (objective(seqs.take(train), y[train], table, w, b, wide, c) for w, b in ((weight, bias), (cold_w, cold_b)))
+    assert abs(warm - cold) < 1e-4 * cold, (warm, cold)
