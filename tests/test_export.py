@@ -80,7 +80,7 @@ def test_int8_agrees_with_fp32_on_held_out_imdb(imdb_model, imdb_heldout, tmp_pa
     agreement = float((got == a).mean())
     accuracy = [float((labels == np.asarray(y)).mean()) for labels, y in ((a, imdb_heldout[1]), (got, imdb_heldout[1]))]
     print(f"int8 labels agree with fp32 on {agreement:.2%} of {len(texts)} held-out reviews; accuracy {accuracy}")
-    assert agreement >= 0.99 and abs(accuracy[0] - accuracy[1]) <= 0.003
+    assert agreement >= 0.99 and abs(accuracy[0] - accuracy[1]) <= 0.003 + 1e-9  # 0.3 points (3 of 1,000 reviews)
 
 
 def test_cli_export_and_predict_without_torch(trained, tmp_path):

@@ -68,6 +68,7 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes a file of its own, owner-only
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
