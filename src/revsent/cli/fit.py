@@ -1,110 +1,13 @@
-"""The ``revsent`` command: a thin Typer layer over the library.
-
-Each command parses its options, builds the config, calls the library function of the same
-name, and turns a :class:`~revsent.errors.RevsentError` into one line on stderr and an exit code.
-"""
+"""`revsent train`, `prepare` and `tune`: the commands that read data and fit models."""
 from __future__ import annotations
 
-import json
-import os
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from .errors import ConfigError, RevsentError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, evaluate and use LSTM sentiment classifiers on review text.")
-
-DATA, MODEL, TRAIN, RUN = "Data", "Model", "Training", "Run"
-
-# Data options, shared by every command that reads data (names match DataConfig fields).
-Format = Annotated[Optional[str], typer.Option(
-    help="auto | yelp | jsonl | csv | tsv | parquet | tar (default auto: by extension and content).",
-    rich_help_panel=DATA)]
-TextField = Annotated[Optional[str], typer.Option(
-    help="Field holding the review text (default: text).",
-    rich_help_panel=DATA)]
-LabelField = Annotated[Optional[str], typer.Option(help="Field holding labels used as they are.", rich_help_panel=DATA)]
-StarsField = Annotated[Optional[str], typer.Option(
-    help="Field holding star ratings, mapped by --labels.",
-    rich_help_panel=DATA)]
-Labels = Annotated[Optional[str], typer.Option(
-    help="binary (stars > 3 positive) | polarity (1-2 vs 4-5, 3 dropped) | stars (5 classes).",
-    rich_help_panel=DATA)]
-IdField = Annotated[Optional[str], typer.Option(
-    help="Field holding a record id (default: review_id or id when present).",
-    rich_help_panel=DATA)]
-Business = Annotated[Optional[str], typer.Option(
-    help="Yelp business.json (or the Yelp tar), for --category.",
-    rich_help_panel=DATA)]
-Category = Annotated[Optional[str], typer.Option(
-    help="Keep only reviews of businesses in this category, e.g. Restaurants.",
-    rich_help_panel=DATA)]
-Limit = Annotated[Optional[int], typer.Option(help="Use the first N usable records.", rich_help_panel=DATA)]
-SkipBad = Annotated[Optional[bool], typer.Option(
-    "--skip-bad/--no-skip-bad",
-    help="Skip bad records and count them instead of stopping at the first.",
-    rich_help_panel=DATA)]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
-Precision = Annotated[Optional[str], typer.Option(
-    help="auto | fp32 | bf16: training's arithmetic (auto: bf16 where the GPU or CPU computes it natively).",
-    rich_help_panel=RUN)]
-Backend = Annotated[str, typer.Option(
-    help="torch | onnx (the model's ONNX export on onnxruntime, without PyTorch; see `revsent export`).")]
-DataArg = Annotated[Optional[list[str]], typer.Argument(
-    help="Review files (Yelp JSON/.gz/.tar, JSON lines, CSV, TSV, Parquet), 'imdb' or 'rt' for a bundled sample "
-         "(default imdb), or (train) a dataset made by `revsent prepare`.",
-    show_default=False)]
-# Tokenizer options, shared by train and prepare (names match ModelConfig fields).
-VocabSize = Annotated[Optional[int], typer.Option(
-    help="Words kept: ids 1..N-1 for the N-1 most frequent of the training split.",
-    rich_help_panel=MODEL)]
-Oov = Annotated[Optional[bool], typer.Option(
-    "--oov/--no-oov",
-    help="Map unknown words to an OOV id instead of dropping them.",
-    rich_help_panel=MODEL)]
-MaxLen = Annotated[Optional[int], typer.Option(help="Truncate reviews to this many words.", rich_help_panel=MODEL)]
-Truncate = Annotated[Optional[str], typer.Option(
-    help="Which part of a long review to keep: head | tail | head_tail (the first quarter of --max-len words and the "
-         "rest from the end).",
-    rich_help_panel=MODEL)]
-MinCount = Annotated[Optional[int], typer.Option(
-    help="Leave out words seen fewer times in the training texts (1 keeps every word, as Keras).",
-    rich_help_panel=MODEL)]
-
-
-def _given(**options) -> dict:
-    """The options the user actually gave (None means 'keep the preset's or model's value')."""
-    return {key: value for key, value in options.items() if value is not None}
-
-
-DATA_OPTIONS = ("format", "text_field", "label_field", "stars_field", "labels", "id_field", "business", "category",
-                "limit", "skip_bad", "vocab_size", "oov", "max_len", "truncate", "min_count", "test_split", "seed")
-
-
-def _data_settings(args: dict) -> dict:
-    """The data, tokenizer and split settings among a command's arguments (train, prepare, tune)."""
-    return {"paths": tuple(args["data"]) if args["data"] else None,
-            "test_data": tuple(args["test_data"]) if args["test_data"] else None,
-            **{name: args[name] for name in DATA_OPTIONS}}
-
-
-def _run(action):
-    """Call ``action``; a user's mistake becomes one line on stderr and a non-zero exit code."""
-    try:
-        return action()
-    except RevsentError as exc:
-        typer.echo(f"revsent: error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("revsent: interrupted", err=True)
-        raise typer.Exit(130)
-    except BrokenPipeError:  # `revsent predict ... | head`: the reader left, which is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0)
-
+from ..errors import ConfigError
+from .common import *  # noqa: F403 - the shared options
+from .common import _counts, _data_settings, _given, _run
 
 # Options of `train` (names match the config's fields).
 Out = Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)]
@@ -266,8 +169,8 @@ def train(
 ):
     """Train a model on review data (files, or a dataset made by `revsent prepare`) and write it to --out."""
     args = dict(locals())
-    from .progress import Progress
-    from .training import train as train_model
+    from ..progress import Progress
+    from ..training import train as train_model
 
     def action():
         cfg, start = _train_config(args)
@@ -288,8 +191,8 @@ TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dro
 
 def _train_config(args: dict):
     """The run's config from `train`'s arguments, and the --init-from model (read once) or None."""
-    from .config import Config
-    from .data.store import check_settings, is_dataset
+    from ..config import Config
+    from ..data.store import check_settings, is_dataset
 
     dense = args["dense"]
     try:
@@ -300,7 +203,7 @@ def _train_config(args: dict):
     options = _given(**_data_settings(args), **{name: args[name] for name in TRAIN_OPTIONS}, dense=dense_sizes)
     cfg, start = Config.from_preset(args["preset"], **options), None
     if cfg.train.init_from is not None:  # fine-tuning: that model's vocabulary, settings and weights
-        from .training.init_from import InitFrom
+        from ..training.init_from import InitFrom
 
         start = InitFrom.load(cfg.train.init_from)
         cfg = start.settings(cfg, options)
@@ -312,7 +215,7 @@ def _train_config(args: dict):
 
 def _report_training(metrics: dict, out) -> None:
     """What `train` prints at the end: the validation figures the weights were chosen by, the test report."""
-    from .metrics import format_report
+    from ..metrics import format_report
 
     skipped = sum(metrics["records_skipped"].values())
     bag = metrics.get("members", 1)
@@ -336,10 +239,6 @@ def _report_training(metrics: dict, out) -> None:
     if skipped:
         typer.echo(f"skipped {skipped} bad record(s): " + _counts(metrics["records_skipped"]))
     typer.echo(f"model written to {out}")
-
-
-def _counts(counts: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 @app.command()
@@ -372,16 +271,16 @@ def prepare(
     """Read review data once into a dataset directory (memory-mapped token ids, labels, split) for train and
     evaluate."""
     args = dict(locals())
-    from .config import Config
-    from .data.build import prepare as prepare_dataset
-    from .progress import Progress
+    from ..config import Config
+    from ..data.build import prepare as prepare_dataset
+    from ..progress import Progress
 
     def action():
         options = _given(**_data_settings(args), init_from=init_from)
         cfg, encoder = Config.from_preset(preset, **options), None
         if init_from is not None:  # its vocabulary numbers the words (its weights are not needed here)
-            from . import artifacts
-            from .config import fine_tuning
+            from .. import artifacts
+            from ..config import fine_tuning
 
             cfg = fine_tuning(cfg, artifacts.read_config(init_from)[0], options)
             encoder = artifacts.load_encoder(init_from, cfg)
@@ -443,10 +342,10 @@ def tune(
 ):
     """Search the model's settings with Optuna (TPE, pruned on validation loss), then train the best ones."""
     args = dict(locals())
-    from .config import Config
-    from .metrics import format_report
-    from .progress import Progress
-    from .training.tune import tune as tune_settings
+    from ..config import Config
+    from ..metrics import format_report
+    from ..progress import Progress
+    from ..training.tune import tune as tune_settings
 
     def action():
         cfg = Config.from_preset(preset, **_given(
@@ -461,163 +360,3 @@ def tune(
         typer.echo(f"model written to {result.out / 'model'}")
 
     _run(action)
-
-
-@app.command()
-def evaluate(
-    model: Annotated[str, typer.Argument(help="Model directory.")],
-    data: Annotated[Optional[list[str]], typer.Argument(
-        help="Labelled files to score (default: the model's own test split, held out from training).",
-        show_default=False)] = None,
-    format: Format = None, text_field: TextField = None, label_field: LabelField = None,
-    stars_field: StarsField = None, labels: Labels = None, business: Business = None,
-    category: Category = None, limit: Limit = None, skip_bad: SkipBad = None,
-    baseline: Annotated[bool, typer.Option(
-        help="Also score TF-IDF + logistic regression fitted on the model's training split.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    device: Device = "auto",
-):
-    """Score a model: accuracy, per-class and macro precision/recall/F1, ROC-AUC, log loss, confusion matrix."""
-    from .evaluate import evaluate as evaluate_model
-    from .metrics import format_report
-
-    def action():
-        result = evaluate_model(model, tuple(data or ()), baseline=baseline, device=device, **_given(
-            format=format, text_field=text_field, label_field=label_field, stars_field=stars_field,
-            labels=labels, business=business, category=category, limit=limit, skip_bad=skip_bad))
-        if as_json:
-            typer.echo(json.dumps(result))
-        else:
-            typer.echo(format_report(result, result.get("baseline")))
-
-    _run(action)
-
-
-@app.command()
-def predict(
-    model: Annotated[str, typer.Argument(help="Model directory.")],
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Reviews to classify.", show_default=False)] = None,
-    input: Annotated[Optional[str], typer.Option(
-        "--input",
-        "-i",
-        help="File of reviews (any readable format), or - for one review per line on stdin.")] = None,
-    output: Annotated[Optional[str], typer.Option(
-        "--output",
-        "-o",
-        help="Write .jsonl, .csv or .parquet (default: JSON lines on stdout).")] = None,
-    format: Format = None, text_field: TextField = None, id_field: IdField = None, skip_bad: SkipBad = None,
-    batch_size: Annotated[int, typer.Option(help="Reviews per forward pass.")] = 256,
-    force: Annotated[bool, typer.Option(help="Overwrite --output if it exists.")] = False,
-    device: Device = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-    backend: Backend = "torch",
-):
-    """Classify reviews: label and a probability per class for each."""
-    from .predict import predict as predict_texts
-
-    def action():
-        result = predict_texts(model, texts or (), input=input, output=output, force=force, batch_size=batch_size,
-                               device=device, threads=threads, backend=backend,
-                               **_given(format=format, text_field=text_field, id_field=id_field, skip_bad=skip_bad))
-        skipped = sum(result.get("records_skipped", {}).values())
-        if output:
-            typer.echo(f"{result['predicted']} predictions written to {output}", err=True)
-        if skipped:
-            typer.echo(f"skipped {skipped} bad record(s): " + _counts(result["records_skipped"]), err=True)
-
-    _run(action)
-
-
-@app.command()
-def explain(
-    model: Annotated[str, typer.Argument(help="Model directory.")],
-    texts: Annotated[list[str], typer.Argument(help="Reviews to explain.", show_default=False)],
-    as_json: Annotated[bool, typer.Option(
-        "--json",
-        help="One JSON object per review: label, probabilities, each word's attribution.")] = False,
-    color: Annotated[Optional[bool], typer.Option(
-        "--color/--no-color",
-        help="Colour the words (default: when writing to a terminal).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-):
-    """Which words drove each prediction: integrated gradients over the LSTM, exact shares of the n-gram branch."""
-    from .explain import render
-
-    def action():
-        from .api import Classifier
-        from .device import set_threads
-
-        set_threads(threads)
-        clf = Classifier.load(model)
-        for explanation in clf.explain(texts):
-            if as_json:
-                typer.echo(json.dumps(explanation.to_dict()))
-            else:
-                colored = sys.stdout.isatty() and not os.environ.get("NO_COLOR") if color is None else color
-                typer.echo(render(explanation, colored))
-
-    _run(action)
-
-
-@app.command()
-def serve(
-    model: Annotated[str, typer.Argument(help="Model directory.")],
-    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the model.")] = 1,
-    max_batch: Annotated[int, typer.Option(
-        help="Texts per model call when merging concurrent requests (1: no merging).")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(
-        help="The longest a request waits for others to share its model call.")] = 2.0,
-    max_texts: Annotated[int, typer.Option(help="Texts per request (413 above).")] = 256,
-    max_chars: Annotated[int, typer.Option(help="Characters per text (413 above).")] = 50_000,
-    max_body: Annotated[int, typer.Option(help="Bytes per request body (413 above).")] = 4 << 20,
-    max_queue: Annotated[int, typer.Option(help="Texts waiting for the model (429 above).")] = 4096,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: all cores).")] = None,
-    backend: Backend = "torch",
-    log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug.")] = "info",
-):
-    """Serve a model over HTTP: /v1/predict, /v1/explain, a web page at /, /metrics, /docs."""
-    from .serve import ServeConfig, serve as run_server
-
-    def action():
-        config = ServeConfig(model, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts=max_texts,
-                             max_chars=max_chars, max_body=max_body, max_queue=max_queue, threads=threads,
-                             backend=backend)
-        if workers < 1:
-            raise ConfigError(f"--workers must be >= 1; got {workers}")
-        run_server(config, host=host, port=port, workers=workers, log_level=log_level)
-
-    _run(action)
-
-
-@app.command()
-def export(
-    model: Annotated[str, typer.Argument(help="Model directory.")],
-    format: Annotated[str, typer.Option("--format", help="onnx.")] = "onnx",
-    int8: Annotated[bool, typer.Option(
-        "--int8",
-        help="Dynamic int8 quantisation of the weights (onnxruntime's).")] = False,
-    out: Annotated[Optional[str], typer.Option(
-        help="Package directory to write (default: the model directory itself).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an earlier export.")] = False,
-):
-    """Export a model to ONNX, for `predict` / `serve --backend onnx` on onnxruntime without PyTorch."""
-    from .export import export as export_model
-
-    def action():
-        result = export_model(model, out, format=format, int8=int8, force=force)
-        for name, size in result["files"].items():
-            typer.echo(f"wrote {os.path.join(result['out'], name)} ({size / 1e6:.2f} MB)", err=True)
-        typer.echo(f"{result['precision']} ONNX package in {result['out']}: {len(result['files'])} files, "
-                   f"{result['bytes'] / 1e6:.2f} MB in all", err=True)
-
-    _run(action)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
