@@ -318,3 +318,12 @@ def test_min_count_leaves_out_rare_words_and_numbers_the_rest_densely():
     assert [w for w in vocab if w not in ("[PAD]", "[UNK]")] == ["good", "bad"]
     assert sorted(i for w, i in vocab.items() if w not in ("[UNK]",)) == [0, 1, 2]  # ids 1..2: two embedding rows
     assert TextEncoder.fit(["a a a b b c"], 100, min_count=2).rows == 3  # padding, a, b
+
+
+def test_known_words_counts_the_words_the_vocabulary_knows():
+    with_oov = TextEncoder.fit(["good food good", "bad service"], 10, oov=True)
+    seqs = with_oov.encode(["good zzz", "qqq", "", "bad bad xx"])
+    assert with_oov.known_words(seqs).tolist() == [1, 0, 0, 2]
+    assert with_oov.known_words(seqs.take(np.array([3, 0]))).tolist() == [2, 1]
+    dropping = TextEncoder.fit(["good food good", "bad service"], 10)
+    assert dropping.known_words(dropping.encode(["good zzz", "qqq", ""])).tolist() == [1, 0, 0]

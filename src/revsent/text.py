@@ -293,6 +293,17 @@ class TextEncoder:
         ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
         return ids, lengths
 
+    def known_words(self, seqs: "Sequences") -> np.ndarray:
+        """How many words of each encoded text the vocabulary knows (int64; OOV ids are not known):
+        0 means the model reads nothing of that text and answers from its bias alone."""
+        lengths = seqs.lengths.astype(np.int64)
+        if not (self.oov and self.unk_id is not None):
+            return lengths
+        unknown = np.zeros(len(seqs.ids) + 1, np.int64)
+        np.cumsum(seqs.ids == self.unk_id, out=unknown[1:])
+        starts = seqs.offsets[:-1] if seqs.rows is None else seqs.offsets[seqs.rows]
+        return lengths - (unknown[starts + lengths] - unknown[starts])
+
     def tokens(self, text: str) -> list[str]:
         """The vocabulary words of ``text`` in order (unknown words dropped or shown as [UNK])."""
         return [self._id_words[int(i)] for i in self.encode([text])[0]]
