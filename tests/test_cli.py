@@ -94,10 +94,13 @@ def test_evaluate_json_and_table(model_dir):
 
 @pytest.mark.parametrize("args, message, code", [
     (["train", "missing.json", "--out", "x"], "missing.json: no such file", 2),
-    (["train", "--out", "x", "--preset", "huge"], "Unknown preset 'huge'", 2),
+    (["train", "--out", "x", "--preset", "huge"], "'huge' is not one of 'seed', 'default', 'quick'", 2),
+    (["train", "--out", "x", "--labels", "five"], "'five' is not one of 'binary', 'polarity', 'stars'", 2),
+    (["train", "imdb"], "Missing option '--out'. (see `revsent train --help`)", 2),
+    (["tune", "imdb", "--val-fraction", "0", "--trials", "1"], "--val-fraction 0 leaves tuning nothing", 2),
     (["train", "--out", "x", "--dropout", "1.5"], "'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
     (["train", "--out", "x", "--word-dropout", "1"], "'word_dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
-    (["train", "--out", "x", "--pooling", "avg"], "must be one of last, max, mean, max_mean", 2),
+    (["train", "--out", "x", "--pooling", "avg"], "'avg' is not one of 'last', 'max', 'mean', 'max_mean'", 2),
     (["predict", "no-such-model", "text"], "no-such-model: no such model directory", 1),
     (["train", "--out", "x", "--dense", "128,abc"], "--dense takes layer sizes separated by commas", 2),
 ])
@@ -142,7 +145,7 @@ def test_skip_bad_reports_counts(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "'batch_size' parameter must be an int >= 1"),
-    (["--device", "gpu"], "'device' parameter must be one of auto, cpu, cuda"),
+    (["--device", "gpu"], "'gpu' is not one of 'auto', 'cpu', 'cuda'"),
     (["--threads", "0"], "'threads' parameter must be an int >= 1"),
     (["--output", "no/such/dir/p.jsonl"], "does not exist"),
 ])
@@ -232,3 +235,33 @@ def test_damaged_dataset_is_a_one_line_error(model_dir, tmp_path):
     result = runner.invoke(app, ["train", str(ds), "--out", str(tmp_path / "m"), *TINY_FLAGS])
     assert result.exit_code == 1 and "offsets.npy:" in result.output and "prepare the dataset again" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_version():
+    from revsent import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"revsent {__version__}"
+
+
+def test_train_help_shows_each_presets_value_choices_and_examples():
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.output.replace("│", " ").split())  # the panels' cells, wrapped, as one line
+    assert result.exit_code == 0
+    assert "(default: 2500 in seed, 100000 in default, 30000 in quick)" in text  # --vocab-size
+    assert "(default: 1)" in text  # --layers: the same in every preset
+    assert "<seed|default|quick>" in text and "<binary|polarity|stars>" in text
+    assert "Examples:" in text and "revsent train reviews.csv --text-field review --stars-field rating" in text
+
+
+def test_presets_lists_every_setting_and_marks_what_differs_from_the_tutorial():
+    from revsent.config import Config
+
+    table = runner.invoke(app, ["presets"])
+    assert table.exit_code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in table.output.splitlines()[1:]}
+    assert rows["--vocab-size"] == ["2500", "100000*", "30000*"]
+    assert rows["--hidden-size"] == ["200", "128*", "64*"] and rows["--seed"] == ["36", "36", "36"]
+    assert "--ngram-hash" not in rows  # no flag sets it
+    one = runner.invoke(app, ["presets", "quick", "--json"])
+    assert Config.from_dict(json.loads(one.output)) == Config.from_preset("quick")

@@ -315,6 +315,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def preset_values(name: str) -> dict[str, Any]:
+    """What each preset sets the field ``name`` to (a field of any section), by preset."""
+    section = next(key for key, kind in SECTIONS.items() if name in {f.name for f in dataclasses.fields(kind)})
+    return {preset: getattr(getattr(Config.from_preset(preset), section), name) for preset in PRESETS}
+
+
 def _section(kind, raw: dict[str, Any]):
     if not isinstance(raw, dict):
         raise ConfigError(f"The {kind.__name__} section must be a JSON object. Got {type(raw).__name__} instead.")

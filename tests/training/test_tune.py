@@ -49,11 +49,21 @@ def test_tune_searches_continues_and_trains_the_best(tmp_path):
         assert len(list(csv.DictReader(handle))) == 4
 
 
-def test_tune_needs_a_budget_and_a_validation_slice(tmp_path):
+def test_tune_needs_a_budget(tmp_path):
     with pytest.raises(ConfigError, match="--trials N or --minutes M"):
         tune(_cfg(), tmp_path / "a")
-    with pytest.raises(ConfigError, match="validation slice"):
-        tune(_cfg(val_fraction=0.0, patience=None), tmp_path / "b", trials=1)
+
+
+def test_tune_chooses_a_validation_slice_where_the_preset_has_none(tmp_path, capsys):
+    from revsent.progress import Progress
+
+    small = {key: value for key, value in SMALL.items() if key != "val_fraction"}
+    cfg = Config.from_preset("seed", **{**small, "vocab_size": 500, "hidden_size": 16, "embedding_dim": 16})
+    assert cfg.train.val_fraction == 0
+    result = tune(cfg, tmp_path / "seed", trials=1, progress=Progress(True))
+    assert "10% of the training part" in capsys.readouterr().err
+    saved = json.loads((result.out / "model" / "config.json").read_text())
+    assert saved["train"]["val_fraction"] == 0.1
 
 
 def test_tune_never_writes_into_a_folder_of_other_files(tmp_path):

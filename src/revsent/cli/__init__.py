@@ -3,12 +3,23 @@
 Each command parses its options, builds the config, calls the library function of the same
 name, and turns a :class:`~revsent.errors.RevsentError` into one line on stderr and an exit code.
 """
+import typer
+
+from ..extras import missing_extra
 from .common import app
 from . import fit, use  # noqa: F401,E402 - each registers its commands on app
 
 
 def main() -> None:
-    app()
+    """The ``revsent`` console script: the app, and one line for an optional part not installed."""
+    try:
+        app()
+    except ImportError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        typer.echo(f"revsent: error: {message}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

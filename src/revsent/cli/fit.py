@@ -1,112 +1,104 @@
 """`revsent train`, `prepare` and `tune`: the commands that read data and fit models."""
 from __future__ import annotations
 
+import inspect
+import json
 from typing import Annotated, Optional
 
 import typer
 
+from ..config import CLASS_WEIGHTS, DEVICES, EMBEDDING_INITS, POOLINGS, PRESETS
 from ..errors import ConfigError
 from .common import *  # noqa: F403 - the shared options
 from .common import _counts, _data_settings, _given, _run
 
-# Options of `train` (names match the config's fields).
-Out = Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN)]
-Preset = Annotated[str, typer.Option(help="seed (the tutorial's model) | default | quick.", rich_help_panel=RUN)]
-EmbeddingDim = Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)]
-HiddenSize = Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)]
-Layers = Annotated[Optional[int], typer.Option(rich_help_panel=MODEL)]
-Bidirectional = Annotated[Optional[bool], typer.Option("--bidirectional/--no-bidirectional", rich_help_panel=MODEL)]
-Dropout = Annotated[Optional[float], typer.Option(help="Dropout on the LSTM's inputs.", rich_help_panel=MODEL)]
-RecurrentDropout = Annotated[Optional[float], typer.Option(
-    help="DropConnect on the recurrent weights.",
-    rich_help_panel=MODEL)]
-WordDropout = Annotated[Optional[float], typer.Option(
-    help="While training, drop each vocabulary word (all its occurrences) with this chance per batch.",
-    rich_help_panel=MODEL)]
-Pooling = Annotated[Optional[str], typer.Option(help="last | max | mean | max_mean.", rich_help_panel=MODEL)]
-Dense = Annotated[Optional[str], typer.Option(
-    help="Extra ReLU layers, e.g. 128,64 ('' for none).",
-    rich_help_panel=MODEL)]
-NgramBuckets = Annotated[Optional[int], typer.Option(
-    help="Hashed n-gram slots of the wide n-gram branch (0: none).",
-    rich_help_panel=MODEL)]
-NgramC = Annotated[Optional[float], typer.Option(
-    help="Inverse L2 strength of the wide branch's logistic regression.",
-    rich_help_panel=MODEL)]
-NgramMinDf = Annotated[Optional[int], typer.Option(
-    help="The wide branch keeps the n-grams of at least this many training reviews.",
-    rich_help_panel=MODEL)]
-NgramOrder = Annotated[Optional[int], typer.Option(
-    help="The wide branch's longest n-gram: 2 or 3.",
-    rich_help_panel=MODEL)]
-NgramWeighting = Annotated[Optional[str], typer.Option(
-    help="tfidf | nb (NBSVM's log-count ratios).",
-    rich_help_panel=MODEL)]
-Init = Annotated[Optional[str], typer.Option(help="keras | torch initialisation.", rich_help_panel=MODEL)]
-EmbeddingInit = Annotated[Optional[str], typer.Option(
-    help="random | ppmi (word vectors of the training texts: PPMI + SVD).",
-    rich_help_panel=MODEL)]
-Members = Annotated[Optional[int], typer.Option(
-    help="LSTMs averaged, each trained apart on its own validation slice (a bag).",
-    rich_help_panel=MODEL)]
-Epochs = Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)]
-BatchSize = Annotated[Optional[int], typer.Option(rich_help_panel=TRAIN)]
-Lr = Annotated[Optional[float], typer.Option(help="Adam's learning rate.", rich_help_panel=TRAIN)]
-WeightDecay = Annotated[Optional[float], typer.Option(rich_help_panel=TRAIN)]
-ClipNorm = Annotated[Optional[float], typer.Option(help="Clip the gradient norm.", rich_help_panel=TRAIN)]
-Patience = Annotated[Optional[int], typer.Option(
-    help="Stop after N epochs without a better validation loss.",
-    rich_help_panel=TRAIN)]
-AverageWeights = Annotated[Optional[bool], typer.Option(
-    "--average-weights/--no-average-weights",
-    help="Also validate the mean of the epochs' weights; keep it when its validation loss is lower (default preset: "
-         "on).",
-    rich_help_panel=TRAIN)]
-TestSplit = Annotated[Optional[float], typer.Option(
-    help="Held-out test fraction, scored once at the end (default 0.2, the tutorial's).",
-    rich_help_panel=TRAIN)]
+# Options of `train` (names match the config's fields; each help ends with what the presets set).
+Out = Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN, show_default=False)]
+Preset = Annotated[choice("Preset", PRESETS), typer.Option(
+    help="Settings to start from: seed (the tutorial's model), default (the most accurate), quick (minutes). "
+         "`revsent presets NAME` lists every setting.", rich_help_panel=RUN)]
+EmbeddingDim = Annotated[Optional[int], setting("embedding_dim", "Word vector size.")]
+HiddenSize = Annotated[Optional[int], setting("hidden_size", "LSTM units (per direction).")]
+Layers = Annotated[Optional[int], setting("layers", "Stacked LSTM layers.")]
+Bidirectional = Annotated[Optional[bool], setting(
+    "bidirectional", "Read each review both ways.", "--bidirectional/--no-bidirectional")]
+Dropout = Annotated[Optional[float], setting("dropout", "Dropout on the LSTM's inputs.")]
+RecurrentDropout = Annotated[Optional[float], setting("recurrent_dropout", "DropConnect on the recurrent weights.")]
+WordDropout = Annotated[Optional[float], setting(
+    "word_dropout", "While training, drop each vocabulary word (all its occurrences) with this chance per batch.")]
+Pooling = Annotated[Optional[choice("Pooling", POOLINGS)], setting(
+    "pooling", "How the LSTM's states become one vector.")]
+Dense = Annotated[Optional[str], setting("dense", "Extra ReLU layers, e.g. 128,64 ('' for none).")]
+NgramBuckets = Annotated[Optional[int], setting(
+    "ngram_buckets", "Hashed n-gram slots of the wide n-gram branch (0: no n-gram branch).")]
+NgramC = Annotated[Optional[float], setting(
+    "ngram_c", "Inverse L2 strength of the n-gram branch's logistic regression (none: chosen on the validation slice).")]
+NgramMinDf = Annotated[Optional[int], setting(
+    "ngram_min_df", "The n-gram branch keeps the n-grams of at least this many training reviews.")]
+NgramOrder = Annotated[Optional[int], setting("ngram_order", "The n-gram branch's longest n-gram: 2 or 3.")]
+NgramWeighting = Annotated[Optional[choice("NgramWeighting", ("tfidf", "nb"))], setting(
+    "ngram_weighting", "tfidf, or nb (NBSVM's log-count ratios).")]
+Init = Annotated[Optional[choice("Init", ("keras", "torch"))], setting("init", "Initialisation: keras (Glorot, orthogonal) or torch's.")]
+EmbeddingInit = Annotated[Optional[choice("EmbeddingInit", EMBEDDING_INITS)], setting(
+    "embedding_init", "random, or ppmi (word vectors of the training texts: PPMI + SVD).")]
+Members = Annotated[Optional[int], setting(
+    "members", "LSTMs averaged, each trained apart on its own validation slice (a bag).")]
+Epochs = Annotated[Optional[int], setting("epochs", "Most epochs (early stopping may stop sooner).", panel=TRAIN)]
+BatchSize = Annotated[Optional[int], setting("batch_size", "Reviews per step.", panel=TRAIN)]
+Lr = Annotated[Optional[float], setting("lr", "Adam's learning rate.", panel=TRAIN)]
+WeightDecay = Annotated[Optional[float], setting("weight_decay", "Adam's L2 weight decay.", panel=TRAIN)]
+ClipNorm = Annotated[Optional[float], setting("clip_norm", "Clip the gradient norm (none: no clipping).", panel=TRAIN)]
+Patience = Annotated[Optional[int], setting(
+    "patience", "Stop after N epochs without a better validation loss (none: run every epoch).", panel=TRAIN)]
+AverageWeights = Annotated[Optional[bool], setting(
+    "average_weights", "Also validate the mean of the epochs' weights; keep it when its validation loss is lower.",
+    "--average-weights/--no-average-weights", panel=TRAIN)]
+TestSplit = Annotated[Optional[float], setting(
+    "test_split", "Held-out test fraction, scored once at the end (0.2 is the tutorial's).", panel=TRAIN)]
 TestData = Annotated[Optional[list[str]], typer.Option(
     help="Test on this labelled file instead of a split; all of DATA then trains (repeatable).",
     rich_help_panel=TRAIN)]
-ValFraction = Annotated[Optional[float], typer.Option(
-    help="Fraction of the training part kept for validation: early stopping and the best epoch are chosen there "
-         "(default preset 0.1, seed 0).",
-    rich_help_panel=TRAIN)]
-Seed = Annotated[Optional[int], typer.Option(
-    help="Split and initialisation seed (default 36, the tutorial's).",
-    rich_help_panel=TRAIN)]
-Baseline = Annotated[Optional[bool], typer.Option(
-    "--baseline/--no-baseline",
-    help="Also fit TF-IDF + logistic regression on the same split.",
-    rich_help_panel=TRAIN)]
-ClassWeight = Annotated[Optional[str], typer.Option(
-    help="balanced: weight classes by n / (k * count) in the loss.",
-    rich_help_panel=TRAIN)]
-Adversarial = Annotated[Optional[float], typer.Option(
-    help="Adversarial training: also train on each review's embedded input moved this fraction of its norm in the "
-         "direction that raises its loss (e.g. 0.02; about 2x the time).",
-    rich_help_panel=TRAIN)]
-Threshold = Annotated[Optional[str], typer.Option(
-    help="Two classes: label the second class from this probability on: a value (0.7), or chosen on the validation "
-         "slice: f1, precision:P (the most recall at precision P), recall:R. Default: the most probable class.",
-    rich_help_panel=TRAIN)]
+ValFraction = Annotated[Optional[float], setting(
+    "val_fraction", "Fraction of the training part kept for validation: early stopping, the best epoch, the "
+    "calibration and the n-gram branch's C are chosen there (0: none, as the tutorial).", panel=TRAIN)]
+Seed = Annotated[Optional[int], setting(
+    "seed", "Split and initialisation seed (36 is the tutorial's random_state).", panel=TRAIN)]
+Baseline = Annotated[Optional[bool], setting(
+    "baseline", "Also fit TF-IDF + logistic regression on the same split and report it beside the model.",
+    "--baseline/--no-baseline", panel=TRAIN)]
+ClassWeight = Annotated[Optional[choice("ClassWeight", CLASS_WEIGHTS)], setting(
+    "class_weight", "balanced: weight classes by n / (k * count) in the loss (none: unweighted).", panel=TRAIN)]
+Adversarial = Annotated[Optional[float], setting(
+    "adversarial", "Adversarial training: also train on each review's embedded input moved this fraction of its "
+    "norm in the direction that raises its loss (about 2x the time; 0: off).", panel=TRAIN)]
+Threshold = Annotated[Optional[str], setting(
+    "threshold", "Two classes: label the second class from this probability on: a value (0.7), or chosen on the "
+    "validation slice: f1, precision:P (the most recall at precision P), recall:R (none: the most probable class).",
+    panel=TRAIN)]
 InitFromModel = Annotated[Optional[str], typer.Option(
     help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the n-gram "
          "branch is fitted afresh.",
     rich_help_panel=TRAIN)]
-DeviceTrain = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.", rich_help_panel=RUN)]
-Threads = Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", rich_help_panel=RUN)]
-CheckpointMinutes = Annotated[Optional[float], typer.Option(
-    help="Also checkpoint mid-epoch this often (default 10).",
-    rich_help_panel=RUN)]
+DeviceTrain = Annotated[Optional[choice("Device", DEVICES)], setting("device", "Where to train (auto: CUDA when present).", panel=RUN)]
+Threads = Annotated[Optional[int], typer.Option(help="CPU threads. (default: all cores)", rich_help_panel=RUN)]
+CheckpointMinutes = Annotated[Optional[float], setting(
+    "checkpoint_minutes", "Also checkpoint mid-epoch this often (and at each epoch's end).", panel=RUN)]
 Resume = Annotated[bool, typer.Option(
-    help="Continue the interrupted run in --out from its last checkpoint.",
+    help="Continue the interrupted run in --out from its last checkpoint (or start it afresh if it wrote none).",
     rich_help_panel=RUN)]
 Force = Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)]
 Quiet = Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)]
 
 
-@app.command()
+TRAIN_EXAMPLES = examples(
+    "revsent train reviews.csv --text-field review --stars-field rating --out model",
+    "revsent train yelp_academic_dataset_review.json --business yelp_academic_dataset_business.json "
+    "--category Restaurants --out restaurants",
+    "revsent train imdb --preset seed --out seed   (the tutorial's model)",
+)
+
+
+@app.command(epilog=TRAIN_EXAMPLES)
 def train(
     data: DataArg = None,
     out: Out = ...,
@@ -201,7 +193,7 @@ def _train_config(args: dict):
         raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. "
                           f"Got {dense!r} instead.") from None
     options = _given(**_data_settings(args), **{name: args[name] for name in TRAIN_OPTIONS}, dense=dense_sizes)
-    cfg, start = Config.from_preset(args["preset"], **options), None
+    cfg, start = Config.from_preset(str(args["preset"]), **options), None
     if cfg.train.init_from is not None:  # fine-tuning: that model's vocabulary, settings and weights
         from ..training.init_from import InitFrom
 
@@ -241,7 +233,11 @@ def _report_training(metrics: dict, out) -> None:
     typer.echo(f"model written to {out}")
 
 
-@app.command()
+@app.command(epilog=examples(
+    "revsent prepare yelp_academic_dataset_review.json --out yelp-data   (once; then train on it many times)",
+    "revsent prepare reviews.csv --text-field review --stars-field rating --labels polarity --out data",
+    "revsent train yelp-data --out model",
+))
 def prepare(
     data: DataArg = None,
     out: Annotated[str, typer.Option(help="Dataset directory to write.", rich_help_panel=RUN)] = ...,
@@ -277,7 +273,7 @@ def prepare(
 
     def action():
         options = _given(**_data_settings(args), init_from=init_from)
-        cfg, encoder = Config.from_preset(preset, **options), None
+        cfg, encoder = Config.from_preset(str(preset), **options), None
         if init_from is not None:  # its vocabulary numbers the words (its weights are not needed here)
             from .. import artifacts
             from ..config import fine_tuning
@@ -300,7 +296,10 @@ def prepare(
     _run(action)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "revsent tune reviews.csv --text-field review --stars-field rating --trials 20 --out tuning",
+    "revsent tune imdb --preset quick --minutes 30   (run it again to continue the study)",
+))
 def tune(
     data: DataArg = None,
     out: Annotated[str, typer.Option(
@@ -348,7 +347,10 @@ def tune(
     from ..training.tune import tune as tune_settings
 
     def action():
-        cfg = Config.from_preset(preset, **_given(
+        if val_fraction == 0:
+            raise ConfigError("--val-fraction 0 leaves tuning nothing to choose on; give a fraction such as 0.1, "
+                              "or leave it out for the preset's (0.1 where the preset keeps none)")
+        cfg = Config.from_preset(str(preset), **_given(
             **_data_settings(args),
             epochs=epochs, val_fraction=val_fraction, device=device, precision=precision, threads=threads))
         result = tune_settings(cfg, out, trials=trials, minutes=minutes, progress=Progress(not quiet))
@@ -360,3 +362,31 @@ def tune(
         typer.echo(f"model written to {result.out / 'model'}")
 
     _run(action)
+
+
+@app.command(epilog=examples("revsent presets", "revsent presets seed", "revsent presets default --json"))
+def presets(
+    name: Annotated[Optional[choice("Preset", PRESETS)], typer.Argument(
+        help="One preset (default: all three side by side).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON (config.json's layout).")] = False,
+):
+    """Every setting of the presets; `*` marks a value that differs from the tutorial's model (seed)."""
+    from ..config import Config
+
+    names = [name] if name else list(PRESETS)
+    settings = {preset: Config.from_preset(preset).to_dict() for preset in names}
+    if as_json:
+        typer.echo(json.dumps(settings[name] if name else settings, indent=2))
+        return
+    seed = Config.from_preset("seed").to_dict()
+    flags = set(inspect.signature(train).parameters)  # the settings a user sets with a flag of `train`
+    typer.echo(("setting".ljust(22) + "".join(p.ljust(12) for p in names)).rstrip())
+    for section in ("data", "model", "train"):
+        for field, tutorial in ((f, v) for f, v in seed[section].items() if f in flags):
+            cells = [shown(_plain(settings[p][section][field])) + ("*" if settings[p][section][field] != tutorial
+                                                                   else "") for p in names]
+            typer.echo(("--" + field.replace("_", "-")).ljust(22) + "".join(c.ljust(12) for c in cells).rstrip())
+
+
+def _plain(value):
+    return tuple(value) if isinstance(value, list) else value

@@ -60,6 +60,9 @@ class TuneResult:
     metrics: dict  # the final model's (test metrics, scored once)
 
 
+TUNE_VAL_FRACTION = 0.1  # the default preset's slice, for presets with none (seed)
+
+
 def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: float | None = None,
          progress: Progress | None = None) -> TuneResult:
     """Search settings for ``cfg.data`` (files or one prepared dataset) with Optuna, then train
@@ -73,9 +76,11 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
 
     if not trials and not minutes:
         raise ConfigError("Give --trials N or --minutes M: how long to search")
-    if not cfg.train.val_fraction:
-        raise ConfigError("Tuning chooses on a validation slice of the training data: give --val-fraction (e.g. 0.1)")
     progress = progress or Progress(False)
+    if not cfg.train.val_fraction:  # the seed preset has none: every choice here needs one
+        cfg = cfg.with_settings(val_fraction=TUNE_VAL_FRACTION)
+        progress.log(f"preset {cfg.preset} keeps no validation slice; tuning chooses on one: "
+                     f"{TUNE_VAL_FRACTION:.0%} of the training part (--val-fraction)")
     out = _check_out(Path(out))
     data = open_run_data(cfg, out / "dataset", reuse=True, refuse_other=True, progress=progress,
                          cite_cache=True)
