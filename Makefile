@@ -4,16 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean bench bench-scale bench-ddp bench-rated bench-small onnx-node
+.PHONY: run test install dev clean docs check-install bench bench-scale bench-ddp bench-rated bench-small onnx-node
 
-$(BIN)/revsent: pyproject.toml
+# The exact versions of constraints.txt; pyproject.toml's ranges are for users' environments.
+$(BIN)/revsent: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -c constraints.txt -e .
 	touch $@
 
 $(VENV)/.dev: $(BIN)/revsent
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/revsent
@@ -30,6 +31,15 @@ run: $(BIN)/revsent
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
+
+# The docs site, built strictly (a broken link or a page missing from the nav fails it); DOCS_OUT=site to keep it.
+DOCS_OUT ?= $(shell mktemp -d)
+docs: $(VENV)/.dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(DOCS_OUT)
+
+# The wheel, core only, at pyproject's lowest versions, in a fresh environment beside other packages.
+check-install: $(VENV)/.dev
+	PY=$(PY) .ci/core-install
 
 # onnxruntime-node (npm, the version pinned in its lock file) for the test that runs an exported
 # package on a second runtime; its install script, which fetches GPU libraries, is skipped.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA path on a GPU machine, in one go; its figures go to bench/RESULTS.md ("On a GPU").
+# The CUDA path on a GPU machine, in one go; its figures go to bench/JOURNAL.md ("On a GPU") and the current ones to bench/RESULTS.md.
 #
 #   bash bench/gpu.sh RESULTS_DIR [SECONDS]
 #

@@ -30,7 +30,6 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 REVSENT = str(Path(sys.executable).parent / "revsent")
-START, END = "<!-- make bench-scale: start -->", "<!-- make bench-scale: end -->"
 
 # Yelp's review lengths: median about 80 words, mean about 110 (a log-normal fits them well).
 MEDIAN_WORDS, MEAN_WORDS = 80, 110
@@ -281,14 +280,10 @@ def plot(results: dict, path: Path) -> None:
 
 
 def update_results(report: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text()
-    block = f"{START}\n{report}\n{END}"
-    if START in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    """Replace the `make bench-scale` block of bench/RESULTS.md (among the generated tables), atomically."""
+    from bench import write_block  # bench/bench.py, beside this script
+
+    write_block(ROOT / "bench" / "RESULTS.md", report, "make bench-scale")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="36,37,38")
     parser.add_argument("--datasets", default="imdb,rt")
     parser.add_argument("--out", default=str(HERE / "out" / "small"))
-    parser.add_argument("--results", default=None, help="markdown file whose 'make bench-small' block to replace")
+    parser.add_argument("--results", default=None, help="markdown file whose 'make bench-small' block to replace (with --quick, bench/RESULTS.md means bench/RESULTS-quick.md)")
     parser.add_argument("extra", nargs="*", help="more `revsent train` options, after --")
     args = parser.parse_args()
     out = Path(args.out)
@@ -103,7 +103,11 @@ def main() -> None:
                       f"--datasets {datasets}`.", "", *table(rows), ""])
     print(text)
     if args.results:
-        write_block(Path(args.results), text, name="make bench-small")
+        target = Path(args.results)
+        if args.quick and target.resolve() == (HERE / "RESULTS.md").resolve():
+            target = HERE / "RESULTS-quick.md"  # one quick run never replaces the full run's table
+        write_block(target, text, name="make bench-small")
+        print(f"written to {target}", file=sys.stderr)
 
 
 if __name__ == "__main__":

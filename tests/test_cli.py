@@ -265,3 +265,23 @@ def test_presets_lists_every_setting_and_marks_what_differs_from_the_tutorial():
     assert "--ngram-hash" not in rows  # no flag sets it
     one = runner.invoke(app, ["presets", "quick", "--json"])
     assert Config.from_dict(json.loads(one.output)) == Config.from_preset("quick")
+
+
+@pytest.mark.parametrize("argv, blocked, extra", [
+    (["explain", "{model}", "great"], "captum", "explain"),
+    (["export", "{model}", "--out", "{tmp}/onnx"], "onnx", "onnx"),
+    (["serve", "{model}", "--port", "0"], "uvicorn", "serve"),
+])
+def test_a_missing_optional_part_names_its_extra(model_dir, tmp_path, argv, blocked, extra):
+    """The console script with one optional package made unimportable (as in a core-only install)."""
+    import subprocess
+    import sys
+
+    args = [a.format(model=model_dir[0], tmp=tmp_path) for a in argv]
+    code = (f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['revsent', *{args!r}]; "
+            "from revsent.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"revsent: error: `revsent {argv[0]}` needs {blocked} "
+                                     f"({__import__('revsent.extras').extras.PURPOSE[extra]}), which is not installed "
+                                     f"here: pip install 'revsent[{extra}]' (or 'revsent[all]' for every optional part)")

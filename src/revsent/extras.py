@@ -19,12 +19,13 @@ PURPOSE = {"serve": "serving over HTTP", "explain": "explanations", "onnx": "ONN
            "tune": "tuning", "track": "experiment tracking"}
 
 
-def missing_extra(exc: ImportError) -> str | None:
+def missing_extra(exc: ImportError, command: str | None = None) -> str | None:
     """The one-line message for an optional package that is not installed, or None when ``exc`` is
     about some other module (a broken install, which deserves its traceback)."""
     module = (getattr(exc, "name", None) or "").split(".")[0]
     extra = EXTRA_OF.get(module)
     if extra is None:
         return None
-    return (f"{PURPOSE[extra]} needs {module}, which is not installed here: "
+    what = f"`revsent {command}`" if command else PURPOSE[extra]
+    return (f"{what} needs {module} ({PURPOSE[extra]}), which is not installed here: "
             f"pip install 'revsent[{extra}]' (or 'revsent[all]' for every optional part)")

@@ -3,6 +3,8 @@
 Each command parses its options, builds the config, calls the library function of the same
 name, and turns a :class:`~revsent.errors.RevsentError` into one line on stderr and an exit code.
 """
+import sys
+
 import typer
 
 from ..extras import missing_extra
@@ -15,7 +17,8 @@ def main() -> None:
     try:
         app()
     except ImportError as exc:
-        message = missing_extra(exc)
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+        message = missing_extra(exc, command)
         if message is None:
             raise
         typer.echo(f"revsent: error: {message}", err=True)
