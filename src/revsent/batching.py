@@ -52,7 +52,7 @@ def train_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
 
 # What a batch of B reviews padded to T positions costs the fused LSTM on a CPU, in row-steps:
 # T * (B + STEP_COST) + CALL_COST, in units of one row's step; the constants were measured on
-# the CPU (bench/RESULTS.md has the figures, and how little the choice of STEP_COST matters).
+# the CPU (bench/JOURNAL.md has the figures, and how little the choice of STEP_COST matters).
 STEP_COST, CALL_COST = 6.5, 280.0
 
 

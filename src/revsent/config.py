@@ -284,9 +284,9 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 # Presets name only what differs from the dataclass defaults (which are the tutorial's model).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The tutorial's model: vocab 2,500, Embedding 128, LSTM 200, last state, batch 32, 1 epoch (README lists every difference).
+    # The tutorial's model: vocab 2,500, Embedding 128, LSTM 200, last state, batch 32, 1 epoch (docs/concepts/presets.md lists every difference).
     "seed": {"data": {}, "model": {}, "train": {}},
-    # The best configuration found for accuracy on a laptop CPU budget (bench/RESULTS.md says how and
+    # The best configuration found for accuracy on a laptop CPU budget (bench/JOURNAL.md says how and
     # what each part was measured to give): a bidirectional LSTM with max+mean pooling over a 100k
     # vocabulary, beside a TF-IDF n-gram logistic regression; the LSTM peaks after one or two epochs,
     # so patience 1, and the mean of the epochs' weights is kept where the validation loss prefers it;

@@ -34,7 +34,7 @@ def trains_in_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs its forward pass in bfloat16 autocast (weights, gradients and Adam
     stay float32). ``auto``: where the hardware computes bfloat16 natively, a CUDA GPU or a CPU
     with AMX or AVX-512 BF16 instructions, where oneDNN's bf16 LSTM and matrix products are faster
-    than float32 (bench/RESULTS.md). Elsewhere bf16 would be emulated, slower than float32."""
+    than float32 (bench/JOURNAL.md). Elsewhere bf16 would be emulated, slower than float32."""
     if precision != "auto":
         return precision == "bf16"
     if device.type == "cuda":

@@ -79,7 +79,7 @@ def test_training_calibrates_on_the_validation_slice_of_real_reviews(imdb_model,
     """The quick preset on 5,000 IMDB reviews: the temperature lowers the validation loss, and on
     the held-out reviews (scored once, nothing chosen there) the calibration error is small. (This
     model is near calibrated as trained: on 400 validation reviews the temperature may cost the
-    test a little; on 1,000 training reviews it takes IMDB's from 0.10 to 0.02, bench/RESULTS.md.)"""
+    test a little; on 1,000 training reviews it takes IMDB's from 0.10 to 0.02, bench/JOURNAL.md.)"""
     metrics = json.loads((imdb_model / "metrics.json").read_text())
     c = metrics["calibration"]
     assert c["validation_loss_after"] <= c["validation_loss_before"] + 1e-6

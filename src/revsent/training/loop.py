@@ -36,7 +36,7 @@ from .state import FitState
 
 # Padded positions per forward/backward pass: a bigger batch goes through in parts, so the peak
 # memory of training is this bound whatever the longest review of the corpus, at the speed of a
-# larger bound (bench/RESULTS.md). A GPU has the memory for the larger parts.
+# larger bound (bench/JOURNAL.md). A GPU has the memory for the larger parts.
 TRAIN_TOKENS = {"cpu": 1 << 14, "cuda": 1 << 15}
 
 
