@@ -2,7 +2,8 @@
 
 `revsent serve` runs on 127.0.0.1 with a model trained on real IMDB reviews; the test types a
 review, submits it with the keyboard, and checks the label, the probability bars and the
-highlighted words. A screenshot goes to bench/out/screenshots/ (not in git).
+highlighted words. A screenshot goes to bench/out/screenshots/ (not in git). A smaller model
+checks that the page names the model it serves and says when a text has no word the model knows.
 """
 import shutil
 from pathlib import Path
@@ -29,6 +30,64 @@ def browser():
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
     driver.quit()
+
+
+def wait_for_model_line(browser) -> str:
+    """The page's line naming the model, once /v1/model has answered."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "model").text)
+    return browser.find_element(By.ID, "model").text
+
+
+@pytest.fixture(scope="module")
+def small_imdb_model(tmp_path_factory):
+    """A small model trained by `revsent train` on 300 IMDB reviews: it has a metrics.json to name."""
+    from typer.testing import CliRunner
+
+    from revsent.cli import app
+
+    out = tmp_path_factory.mktemp("small") / "imdb"
+    result = CliRunner().invoke(app, [
+        "train", "imdb", "--limit", "300", "--preset", "seed", "--epochs", "2", "--vocab-size", "2000",
+        "--out", str(out), "--quiet", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_page_names_its_model_and_flags_a_text_it_cannot_read(small_imdb_model, browser):
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    metrics = json.loads((small_imdb_model / "metrics.json").read_text())
+    proc, url = start_server(small_imdb_model)
+    try:
+        browser.get(url + "/")
+        assert wait_for_model_line(browser) == (
+            "Model: trained on IMDB movie reviews (the bundled sample); classes: negative, positive; "
+            f"test accuracy {100 * metrics['accuracy']:.1f}% on {metrics['n_test']} held-out reviews.")
+        examples = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button.example")]
+        assert len(examples) == 3 and "film" in " ".join(examples)  # movie reviews for a movie-review model
+
+        browser.find_element(By.ID, "text").send_keys("Zzyzx qwxv blorft!")
+        browser.find_element(By.ID, "submit").click()
+        note = WebDriverWait(browser, 60).until(ready.visibility_of_element_located((By.ID, "no-known-words")))
+        assert note.text == "No word of this text is in the model's vocabulary: this label is a guess."
+        assert browser.find_element(By.ID, "label").text in ("negative", "positive")
+
+        box = browser.find_element(By.ID, "text")
+        box.clear()
+        box.send_keys("A wonderful film, the acting was great.")
+        browser.find_element(By.ID, "submit").click()
+        WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "words").text.startswith("A wonderful"))
+        assert not browser.find_elements(By.ID, "no-known-words")  # a text it reads has no such note
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_page_predicts_and_highlights_words(imdb_model, browser):
@@ -59,10 +118,12 @@ def test_page_predicts_and_highlights_words(imdb_model, browser):
         assert {"wonderful", "brilliant", "superb", "loved"} & {w.strip(",.:").lower() for w in toward}, toward
         assert browser.find_element(By.CSS_SELECTOR, "section#result").get_attribute("aria-live") == "polite"
 
-        # an example, chosen with the keyboard, replaces the result
+        # an example (a movie review: the model learnt from IMDB), chosen with the keyboard, replaces the result
+        wait_for_model_line(browser)
         example = browser.find_elements(By.CSS_SELECTOR, "button.example")[0]
+        assert example.text.startswith("A dull")
         example.send_keys(Keys.ENTER)
-        WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "words").text.startswith("The pasta"))
+        WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "words").text.startswith("A dull"))
         assert browser.find_element(By.ID, "label").text in ("negative", "positive")
 
         shots = ROOT / "bench" / "out" / "screenshots"
@@ -89,6 +150,7 @@ def test_page_with_the_onnx_backend_shows_the_prediction_alone(imdb_model, brows
     proc, url = start_server(tmp_path / "onnx", "--backend", "onnx")
     try:
         browser.get(url + "/")
+        assert wait_for_model_line(browser).startswith("Model: trained on IMDB movie reviews (the bundled sample);")
         browser.find_element(By.ID, "text").send_keys("A dull, lifeless film. The acting was awful and I hated the ending.")
         browser.find_element(By.ID, "submit").click()
         label = WebDriverWait(browser, 60).until(ready.visibility_of_element_located((By.ID, "label")))

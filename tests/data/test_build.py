@@ -33,7 +33,8 @@ def test_prepare_writes_a_complete_dataset(tiny_reviews, tmp_path):
     m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert m["format"] == "revsent-dataset" and m["n"] == 96 and m["n_train"] == 76 and m["n_heldout"] == 20
     assert m["ids_dtype"] == "uint16" and m["classes"] == ["negative", "positive"]
-    assert m["counts"] == {"records_read": 96, "records_kept": 96, "records_skipped": {}, "records_filtered": {}}
+    assert m["counts"] == {"records_read": 96, "records_kept": 96, "records_skipped": {}, "records_filtered": {},
+                           "records_per_class": {"positive": 48, "negative": 48}}
     assert m["tokenizer"] == {"vocab_size": 100, "oov": False, "max_len": None, "truncate": "tail", "min_count": 1}
     assert m["split"] == {"test_split": 0.2, "seed": 36, "test_data": []}
     assert set(m["files"]) == names - {"manifest.json"} and all(len(f["sha256"]) == 64 for f in m["files"].values())

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from revsent.config import Config, DataConfig
 from revsent.data import RecordReader, read_labelled, split
+from revsent.data.records import describe_counts, describe_labels
 from revsent.errors import DataError
 
 # --- writers: every test file is written by the tests --------------------------------------------
@@ -703,3 +704,75 @@ def test_a_bad_first_record_is_a_bad_record_not_a_wrong_field(tmp_path):
     reader = RecordReader(DataConfig(paths=(str(path),), skip_bad=True))
     assert [r.label for r in reader] == ["positive", "negative"]
     assert dict(reader.tally.skipped) == {"missing_text": 1}
+
+
+# --- what the console says of the labels and the counts ----------------------------------------------
+
+def _counts(reader):
+    return reader.tally.as_dict()
+
+
+def test_describe_labels_binary_polarity_and_stars_with_the_counts(tmp_path):
+    path = write_jsonl(tmp_path / "s.json", STAR_ROWS)  # stars 1, 2, 3, 4, 5, 3.0, 4.0
+    _, reader = read(paths=(path,), labels="binary")
+    assert _counts(reader)["records_per_class"] == {"negative": 4, "positive": 3}
+    assert describe_labels("binary", _counts(reader)) == "stars > 3 → positive (3), ≤ 3 → negative (4)"
+    _, reader = read(paths=(path,), labels="polarity")
+    assert describe_labels("polarity", _counts(reader)) == (
+        "stars > 3 → positive (3), < 3 → negative (2); 3 stars dropped: 2")
+    assert describe_counts(_counts(reader)) == "5 kept, 2 dropped (3 stars)"
+    _, reader = read(paths=(path,), labels="stars")
+    assert describe_labels("stars", _counts(reader)) == "stars as classes: 1 (1), 2 (1), 3 (2), 4 (2), 5 (1)"
+    big = {"records_per_class": {"positive": 13131, "negative": 5077}}
+    assert describe_labels("binary", big) == "stars > 3 → positive (13,131), ≤ 3 → negative (5,077)"
+
+
+def test_describe_labels_as_given_in_a_label_field(tmp_path):
+    path = write_jsonl(tmp_path / "l.json", [{"text": "a", "sentiment": "pos"}, {"text": "b", "sentiment": "neg"},
+                                             {"text": "c", "sentiment": "pos"}])
+    records, reader = read(paths=(path,), label_field="sentiment")
+    classes = reader.classes(set(labels(records)))
+    assert describe_labels(reader.star_scheme or "labels", _counts(reader), classes) == (
+        "labels as given: neg (1), pos (2)")
+    # a dataset prepared before the counts were kept: the mapping alone
+    assert describe_labels("labels", {"records_read": 3}, ["neg", "pos"]) == "labels as given: neg, pos"
+    assert describe_labels("binary", {}) == "stars > 3 → positive, ≤ 3 → negative"
+
+
+def test_describe_counts_names_skipped_and_dropped_records_apart(tmp_path):
+    lines = [GOOD] + [bad for bad, _, _ in BAD_JSON_LINES[:2]] + [GOOD2]
+    _, reader = read(paths=(write_lines(tmp_path / "r.json", lines),), skip_bad=True)
+    counts = _counts(reader)
+    skipped = sum(counts["records_skipped"].values())
+    assert describe_counts(counts).startswith(f"2 kept, {skipped} skipped as bad (")
+    assert counts["records_read"] == 2 + skipped
+    assert describe_counts({"records_read": 4, "records_kept": 4, "records_skipped": {}, "records_filtered": {}}) == (
+        "4 kept")
+
+
+def test_prepare_console_counts_are_the_manifests(tmp_path):
+    """`revsent prepare --labels polarity`: the console's read / kept / dropped and per-class counts are the
+    dataset's manifest.json counts, which metrics.json copies."""
+    from typer.testing import CliRunner
+
+    from revsent.cli import app
+
+    rows = [[f"review number {i} was {'good' if s > 3 else 'bad'}", s] for i, s in enumerate([1, 2, 3, 4, 5] * 6)]
+    data = write_delimited(tmp_path / "reviews.csv", ["text", "stars"], rows)
+    result = CliRunner().invoke(app, ["prepare", data, "--out", str(tmp_path / "ds"), "--labels", "polarity",
+                                      "--preset", "seed"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((tmp_path / "ds" / "manifest.json").read_text())["counts"]
+    assert counts == {"records_read": 30, "records_kept": 24, "records_skipped": {},
+                      "records_filtered": {"neutral_3_stars": 6}, "records_per_class": {"negative": 12, "positive": 12}}
+    assert re.search(r"read 30 records from \S+reviews\.csv in [\d.]+s: 24 kept, 6 dropped \(3 stars\)", result.output)
+    assert "filtered 6 record(s): neutral_3_stars 6" in result.output  # the summary `prepare` prints last
+    assert describe_labels("polarity", counts) == (
+        "stars > 3 → positive (12), < 3 → negative (12); 3 stars dropped: 6")
+    # training from that dataset: its console line and metrics.json give the same counts
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--out", str(tmp_path / "model"), "--epochs", "1",
+                                      "--embedding-dim", "8", "--hidden-size", "8", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "24 reviews (read 30 records: 24 kept, 6 dropped (3 stars))" in result.output
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert {key: metrics[key] for key in counts} == counts

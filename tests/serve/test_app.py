@@ -1,5 +1,7 @@
 """The HTTP API: predictions and explanations, client mistakes as JSON errors, readiness, metrics, the page."""
+import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +122,67 @@ def test_explain_endpoint(client):
     assert explanation["label"] in ("positive", "negative")
     total = sum(t["attribution"] for t in explanation["tokens"])
     assert abs(total - (explanation["margin"] - explanation["baseline_margin"])) <= abs(explanation["delta"]) + 1e-4
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+UNKNOWN = "zzyzx qwxv"  # no word the models know
+
+
+def test_predictions_count_the_words_the_model_knows_both_ways(client, model_dir):
+    body = json.dumps({"texts": ["great friendly food", UNKNOWN, "great zzyzx", ""]}).encode()
+    fast = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+    route = client.post("/v1/predict", content=iter([body]), headers={"content-type": "application/json"})
+    assert fast.status_code == route.status_code == 200
+    assert [p["known_words"] for p in fast.json()["predictions"]] == [3, 0, 1, 0]
+    assert fast.json() == route.json()
+    # the text read nothing: its probabilities are the model's prior, the same for every such text
+    rows = fast.json()["predictions"]
+    assert rows[1]["probabilities"] == pytest.approx(rows[3]["probabilities"], abs=1e-6)
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "known_words" in schema["PredictionOut"]["required"]
+    assert "vocabulary knows" in schema["PredictionOut"]["properties"]["known_words"]["description"]
+    assert "known_words" in schema["ExplanationOut"]["properties"]
+
+
+def test_explanations_count_the_words_the_model_knows(client):
+    rows = client.post("/v1/explain", json={"texts": ["great friendly food, rude staff", UNKNOWN]}).json()
+    assert [e["known_words"] for e in rows["explanations"]] == [5, 0]
+    assert {"margin", "baseline_margin", "delta"} <= set(rows["explanations"][0])  # the other figures kept
+    assert {"word", "lstm", "ngrams"} <= set(rows["explanations"][0]["tokens"][0])
+
+
+def test_model_info_says_what_the_model_learnt_from(client):
+    about = client.get("/v1/model").json()["about"]
+    # fitted in Python: no training files, no metrics.json
+    assert about == {"data": None, "classes": ["negative", "positive"], "test_accuracy": None, "n_test": None,
+                     "domain": "general"}
+
+
+def test_the_onnx_backend_counts_known_words_and_describes_its_model():
+    package = FIXTURES / "model-dense-wide" / "onnx"
+    with TestClient(create_app(ServeConfig(str(package), backend="onnx", threads=1))) as client:
+        wait_ready(client)
+        rows = client.post("/v1/predict", json={"texts": ["a great film", UNKNOWN]}).json()["predictions"]
+        assert [r["known_words"] for r in rows] == [3, 0]
+        about = client.get("/v1/model").json()["about"]
+    assert about == {"data": "IMDB movie reviews (the bundled sample)", "classes": ["negative", "positive"],
+                     "test_accuracy": 0.6375, "n_test": 80, "domain": "movies"}
+
+
+@pytest.mark.parametrize("data, metrics, expected", [
+    (dict(paths=("yelp_academic_dataset_review.json",)), None,
+     ("yelp_academic_dataset_review.json", "restaurants")),
+    (dict(paths=("yelp.tar",), category="Restaurants"), None, ("yelp.tar, category 'Restaurants'", "restaurants")),
+    (dict(paths=("yelp.tar",), category="Hotels & Travel"), None, ("yelp.tar, category 'Hotels & Travel'", "general")),
+    (dict(paths=("rt",)), None, ("Rotten Tomatoes movie-review sentences (the bundled sample)", "movies")),
+    (dict(paths=()), {"accuracy": 0.9, "n_test": 10}, ("IMDB movie reviews (the bundled sample)", "movies")),
+    (dict(paths=("data/reviews.csv",)), None, ("reviews.csv", "general")),
+])
+def test_about_names_the_data_and_its_domain(data, metrics, expected):
+    from revsent.config import Config
+    from revsent.serve.service import about
+
+    cfg = Config.from_preset("seed", **data)
+    got = about(cfg, ["negative", "positive"], metrics)
+    assert (got["data"], got["domain"]) == expected
+    assert got["test_accuracy"] == (metrics or {}).get("accuracy")

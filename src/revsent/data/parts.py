@@ -21,6 +21,7 @@ from ..config import Config
 from ..errors import ArtifactError, ConfigError
 from ..text import Sequences, TextEncoder
 from . import build, store
+from .records import describe_counts
 from .splits import member_masks
 
 
@@ -118,8 +119,9 @@ def open_run_data(cfg: Config, cache: Path, *, reuse: bool = False, refuse_other
             raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
         ds = store.Dataset.open(paths[0])
         if progress is not None:
-            progress.log(f"dataset {paths[0]}: {ds.manifest['n']} reviews, "
-                         f"vocabulary {ds.manifest['tokenizer']['vocab_size']}")
+            counts = ds.manifest["counts"]  # as metrics.json will hold them
+            progress.log(f"dataset {paths[0]}: {ds.manifest['n']} reviews (read {counts['records_read']:,} records: "
+                         f"{describe_counts(counts)}), vocabulary {ds.manifest['tokenizer']['vocab_size']}")
         if encoder is not None and (ds.model_config(cfg.model) != cfg.model or ds.encoder.vocab != encoder.vocab):
             raise ConfigError(f"{paths[0]}: its vocabulary is not that of --init-from {cfg.train.init_from}; prepare "
                               f"the dataset with `revsent prepare ... --init-from {cfg.train.init_from}`")

@@ -29,20 +29,26 @@ class Record:
 
 @dataclass
 class Tally:
-    """What reading did: records read, kept, skipped (bad, by reason) and filtered (by reason)."""
+    """What reading did: records read, kept (by class, where labelled), skipped (bad, by reason) and
+    filtered (by reason). Every record read is kept, skipped or filtered, until ``--limit`` stops reading."""
 
     read: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
     filtered: Counter = field(default_factory=Counter)
+    per_class: Counter = field(default_factory=Counter)  # kept records by label; empty when reading texts only
 
     def as_dict(self) -> dict:
-        return {
+        """The counts as the manifest and metrics.json hold them (``records_per_class`` only for labels)."""
+        counts = {
             "records_read": self.read,
             "records_kept": self.kept,
             "records_skipped": dict(self.skipped),
             "records_filtered": dict(self.filtered),
         }
+        if self.per_class:
+            counts["records_per_class"] = dict(self.per_class)
+        return counts
 
 
 def star_label(value, scheme: str) -> tuple[str | None, str | None]:
@@ -140,6 +146,8 @@ class RecordReader:
                     self._bad(source, line, reason, message)
                 continue
             self.tally.kept += 1
+            if record.label is not None:
+                self.tally.per_class[record.label] += 1
             yield record
 
     def _resolve_fields(self, source: Source, fields: list[str]):
@@ -231,3 +239,51 @@ def describe_tally(tally: Tally) -> str:
     """What a reader skipped and filtered, for a message ("3 bad json, 2 no text")."""
     parts = [f"{count} {reason}" for reason, count in {**tally.skipped, **tally.filtered}.items()]
     return ", ".join(parts) or "the input is empty"
+
+
+# the reasons a record is skipped or filtered, as the console words them (others: underscores as spaces)
+REASON_WORDS = {"neutral_3_stars": "3 stars", "other_category": "not in the category",
+                "malformed_json": "malformed JSON", "malformed_csv": "malformed CSV"}
+
+
+def _reasons(counter: dict) -> str:
+    """``"3 stars"`` for one reason, ``"malformed JSON: 2, empty text: 1"`` for several."""
+    words = {REASON_WORDS.get(reason, reason.replace("_", " ")): n for reason, n in counter.items()}
+    return next(iter(words)) if len(words) == 1 else ", ".join(f"{word}: {n:,}" for word, n in words.items())
+
+
+def describe_counts(counts: dict) -> str:
+    """What became of the records read, from a tally's counts (``Tally.as_dict``, as a manifest and metrics.json
+    hold them): ``"265 kept, 35 dropped (3 stars)"``. Bad records skipped and records filtered are named apart;
+    kept, skipped and dropped add up to the records read."""
+    skipped, filtered = counts.get("records_skipped") or {}, counts.get("records_filtered") or {}
+    parts = [f"{counts['records_kept']:,} kept"]
+    if skipped:
+        parts.append(f"{sum(skipped.values()):,} skipped as bad ({_reasons(skipped)})")
+    if filtered:
+        parts.append(f"{sum(filtered.values()):,} dropped ({_reasons(filtered)})")
+    return ", ".join(parts)
+
+
+def describe_labels(scheme: str | None, counts: dict, classes: list[str] | None = None) -> str:
+    """How the labels were made, with each class's count of kept records: ``scheme`` is a manifest's
+    ``label_scheme`` (``binary``, ``polarity``, ``stars``, or ``labels``: a label field used as given),
+    ``counts`` its counts (``Tally.as_dict``), ``classes`` the class names in order (for given labels).
+
+    ``"stars > 3 → positive (13,131), ≤ 3 → negative (5,077)"``. The counts are left out for a dataset
+    prepared before they were kept.
+    """
+    per_class = counts.get("records_per_class")
+
+    def n(name: str) -> str:
+        return "" if per_class is None else f" ({per_class.get(name, 0):,})"
+
+    if scheme == "binary":
+        return f"stars > 3 → positive{n('positive')}, ≤ 3 → negative{n('negative')}"
+    if scheme == "polarity":
+        dropped = (counts.get("records_filtered") or {}).get("neutral_3_stars", 0)
+        return f"stars > 3 → positive{n('positive')}, < 3 → negative{n('negative')}; 3 stars dropped: {dropped:,}"
+    if scheme == "stars":
+        return "stars as classes: " + ", ".join(f"{name}{n(name)}" for name in STAR_CLASSES["stars"])
+    names = list(classes) if classes is not None else sorted(per_class or {})
+    return "labels as given: " + ", ".join(f"{name}{n(name)}" for name in names)

@@ -1,8 +1,8 @@
 """The FastAPI application: its routes, its error answers, and the model's start and stop with the application.
 
-    POST /v1/predict   {"texts": [...]} or {"text": "..."}  ->  label and class probabilities per text
+    POST /v1/predict   {"texts": [...]} or {"text": "..."}  ->  label, class probabilities, known words per text
     POST /v1/explain   the same body  ->  also each word's attribution (explain.py)
-    GET  /v1/model     classes, preset, settings, metrics
+    GET  /v1/model     classes, preset, settings, metrics; ``about``: the model in a line for the page
     GET  /healthz      the process is up;  GET /readyz: 503 until the model is loaded
     GET  /metrics      Prometheus text format;  GET /docs: OpenAPI;  GET /: the web page
 
@@ -27,7 +27,8 @@ from .batcher import MicroBatcher, QueueFull
 from .fastpath import FastPath
 from .metrics import Metrics
 from .middleware import Accounting
-from .schemas import ClientError, PredictionsOut, TextsIn, error_response, predictions_json, request_texts
+from .schemas import (ClientError, ExplanationsOut, PredictionsOut, TextsIn, error_response, predictions_json,
+                      request_texts)
 from .service import Service
 from .settings import ServeConfig
 
@@ -92,11 +93,11 @@ class ModelCalls:
     async def predictions(self, texts: list[str]) -> bytes:
         """The JSON answer to /v1/predict for ``texts``; ClientError 429 when too many texts wait already."""
         try:
-            proba = await self.batcher.submit(texts)
+            scores = await self.batcher.submit(texts)
         except QueueFull as exc:
             raise ClientError(429, str(exc), "queue_full") from None
         classifier = self.service.classifier
-        return predictions_json(classifier.classes_, proba, classifier.threshold_)
+        return predictions_json(classifier.classes_, scores.proba, classifier.threshold_, scores.known_words)
 
     async def explanations(self, texts: list[str]) -> list[dict]:
         # one explanation is dozens of model calls: it runs on the model's thread, between batches
@@ -117,7 +118,7 @@ def _add_model_routes(app: FastAPI, config: ServeConfig, service: Service, model
         texts = _texts_of(body, config, service)
         return Response(await model.predictions(texts), media_type="application/json")
 
-    @app.post("/v1/explain", summary="Predictions with each word's attribution")
+    @app.post("/v1/explain", summary="Predictions with each word's attribution", response_model=ExplanationsOut)
     async def explain(body: TextsIn) -> dict:
         texts = _texts_of(body, config, service)
         if config.backend != "torch":
@@ -130,7 +131,7 @@ def _add_model_routes(app: FastAPI, config: ServeConfig, service: Service, model
 
 
 def _add_info_routes(app: FastAPI, config: ServeConfig, service: Service, stats: Metrics) -> None:
-    @app.get("/v1/model", summary="The model: classes, preset, settings and metrics")
+    @app.get("/v1/model", summary="The model: classes, preset, settings, metrics, and what it was trained on")
     async def model_info() -> dict:
         if not service.ready:
             raise ClientError(503, "the model is still loading", "not_ready")

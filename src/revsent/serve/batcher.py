@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
-
-import numpy as np
+from typing import Any, Callable
 
 
 class QueueFull(Exception):
@@ -35,11 +33,12 @@ class MicroBatcher:
     each sending again when answered, that is the moment all N are in: waiting out ``max_wait``
     would only idle the model (bench/RESULTS.md, "Serving"). When fewer come than last time, the
     batch waits out ``max_wait`` as before, and the next one expects as many as it got.
-    A request is never split: one larger than ``max_batch`` runs alone. ``run`` (texts -> (n, C))
-    runs on ``executor``'s one worker thread (the model's: see ``model_thread``), never on the event loop.
+    A request is never split: one larger than ``max_batch`` runs alone. ``run`` (texts -> n rows: an
+    (n, C) array, or anything sliced by rows as one is, such as ``service.Scores``) runs on
+    ``executor``'s one worker thread (the model's: see ``model_thread``), never on the event loop.
     """
 
-    def __init__(self, run: Callable[[list[str]], np.ndarray], max_batch: int, max_wait: float, max_queue: int,
+    def __init__(self, run: Callable[[list[str]], Any], max_batch: int, max_wait: float, max_queue: int,
                  on_batch: Callable[[int], None] = lambda n: None, executor: ThreadPoolExecutor | None = None):
         self.run, self.max_batch, self.max_wait, self.max_queue = run, max_batch, max_wait, max_queue
         self.on_batch = on_batch
@@ -66,7 +65,8 @@ class MicroBatcher:
         """Run ``fn(*args)`` on the model's thread, between batches (explanations do)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def submit(self, texts: list[str]) -> np.ndarray:
+    async def submit(self, texts: list[str]):
+        """The rows of ``run``'s answer for ``texts``, once their batch has run; QueueFull when too many wait."""
         if self.waiting + len(texts) > self.max_queue:
             raise QueueFull(f"{self.waiting} texts are waiting for the model (at most {self.max_queue}); retry later")
         future = asyncio.get_running_loop().create_future()

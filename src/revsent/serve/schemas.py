@@ -77,18 +77,42 @@ class TextsIn(BaseModel):
         return self
 
 
+KNOWN_WORDS = ("how many words of the text the model's vocabulary knows; 0: the model read nothing of it and "
+               "the label is its prior, a guess")
+
+
 class PredictionOut(BaseModel):
     label: str = Field(description="the most probable class")
     probabilities: dict[str, float] = Field(description="each class's probability")
+    known_words: int = Field(ge=0, description=KNOWN_WORDS)
 
 
 class PredictionsOut(BaseModel):
     predictions: list[PredictionOut]
 
 
-def predictions_json(classes: list[str], proba: np.ndarray, threshold: float | None = None) -> bytes:
+class TokenOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: str = Field(description="the span of the original text")
+    start: int = Field(description="its character offset in the text")
+    attribution: float = Field(description="the word's share of the explained margin (for the label when > 0)")
+    in_model: bool = Field(description="whether the model read this word")
+
+
+class ExplanationOut(PredictionOut):
+    model_config = ConfigDict(extra="allow")  # the explanation's other figures (margins, each branch's share)
+    tokens: list[TokenOut] = Field(description="each word of the text, in order")
+
+
+class ExplanationsOut(BaseModel):
+    explanations: list[ExplanationOut]
+
+
+def predictions_json(classes: list[str], proba: np.ndarray, threshold: float | None = None,
+                     known_words: np.ndarray | None = None) -> bytes:
     """``PredictionsOut`` as JSON, written here rather than validated against the model by FastAPI: both ways to
-    /v1/predict, the server's busiest route, answer with it. Labels by the model's ``threshold`` where it has one."""
+    /v1/predict, the server's busiest route, answer with it. Labels by the model's ``threshold`` where it has one;
+    ``known_words`` (n,) is each text's count of words the vocabulary knows."""
     return orjson.dumps({"predictions": [
-        {"label": classes[int(k)], "probabilities": {c: float(v) for c, v in zip(classes, p)}}
-        for k, p in zip(decide(proba, threshold), proba)]})
+        {"label": classes[int(k)], "probabilities": {c: float(v) for c, v in zip(classes, p)}, "known_words": int(n)}
+        for k, p, n in zip(decide(proba, threshold), proba, known_words)]})
