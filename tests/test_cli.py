@@ -48,7 +48,9 @@ def test_predict_texts_jsonl(model_dir):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["label"] for r in rows] == ["positive", "negative"]
-    assert set(rows[0]) == {"label", "prob_negative", "prob_positive"}
+    assert list(rows[0]) == ["index", "text", "label", "prob_negative", "prob_positive", "known_words"]
+    assert [(r["index"], r["text"]) for r in rows] == [(0, "great friendly food"), (1, "rude awful staff")]
+    assert rows[0]["known_words"] == 3
     assert rows[0]["prob_positive"] + rows[0]["prob_negative"] == pytest.approx(1, abs=1e-5)
 
 
@@ -70,7 +72,7 @@ def test_predict_file_to_each_format(model_dir, tmp_path, suffix):
 
     table = {"jsonl": pjson.read_json, "csv": pcsv.read_csv, "parquet": pq.read_table}[suffix](out)
     assert table.num_rows == 96
-    assert table.column_names == ["id", "label", "prob_negative", "prob_positive"]
+    assert table.column_names == ["id", "label", "prob_negative", "prob_positive", "known_words"]
     assert table.column("id")[0].as_py() == "r0-0"
     labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
     assert table.column("label").to_pylist() == labels * 8  # the model learned its training data
@@ -161,8 +163,9 @@ def test_predict_csv_keeps_id_column_for_mixed_input(model_dir, tmp_path):
     result = runner.invoke(app, ["predict", str(model_dir[0]), "nice staff", "--input", str(data), "--output", str(out)])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert lines[0] == "id,label,prob_negative,prob_positive"
-    assert lines[1].startswith(",") and lines[2].startswith("a,positive,")  # the text argument has no id
+    assert lines[0] == "index,text,id,label,prob_negative,prob_positive,known_words"
+    assert lines[1].startswith("0,nice staff,,")  # the text argument: its index and text, no id
+    assert lines[2].startswith(",,a,positive,")  # the file's record: its id
 
 
 def test_truncated_gzip_is_a_one_line_error(tmp_path):

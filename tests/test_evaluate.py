@@ -27,3 +27,75 @@ def test_own_data_is_read_only_when_needed(tmp_path):
     with pytest.raises(ArtifactError, match="records no training split"):
         with _own_dataset(tmp_path, None, needed=True):
             pass
+
+
+import json  # noqa: E402
+
+from typer.testing import CliRunner  # noqa: E402
+
+from revsent.cli import app  # noqa: E402
+from revsent.evaluate import TRAIN_HASHES, review_hashes  # noqa: E402
+
+from .conftest import NEGATIVE, POSITIVE  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained from a file by the CLI (its metrics.json records its data), and that file."""
+    folder = tmp_path_factory.mktemp("eval")
+    rows = [{"stars": 5 if pos else 1, "text": t} for _ in range(4)
+            for pos, t in [(True, t) for t in POSITIVE] + [(False, t) for t in NEGATIVE]]
+    data = folder / "reviews.json"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(app, ["train", str(data), "--out", str(folder / "m"), "--preset", "seed", "--vocab-size",
+                                 "100", "--embedding-dim", "8", "--hidden-size", "8", "--epochs", "1", "--threads", "1",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    return folder / "m", data
+
+
+def test_scoring_the_training_file_without_hashes_says_what_it_can(trained, tmp_path):
+    model, data = trained
+    metrics = json.loads((model / "metrics.json").read_text())
+    result = runner.invoke(app, ["evaluate", str(model), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    (warning,) = json.loads(result.stdout)["warnings"]
+    part = metrics["n_train"] + metrics["n_validation"]
+    assert warning.startswith(f"{data}: the model was trained on this data; up to {part:,} of the 48 reviews")
+    assert f"warning: {warning}" in result.stderr
+    other = tmp_path / "other.csv"
+    other.write_text("text,stars\nlovely dishes,5\n")
+    fresh = runner.invoke(app, ["evaluate", str(model), str(other), "--json"])
+    assert fresh.exit_code == 0 and json.loads(fresh.stdout)["warnings"] == [] and "warning" not in fresh.stderr
+    own = runner.invoke(app, ["evaluate", str(model), "--json"])  # its own held-out part
+    assert own.exit_code == 0 and json.loads(own.stdout)["warnings"] == []
+
+
+def test_train_hashes_count_the_reviews_seen_in_training(trained, tmp_path):
+    import shutil
+
+    from revsent.artifacts import load_model
+
+    model = tmp_path / "m"
+    shutil.copytree(trained[0], model)
+    encoder = load_model(model)[2]
+    np.save(model / TRAIN_HASHES, np.sort(review_hashes(encoder.encode(POSITIVE[:2] + NEGATIVE[:1]))))
+    data = tmp_path / "new.csv"
+    data.write_text("text,stars\n" + "\n".join([f"{POSITIVE[0]},5", f"{NEGATIVE[0]},1", "lovely dishes,5"]) + "\n")
+    result = runner.invoke(app, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: 2 of 3 reviews scored here were in the model's training part; these figures overstate "
+            "accuracy on new reviews") in result.stderr
+    (model / TRAIN_HASHES).write_bytes(b"not numpy")
+    corrupt = runner.invoke(app, ["evaluate", str(model), str(data)])
+    assert corrupt.exit_code != 0 and "train_hashes.npy: corrupt" in corrupt.output
+
+
+def test_review_hashes_are_per_review_and_stable():
+    from revsent.text import TextEncoder
+
+    encoder = TextEncoder.fit(["good food", "bad food"], vocab_size=10)
+    hashes = review_hashes(encoder.encode(["good food", "bad food", "good food"]))
+    assert hashes.dtype == np.uint64 and hashes[0] == hashes[2] != hashes[1]

@@ -126,3 +126,32 @@ def test_a_bags_attributions_add_up_over_its_readers():
         total = sum(t.lstm + t.ngrams for t in read)
         assert abs(total - (explanation.margin - explanation.baseline_margin)) <= abs(explanation.delta) + 1e-4
         assert abs(explanation.delta) < 0.01
+
+
+def test_cli_explain_input_file_json_lines_with_ids_and_known_words(tmp_path, tiny):
+    tiny.save(tmp_path / "m")
+    data = tmp_path / "in.csv"
+    data.write_text("key,body\nk1,great food\nk2,zzzunknown\n")
+    result = CliRunner().invoke(app, ["explain", str(tmp_path / "m"), "--input", str(data), "--text-field", "body",
+                                      "--id-field", "key"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["id"], r["known_words"]) for r in rows] == [("k1", 2), ("k2", 0)]
+    assert rows[0]["label"] == "pos" and [t["text"] for t in rows[0]["tokens"]] == ["great", "food"]
+    assert "1 text(s) had no word the model knows" in result.stderr
+    texts = CliRunner().invoke(app, ["explain", str(tmp_path / "m"), "rude staff", "--json"])
+    assert json.loads(texts.stdout)["index"] == 0 and json.loads(texts.stdout)["known_words"] == 2
+    wrong = CliRunner().invoke(app, ["explain", str(tmp_path / "m"), "--input", str(data)])
+    assert wrong.exit_code == 2 and "no text field 'text'; fields are: key, body" in wrong.output
+
+
+def test_cli_explain_colour_follows_flags_and_no_color(tmp_path, tiny):
+    tiny.save(tmp_path / "m")
+    args = ["explain", str(tmp_path / "m"), "great food"]
+    forced = CliRunner().invoke(app, [*args, "--color"])  # asked for: kept even though stdout is not a terminal
+    assert forced.exit_code == 0 and "\x1b[48;2;" in forced.stdout
+    piped = CliRunner().invoke(app, args)  # not a terminal: no colour, the numbers instead
+    assert "\x1b[" not in piped.stdout and "great(+" in piped.stdout
+    assert "\x1b[" not in CliRunner().invoke(app, args, env={"NO_COLOR": "1"}).stdout
+    unknown = render(tiny.explain(["zzzunknown"])[0], color=False)
+    assert "no word the model knows" in unknown.splitlines()[0]

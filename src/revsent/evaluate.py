@@ -1,8 +1,17 @@
-"""Score a saved model on held-out or new labelled data: the ``revsent evaluate`` command's library function."""
+"""Score a saved model on held-out or new labelled data: the ``revsent evaluate`` command's library function.
+
+Figures on reviews the model was trained on overstate its accuracy on new ones, so scoring new
+data checks it against the model's training part: exactly, review by review, where the model
+directory holds ``train_hashes.npy`` (a fingerprint of each training review, see
+:func:`review_hashes`); otherwise only as far as the names of the files tell (a file the model was
+trained on). What it finds is in ``result["warnings"]``.
+"""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import os
 import itertools
 import json
 import shutil
@@ -14,12 +23,13 @@ import numpy as np
 
 from .artifacts import METRICS, load_model
 from .baseline import BASELINE_MAX, tfidf_baseline
-from .data import RecordReader, store
+from .data import RecordReader, sample, store
 from .data.parts import RunData, open_run_data
 from .errors import ArtifactError, DataError
 from .device import resolve_device
 from .metrics import classification_metrics
 from .model import class_probabilities
+from .text import Sequences
 
 
 def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool = False,
@@ -31,12 +41,16 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
     the model was trained on it, else every review). Without paths the model's own data is
     prepared again and refused if it no longer matches what the model was trained on.
     ``baseline`` also fits TF-IDF + logistic regression on the model's training split and scores
-    it on the same reviews: ``result["baseline"]``.
+    it on the same reviews: ``result["baseline"]``. ``result["warnings"]`` says where the reviews
+    scored were in the model's training part (see the module's docstring).
     """
     torch_device = resolve_device(device)
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
     texts: list[str] | None = None
+    train_hashes = read_train_hashes(model_dir)
+    fingerprints: np.ndarray | None = None  # the scored reviews' hashes, where there are training ones to match
     with _own_dataset(model_dir, cfg, needed=not paths or baseline) as own:
+        checked = paths  # what to check against the training part: none where its held-out part is scored
         if not paths:
             y, proba = own.test.y, class_probabilities(model, own.test.seqs, device=torch_device)
             described = f"test split (held out) of {', '.join(cfg.data.paths) or 'imdb'}"
@@ -48,8 +62,11 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
                                 "model's; evaluate the data files instead")
             trained_on = _trained_dataset(model_dir).get("id")
             rows = ds.rows(1) if ds.id == trained_on else np.arange(ds.manifest["n"])
+            checked = () if ds.id == trained_on else paths
             y = _map_classes(ds.y[rows], ds.classes, classes, paths[0])
             proba = class_probabilities(model, ds.seqs.take(rows), device=torch_device)
+            if train_hashes is not None and checked:
+                fingerprints = review_hashes(ds.seqs.take(rows))
             if baseline:
                 wanted = set(rows.tolist()) if len(rows) < ds.manifest["n"] else None
                 texts = [text for row, text in store.iter_texts(ds) if wanted is None or row in wanted]
@@ -60,10 +77,12 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
             if {"label_field", "stars_field"} & set(data_options):
                 fresh.update(label_field=None, stars_field=None)
             data_cfg = dataclasses.replace(cfg.data, **{**fresh, **data_options})
-            y, proba, texts = _score_files(model, encoder, data_cfg, classes, torch_device, keep_texts=baseline)
+            y, proba, texts, fingerprints = _score_files(model, encoder, data_cfg, classes, torch_device, keep_texts=baseline,
+                                                   hashes=train_hashes is not None)
             described = list(paths)
         result = classification_metrics(y, proba, classes, model.decision_threshold)
         result["data"] = described
+        result["warnings"] = training_overlap(model_dir, cfg, checked, len(y), fingerprints, train_hashes)
         if baseline:  # fitted on the model's own split, scored on the same reviews as the model
             fit_texts, val_texts, test_texts = own.baseline_texts(limit=BASELINE_MAX)
             val = own.validation
@@ -75,12 +94,18 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
 SCORE_CHUNK = 8192  # reviews scored at a time when streaming a file
 
 
-def _trained_dataset(model_dir: str | Path) -> dict:
-    """What metrics.json recorded about the training data (empty for models saved from Python)."""
+def _metrics(model_dir: str | Path) -> dict:
+    """metrics.json of a model directory (empty for models saved from Python, or unreadable)."""
     try:
-        return json.loads((Path(model_dir) / METRICS).read_text("utf-8")).get("dataset") or {}
+        record = json.loads((Path(model_dir) / METRICS).read_text("utf-8"))
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _trained_dataset(model_dir: str | Path) -> dict:
+    """What metrics.json recorded about the training data (empty for models saved from Python)."""
+    return _metrics(model_dir).get("dataset") or {}
 
 
 @contextlib.contextmanager
@@ -117,11 +142,12 @@ def _map_classes(y: np.ndarray, names: list[str], classes: list[str], source: st
     return np.array([classes.index(name) for name in names], dtype=np.int64)[y]
 
 
-def _score_files(model, encoder, data_cfg, classes: list[str], device, keep_texts: bool):
-    """Labels and probabilities for every record of ``data_cfg``, streamed in chunks."""
+def _score_files(model, encoder, data_cfg, classes: list[str], device, keep_texts: bool, hashes: bool = False):
+    """Labels, probabilities, texts (with ``keep_texts``) and review hashes (with ``hashes``) for
+    every record of ``data_cfg``, streamed in chunks."""
     reader = RecordReader(data_cfg)
     index = {name: i for i, name in enumerate(classes)}
-    ys, probas, texts = [], [], []
+    ys, probas, texts, fingerprints = [], [], [], []
     source = ", ".join(reader.paths)
     records = iter(reader)
     while chunk := list(itertools.islice(records, SCORE_CHUNK)):
@@ -130,9 +156,74 @@ def _score_files(model, encoder, data_cfg, classes: list[str], device, keep_text
             raise DataError(source, f"labels {unknown[:5]} are not among the model's classes {classes}")
         chunk_texts = [r.text for r in chunk]
         ys.append(np.array([index[r.label] for r in chunk], dtype=np.int64))
-        probas.append(class_probabilities(model, encoder.encode(chunk_texts), device=device))
+        seqs = encoder.encode(chunk_texts)
+        probas.append(class_probabilities(model, seqs, device=device))
         if keep_texts:
             texts.extend(chunk_texts)
+        if hashes:
+            fingerprints.append(review_hashes(seqs))
     if not ys:
         raise DataError(source, f"no usable records (read {reader.tally.read})")
-    return np.concatenate(ys), np.concatenate(probas), texts if keep_texts else None
+    return (np.concatenate(ys), np.concatenate(probas), texts if keep_texts else None,
+            np.concatenate(fingerprints) if hashes else None)
+
+
+TRAIN_HASHES = "train_hashes.npy"  # of a model directory: review_hashes of its training part, sorted
+OVERSTATE = "these figures overstate accuracy on new reviews"
+
+
+def review_hashes(seqs: Sequences) -> np.ndarray:
+    """(n,) uint64: a fingerprint of each review's token ids (the model's tokenizer's, whole reviews):
+    equal reviews, equal hashes; 64 bits, so that millions of reviews do not collide by chance."""
+    digests = b"".join(hashlib.blake2b(np.asarray(seqs[i], dtype="<i4").tobytes(), digest_size=8).digest()
+                       for i in range(len(seqs)))
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
+def read_train_hashes(model_dir: str | Path) -> np.ndarray | None:
+    """The model's training-part hashes (``train_hashes.npy``), or None where it has none."""
+    path = Path(model_dir) / TRAIN_HASHES
+    if not path.exists():
+        return None
+    try:
+        hashes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: corrupt ({str(exc).splitlines()[0]}); delete it to evaluate without it") from None
+    if hashes.dtype != np.uint64 or hashes.ndim != 1:
+        raise ArtifactError(f"{path}: holds {hashes.dtype} of shape {hashes.shape}, not one uint64 per review; "
+                            "delete it to evaluate without it")
+    return hashes
+
+
+def training_overlap(model_dir: str | Path, cfg, paths: Sequence[str], n: int, scored: np.ndarray | None,
+                     train_hashes: np.ndarray | None) -> list[str]:
+    """What can be said of the ``n`` reviews scored from ``paths`` (none: the model's own held-out
+    part) having been in the model's training part: counted where both hashes are known; without the model's hashes, only that a
+    file scored is one the model was trained on, and how many reviews that part held at most."""
+    if not paths:  # the model's own held-out part
+        return []
+    if scored is not None and train_hashes is not None:
+        seen = int(np.isin(scored, train_hashes).sum())
+        if not seen:
+            return []
+        return [f"{seen:,} of {n:,} reviews scored here were in the model's training part; {OVERSTATE}"]
+    record = _metrics(model_dir)
+    if not record.get("dataset"):  # saved from Python: no files to compare
+        return []
+    trained = [path for path in paths if any(_same_input(path, other) for other in cfg.data.paths or (sample.DEFAULT,))]
+    if not trained:
+        return []
+    part = (record.get("n_train") or 0) + (record.get("n_validation") or 0)
+    most = f"up to {min(part, n):,} of the {n:,} reviews" if part else "some of the reviews"
+    return [f"{', '.join(trained)}: the model was trained on this data; {most} scored here may have been in its "
+            f"training part ({Path(model_dir) / TRAIN_HASHES} is missing, so they cannot be counted); {OVERSTATE}"]
+
+
+def _same_input(path: str, trained: str) -> bool:
+    """Whether ``path`` names the same bundled sample or file as ``trained`` (a path given at training)."""
+    if sample.is_sample(path) or sample.is_sample(trained):
+        return path == trained
+    try:
+        return os.path.samefile(path, trained)
+    except OSError:
+        return False

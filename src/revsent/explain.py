@@ -17,18 +17,25 @@ Attributions are given per word of the original text (``Token.text`` is the text
 so that a page can highlight the review as written; words the model never saw (unknown to the
 vocabulary, or punctuation) get 0, and words past ``max_len`` only their n-grams' share (the LSTM
 reads what the cut leaves, the n-gram branch the whole review).
+
+``explain_reviews`` is the ``revsent explain`` command's library function: a model directory and
+texts and/or a file of reviews in, one ``(where, Explanation)`` per review out, in chunks.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .batching import Batch
+from .data.records import Tally
+from .errors import DataError
 from .model import SentimentLSTM
 from .metrics import decide
 from .ngrams import NgramFeatures, WideTable, tfidf
@@ -58,6 +65,7 @@ class Explanation:
     baseline_margin: float  # the score the attributions start from: the LSTM on padding, plus the wide bias
     delta: float  # completeness error of integrated gradients: sum(lstm) - (LSTM margin - its baseline)
     tokens: list[Token]
+    known_words: int  # words of the text the vocabulary knows; 0: the label is the model's prior, not a reading
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +100,8 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
         warnings.filterwarnings("ignore", message="Multiple layers provided")
         ig = LayerIntegratedGradients(lstm_margins, layers if len(layers) > 1 else layers[0])
     out = []
-    for text in texts:
+    known = encoder.known_words(encoder.encode(texts)) if texts else np.zeros(0, np.int64)
+    for text, n_known in zip(texts, known.tolist()):
         pieces, positions, whole = _align(encoder, text)
         read, _ = truncate(np.arange(len(whole)), np.array([len(whole)]), model.cfg.max_len, model.cfg.truncate)
         ids = whole[read]  # what the LSTM reads
@@ -130,8 +139,45 @@ def explain(model: SentimentLSTM, encoder: TextEncoder, classes: list[str], text
             a, b = (float(lstm_part[position]), float(ngram_part[position])) if position >= 0 else (0.0, 0.0)
             result.append(Token(span, start, word, a + b, a, b, position >= 0 and bool(seen[position])))
         out.append(Explanation(classes[k], {c: float(p) for c, p in zip(classes, proba)}, margin,
-                               float(baseline) + wide_bias, float(delta.reshape(-1)[0]), result))
+                               float(baseline) + wide_bias, float(delta.reshape(-1)[0]), result, int(n_known)))
     return out
+
+
+EXPLAIN_CHUNK = 32  # reviews explained between outputs: a file's first answers come soon, memory stays bounded
+
+
+def explain_reviews(model_dir, texts: Sequence[str] = (), *, input: str | None = None, threads: int | None = None,
+                    steps: int = IG_STEPS, **data_options) -> tuple[Iterator[tuple[dict, Explanation]], Tally | None]:
+    """Explain ``texts`` and/or every record of ``input`` (any readable format; ``-``: stdin, one
+    review a line) with the model of ``model_dir``, on the CPU.
+
+    Returns the explanations as an iterator of ``(where, explanation)`` in input order, ``where``
+    being ``{"index": i}`` for the i-th of ``texts`` and ``{"id": ...}`` (null without an id
+    field) for a record of a file, and the file reader's tally (None without a file), complete once
+    the iterator is. The model is loaded and the file's first record read before this returns, so
+    that a wrong model, file or field is refused before any work. ``data_options`` are DataConfig
+    fields for reading ``input`` (``text_field``, ``id_field``, ``skip_bad``...).
+    """
+    from .artifacts import load_model, read_config
+    from .device import set_threads
+    from .predict import read_inputs
+
+    if isinstance(texts, str):
+        raise DataError("texts", "expected a list of texts, got one string; wrap it in a list")
+    texts = list(texts)
+    if not texts and input is None:
+        raise DataError("input", "nothing to explain: give texts, --input FILE or --input -")
+    cfg, _ = read_config(model_dir)
+    reader, items = read_inputs(cfg, texts, input, data_options=data_options)
+    set_threads(threads)
+    _, classes, encoder, model = load_model(model_dir, "cpu")
+
+    def explained() -> Iterator[tuple[dict, Explanation]]:
+        for chunk in iter(lambda: list(itertools.islice(items, EXPLAIN_CHUNK)), []):
+            for item, explanation in zip(chunk, explain(model, encoder, classes, [i.text for i in chunk], steps)):
+                yield ({"index": item.index} if item.index is not None else {"id": item.id}), explanation
+
+    return explained(), reader.tally if reader is not None else None
 
 
 def _align(encoder: TextEncoder, text: str) -> tuple[list[tuple[str, int, str | None]], list[int], np.ndarray]:
@@ -183,8 +229,11 @@ def _wide_shares(ids: np.ndarray, features: np.ndarray, values: np.ndarray, wide
 def render(explanation: Explanation, color: bool = True) -> str:
     """The explanation for a terminal: label and probabilities, then the text with each word
     coloured green (for the label) or red (against), stronger for more weight; without colour,
-    each word the model read is followed by its attribution."""
+    each word the model read is followed by its attribution. A text of which the model knows no
+    word says so: its label is the model's prior."""
     head = f"{explanation.label}  " + "  ".join(f"{c} {p:.1%}" for c, p in explanation.probabilities.items())
+    if explanation.known_words == 0:
+        head += "  (no word the model knows: the label is its prior, not a reading)"
     scale = max((abs(t.attribution) for t in explanation.tokens), default=0.0) or 1.0
     out = []
     for token in explanation.tokens:
