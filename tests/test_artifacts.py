@@ -78,7 +78,7 @@ def test_directory_holds_only_json_and_safetensors(saved):
     ("config.json", b'{"format_version": 1, "classes": ["a"]}', "at least two class names"),
     ("tokenizer.json", None, "tokenizer.json: missing"),
     ("tokenizer.json", b"[1, 2", "tokenizer.json: corrupt tokenizer"),
-    ("model.safetensors", None, "model.safetensors: missing"),
+    ("model.safetensors", None, "not a finished model"),
     ("model.safetensors", b"\x00\x01", "model.safetensors: corrupt or truncated"),
 ])
 def test_damaged_files_are_named(saved, tmp_path, name, damage, message):

@@ -139,7 +139,8 @@ def test_skip_bad_reports_counts(tmp_path):
     data.write_text("\n".join(lines) + "\n")
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m"), *TINY_FLAGS, "--epochs", "1", "--skip-bad"])
     assert result.exit_code == 0, result.output
-    assert "skipped 3 bad record(s): malformed_json 1, label_out_of_range 1, empty_text 1" in result.output
+    assert ("read 39 records: 36 kept, 3 skipped as bad (malformed JSON: 1, label out of range: 1, empty text: 1)"
+            in result.output)
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["records_skipped"] == {"malformed_json": 1, "label_out_of_range": 1, "empty_text": 1}
     assert metrics["records_read"] == 39 and metrics["records_kept"] == 36
@@ -227,7 +228,8 @@ def test_prepare_bad_record_and_skip_bad(tmp_path):
     assert not (tmp_path / "ds").exists()
     skipped = runner.invoke(app, ["prepare", str(data), "--out", str(tmp_path / "ds"), *PREPARE_FLAGS, "--skip-bad"])
     assert skipped.exit_code == 0, skipped.output
-    assert "skipped 4 bad record(s): missing_label 4" in skipped.output
+    assert "read 12 records: 8 kept, 4 skipped as bad (missing label)" in skipped.output
+    assert "labels: stars > 3 → positive (4), ≤ 3 → negative (4)" in skipped.output
 
 
 def test_damaged_dataset_is_a_one_line_error(model_dir, tmp_path):

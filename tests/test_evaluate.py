@@ -34,7 +34,8 @@ import json  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from revsent.cli import app  # noqa: E402
-from revsent.evaluate import TRAIN_HASHES, review_hashes  # noqa: E402
+from revsent.artifacts import TRAIN_HASHES  # noqa: E402
+from revsent.data.store import review_hashes  # noqa: E402
 
 from .conftest import NEGATIVE, POSITIVE  # noqa: E402
 
@@ -57,11 +58,21 @@ def trained(tmp_path_factory):
 
 
 def test_scoring_the_training_file_without_hashes_says_what_it_can(trained, tmp_path):
-    model, data = trained
+    import shutil
+
+    source, data = trained
+    counted = runner.invoke(app, ["evaluate", str(source), str(data), "--json"])
+    assert counted.exit_code == 0, counted.output
+    # every text of the file is repeated four times: each scored review is one the model learnt from
+    assert ("48 of 48 reviews scored here were in the model's training part; these figures overstate accuracy "
+            "on new reviews") in json.loads(counted.stdout)["warnings"]
+    model = tmp_path / "m"
+    shutil.copytree(source, model)
+    (model / TRAIN_HASHES).unlink()  # as a model saved before fingerprints were kept
     metrics = json.loads((model / "metrics.json").read_text())
     result = runner.invoke(app, ["evaluate", str(model), str(data), "--json"])
     assert result.exit_code == 0, result.output
-    (warning,) = json.loads(result.stdout)["warnings"]
+    (warning,) = [w for w in json.loads(result.stdout)["warnings"] if "trained on this data" in w]
     part = metrics["n_train"] + metrics["n_validation"]
     assert warning.startswith(f"{data}: the model was trained on this data; up to {part:,} of the 48 reviews")
     assert f"warning: {warning}" in result.stderr
@@ -70,7 +81,7 @@ def test_scoring_the_training_file_without_hashes_says_what_it_can(trained, tmp_
     fresh = runner.invoke(app, ["evaluate", str(model), str(other), "--json"])
     assert fresh.exit_code == 0 and json.loads(fresh.stdout)["warnings"] == [] and "warning" not in fresh.stderr
     own = runner.invoke(app, ["evaluate", str(model), "--json"])  # its own held-out part
-    assert own.exit_code == 0 and json.loads(own.stdout)["warnings"] == []
+    assert own.exit_code == 0 and not [w for w in json.loads(own.stdout)["warnings"] if "training part" in w]
 
 
 def test_train_hashes_count_the_reviews_seen_in_training(trained, tmp_path):
@@ -99,3 +110,15 @@ def test_review_hashes_are_per_review_and_stable():
     encoder = TextEncoder.fit(["good food", "bad food"], vocab_size=10)
     hashes = review_hashes(encoder.encode(["good food", "bad food", "good food"]))
     assert hashes.dtype == np.uint64 and hashes[0] == hashes[2] != hashes[1]
+
+
+def test_overlap_with_a_sample_of_fingerprints_is_an_estimate():
+    from revsent.data.store import hash_sample
+    from revsent.evaluate import overlap
+
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 2**63, size=20_000, dtype=np.uint64)
+    scored = np.concatenate([train[:4_000], rng.integers(0, 2**63, size=6_000, dtype=np.uint64)])
+    assert overlap(scored, hash_sample(train)) == (4_000, False)
+    seen, estimated = overlap(scored, hash_sample(train, most=5_000))
+    assert estimated and abs(seen - 4_000) < 400  # a quarter of the fingerprints kept: within 10%

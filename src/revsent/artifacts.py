@@ -25,11 +25,12 @@ if TYPE_CHECKING:  # PyTorch is imported where weights are read or written: the 
 FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
+TRAIN_HASHES = "train_hashes.npy"  # a fingerprint of each training review (data.store.review_hashes), sorted
 ONNX, ONNX_DATA, WIDE = "model.onnx", "model.onnx.data", "wide.safetensors"  # written by `revsent export` (export.py)
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
 MEMBERS = ".members"  # the finished members of a bag (--members), kept until the run ends (for --resume)
-OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, ONNX, ONNX_DATA, WIDE, "training_curves.png",
-             "confusion_matrix.png", "reliability.png")
+OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, TRAIN_HASHES, ONNX, ONNX_DATA, WIDE,
+             "training_curves.png", "confusion_matrix.png", "reliability.png")
 
 
 def _umask() -> int:
@@ -94,13 +95,28 @@ def versions() -> dict[str, str]:
     return found
 
 
-def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -> Path:
-    """Check that ``out`` may be written; nothing a user wrote is overwritten by surprise."""
+def has_checkpoint(out: str | Path) -> bool:
+    """Whether a run in ``out`` left something to resume from: a checkpoint, or a bag's finished member."""
+    out = Path(out)
+    return (out / CHECKPOINT).exists() or any((out / MEMBERS).glob("*.safetensors"))
+
+
+def is_finished(out: str | Path) -> bool:
+    """Whether ``out`` holds a finished model: its weights are the last file a run writes."""
+    return (Path(out) / WEIGHTS).exists()
+
+
+def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False, keep_dataset: bool = False) -> Path:
+    """Check that ``out`` may be written; nothing a user wrote is overwritten by surprise.
+
+    ``resume`` needs a checkpoint (``has_checkpoint``); ``force`` clears a model revsent wrote
+    (but its prepared data, with ``keep_dataset``: a restarted run reuses it).
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
     if resume:
-        if not (out / CHECKPOINT).exists() and not any((out / MEMBERS).glob("*.safetensors")):
+        if not has_checkpoint(out):
             raise ArtifactError(f"{out / CHECKPOINT}: no checkpoint to resume from")
         return out
     if out.exists() and any(out.iterdir()) and not force:
@@ -111,7 +127,8 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False) -
             raise ArtifactError(f"{out}: holds files revsent did not write ({', '.join(strangers[:5])}); choose another --out")
         for name in OUR_FILES:  # the old model goes first: no mix of old weights and new vocabulary
             (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / DATASET, ignore_errors=True)
+        if not keep_dataset:
+            shutil.rmtree(out / DATASET, ignore_errors=True)
         shutil.rmtree(out / MEMBERS, ignore_errors=True)
     return out
 
@@ -131,12 +148,13 @@ def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEn
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / TOKENIZER, encoder.to_str())
+    write_json(out / CONFIG, config_document(cfg, classes))
     from .model import as_stored
 
-    # large float tensors in float16: half the size; training rounded the model to them before scoring it
+    # Last, so that a directory with weights is a whole model (``is_finished``). Large float tensors
+    # in float16: half the size; training rounded the model to them before scoring it.
     atomic_save_tensors(out / WEIGHTS, {name: as_stored(t) for name, t in model.state_dict().items()},
                         {"format": "pt", "revsent_format": str(FORMAT_VERSION)})
-    write_json(out / CONFIG, config_document(cfg, classes))
 
 
 def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
@@ -190,7 +208,9 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     encoder = load_encoder(model_dir, cfg)
     weights_path = model_dir / WEIGHTS
     if not weights_path.exists():
-        raise ArtifactError(f"{weights_path}: missing")
+        # a run writes its config first and its weights last: this is one that stopped in between
+        raise ArtifactError(f"{model_dir}: not a finished model (no {WEIGHTS}); if its training was interrupted, "
+                            f"continue it with `revsent train ... --out {model_dir} --resume`")
     try:
         state = load_file(weights_path, device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -3,17 +3,16 @@
 Figures on reviews the model was trained on overstate its accuracy on new ones, so scoring new
 data checks it against the model's training part: exactly, review by review, where the model
 directory holds ``train_hashes.npy`` (a fingerprint of each training review, see
-:func:`review_hashes`); otherwise only as far as the names of the files tell (a file the model was
+:func:`revsent.data.store.review_hashes`); otherwise only as far as the names of the files tell (a file the model was
 trained on). What it finds is in ``result["warnings"]``.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import os
 import itertools
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,15 +20,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifacts import METRICS, load_model
+from .artifacts import METRICS, TRAIN_HASHES, load_model
 from .baseline import BASELINE_MAX, tfidf_baseline
 from .data import RecordReader, sample, store
+from .data.store import review_hashes
 from .data.parts import RunData, open_run_data
 from .errors import ArtifactError, DataError
 from .device import resolve_device
-from .metrics import classification_metrics
+from .metrics import classification_metrics, model_warnings
 from .model import class_probabilities
-from .text import Sequences
 
 
 def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool = False,
@@ -82,7 +81,8 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
             described = list(paths)
         result = classification_metrics(y, proba, classes, model.decision_threshold)
         result["data"] = described
-        result["warnings"] = training_overlap(model_dir, cfg, checked, len(y), fingerprints, train_hashes)
+        result["warnings"] = (training_overlap(model_dir, cfg, checked, len(y), fingerprints, train_hashes)
+                              + model_warnings(result))
         if baseline:  # fitted on the model's own split, scored on the same reviews as the model
             fit_texts, val_texts, test_texts = own.baseline_texts(limit=BASELINE_MAX)
             val = own.validation
@@ -168,20 +168,12 @@ def _score_files(model, encoder, data_cfg, classes: list[str], device, keep_text
             np.concatenate(fingerprints) if hashes else None)
 
 
-TRAIN_HASHES = "train_hashes.npy"  # of a model directory: review_hashes of its training part, sorted
 OVERSTATE = "these figures overstate accuracy on new reviews"
 
 
-def review_hashes(seqs: Sequences) -> np.ndarray:
-    """(n,) uint64: a fingerprint of each review's token ids (the model's tokenizer's, whole reviews):
-    equal reviews, equal hashes; 64 bits, so that millions of reviews do not collide by chance."""
-    digests = b"".join(hashlib.blake2b(np.asarray(seqs[i], dtype="<i4").tobytes(), digest_size=8).digest()
-                       for i in range(len(seqs)))
-    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
-
-
-def read_train_hashes(model_dir: str | Path) -> np.ndarray | None:
-    """The model's training-part hashes (``train_hashes.npy``), or None where it has none."""
+def read_train_hashes(model_dir: str | Path) -> tuple[np.ndarray, int | None] | None:
+    """The model's training-part fingerprints (``train_hashes.npy``) and their sample bound (None:
+    every review's; see :func:`revsent.data.store.hash_sample`), or None where it has none."""
     path = Path(model_dir) / TRAIN_HASHES
     if not path.exists():
         return None
@@ -192,21 +184,35 @@ def read_train_hashes(model_dir: str | Path) -> np.ndarray | None:
     if hashes.dtype != np.uint64 or hashes.ndim != 1:
         raise ArtifactError(f"{path}: holds {hashes.dtype} of shape {hashes.shape}, not one uint64 per review; "
                             "delete it to evaluate without it")
-    return hashes
+    bound = (_metrics(model_dir).get("train_hashes") or {}).get("bound")
+    return hashes, bound
+
+
+def overlap(scored: np.ndarray, train: tuple[np.ndarray, int | None]) -> tuple[int, bool]:
+    """How many ``scored`` fingerprints are among the training part's, and whether that is an
+    estimate (the training fingerprints are a sample: those below its bound, scaled up)."""
+    hashes, bound = train
+    if bound is None:
+        return int(np.isin(scored, hashes).sum()), False
+    in_sample = scored <= np.uint64(bound)
+    seen = int(np.isin(scored[in_sample], hashes).sum())
+    return (round(seen * len(scored) / in_sample.sum()) if in_sample.any() else 0), True
 
 
 def training_overlap(model_dir: str | Path, cfg, paths: Sequence[str], n: int, scored: np.ndarray | None,
-                     train_hashes: np.ndarray | None) -> list[str]:
+                     train: tuple[np.ndarray, int | None] | None) -> list[str]:
     """What can be said of the ``n`` reviews scored from ``paths`` (none: the model's own held-out
-    part) having been in the model's training part: counted where both hashes are known; without the model's hashes, only that a
-    file scored is one the model was trained on, and how many reviews that part held at most."""
+    part) having been in the model's training part: counted where both fingerprints are known;
+    without the model's, only that a file scored is one the model was trained on, and how many
+    reviews that part held at most."""
     if not paths:  # the model's own held-out part
         return []
-    if scored is not None and train_hashes is not None:
-        seen = int(np.isin(scored, train_hashes).sum())
+    if scored is not None and train is not None:
+        seen, estimated = overlap(scored, train)
         if not seen:
             return []
-        return [f"{seen:,} of {n:,} reviews scored here were in the model's training part; {OVERSTATE}"]
+        about = "about " if estimated else ""
+        return [f"{about}{seen:,} of {n:,} reviews scored here were in the model's training part; {OVERSTATE}"]
     record = _metrics(model_dir)
     if not record.get("dataset"):  # saved from Python: no files to compare
         return []

@@ -45,6 +45,34 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     return result
 
 
+ONE_CLASS_SHARE = 0.95  # "nearly all": predictions of one class at least this share of the reviews ...
+ONE_CLASS_EXCESS = 0.05  # ... and this much above that class's true share (a 97%-positive sample may be right)
+
+
+def model_warnings(result: dict) -> list[str]:
+    """What a user must hear about a model's held-out figures (``classification_metrics``' result):
+    that it does no better than always answering the majority class, or that it answers one class
+    for nearly every review. Empty when neither holds, or for an empty part."""
+    confusion = np.asarray(result.get("confusion_matrix") or [], dtype=np.int64)
+    n = int(confusion.sum()) if confusion.size else 0
+    if not n:
+        return []
+    names, truth, predicted = result["labels"], confusion.sum(axis=1) / n, confusion.sum(axis=0) / n
+    warnings = []
+    majority = int(truth.argmax())
+    if result["accuracy"] <= truth[majority] < 1:  # (data of one class has no classes to tell apart)
+        warnings.append(f"accuracy {result['accuracy']:.4f} is no better than always answering "
+                        f"{names[majority]!r} ({truth[majority]:.4f} of these {n:,} reviews): the model has not "
+                        "learnt to tell the classes apart; give more data or epochs, or another preset")
+    top = int(predicted.argmax())
+    if predicted[top] >= ONE_CLASS_SHARE and predicted[top] - truth[top] >= ONE_CLASS_EXCESS:
+        others = ", ".join(f"{name} recall {result['per_class'][name]['recall']:.3f}" for name in names
+                           if name != names[top] and name in result.get("per_class", {}))
+        warnings.append(f"the model answers {names[top]!r} for {predicted[top]:.1%} of these {n:,} reviews, "
+                        f"though {truth[top]:.1%} are {names[top]!r}" + (f" ({others})" if others else ""))
+    return warnings
+
+
 ECE_BINS = 15  # equal-width confidence bins (Guo et al., 2017)
 
 

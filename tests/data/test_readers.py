@@ -766,7 +766,8 @@ def test_prepare_console_counts_are_the_manifests(tmp_path):
     assert counts == {"records_read": 30, "records_kept": 24, "records_skipped": {},
                       "records_filtered": {"neutral_3_stars": 6}, "records_per_class": {"negative": 12, "positive": 12}}
     assert re.search(r"read 30 records from \S+reviews\.csv in [\d.]+s: 24 kept, 6 dropped \(3 stars\)", result.output)
-    assert "filtered 6 record(s): neutral_3_stars 6" in result.output  # the summary `prepare` prints last
+    assert "read 30 records: 24 kept, 6 dropped (3 stars)\n" in result.output  # the summary `prepare` prints last
+    assert "labels: stars > 3 → positive (12), < 3 → negative (12); 3 stars dropped: 6" in result.output
     assert describe_labels("polarity", counts) == (
         "stars > 3 → positive (12), < 3 → negative (12); 3 stars dropped: 6")
     # training from that dataset: its console line and metrics.json give the same counts

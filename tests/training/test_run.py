@@ -122,9 +122,99 @@ def test_resume_continues_an_interrupted_run(tiny_reviews, tmp_path, monkeypatch
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
 
 
-def test_resume_without_checkpoint_is_an_error(tmp_path, tiny_reviews):
-    with pytest.raises(ArtifactError, match="no checkpoint to resume from"):
-        train(_cfg(tiny_reviews), tmp_path / "nothing", resume=True)
+class _Log:
+    """A progress that keeps the lines it is given."""
+
+    def __init__(self):
+        self.lines = []
+
+    def log(self, message):
+        self.lines.append(message)
+
+    def bar(self, total, desc):
+        from revsent.progress import Progress
+
+        return Progress(False).bar(total, desc)
+
+
+def test_resume_where_no_checkpoint_was_written_starts_afresh(tmp_path, tiny_reviews, monkeypatch):
+    """A kill before the first checkpoint: --resume starts the run again in place, saying so, with no error loop."""
+    import revsent.training.loop as loop_module
+
+    def die(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", die)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_reviews, epochs=2), out)
+    assert out.is_dir() and not artifacts.is_finished(out) and not artifacts.has_checkpoint(out)
+    with pytest.raises(ArtifactError, match="not a finished model"):
+        artifacts.load_model(out)
+    monkeypatch.undo()
+    log = _Log()
+    result = train(_cfg(tiny_reviews, epochs=2), out, resume=True, progress=log)
+    assert any("no checkpoint to resume from" in line and "starting the run afresh" in line for line in log.lines)
+    assert [r["epoch"] for r in result.history] == [1, 2] and artifacts.is_finished(out)
+    fresh = train(_cfg(tiny_reviews, epochs=2), tmp_path / "fresh")
+    assert result.metrics["accuracy"] == fresh.metrics["accuracy"]  # the same run, from the start
+
+
+def test_resume_into_an_empty_place_starts_the_run(tmp_path, tiny_reviews):
+    log = _Log()
+    train(_cfg(tiny_reviews, epochs=1), tmp_path / "new", resume=True, progress=log)
+    assert artifacts.is_finished(tmp_path / "new") and any("afresh" in line for line in log.lines)
+
+
+def test_resume_of_a_finished_model_is_a_clear_error(tmp_path, tiny_reviews):
+    out = tmp_path / "m"
+    train(_cfg(tiny_reviews, epochs=1), out)
+    before = (out / artifacts.WEIGHTS).read_bytes()
+    with pytest.raises(ArtifactError, match="holds a finished model and no checkpoint: there is nothing to resume"):
+        train(_cfg(tiny_reviews, epochs=1), out, resume=True)
+    assert (out / artifacts.WEIGHTS).read_bytes() == before
+
+
+def test_a_run_killed_while_saving_leaves_no_finished_model(tmp_path, tiny_reviews, monkeypatch):
+    """The weights are written last: a kill while the model directory is written leaves no weights."""
+    real_save = artifacts.atomic_save_tensors
+
+    def die_on_the_weights(path, *args, **kwargs):
+        if path.name == artifacts.WEIGHTS:
+            raise KeyboardInterrupt
+        real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "atomic_save_tensors", die_on_the_weights)
+    out = tmp_path / "m"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_reviews, epochs=1), out)
+    assert (out / artifacts.METRICS).exists() and (out / artifacts.CONFIG).exists()
+    assert not artifacts.is_finished(out) and not list(out.glob(".*.tmp"))
+    with pytest.raises(ArtifactError, match="not a finished model"):
+        artifacts.load_model(out)
+
+
+def test_the_training_part_is_fingerprinted(tmp_path, tiny_reviews):
+    from revsent.data import store
+
+    out = tmp_path / "m"
+    result = train(_cfg(tiny_reviews, epochs=1), out)
+    hashes = np.load(out / artifacts.TRAIN_HASHES, allow_pickle=False)
+    assert result.metrics["train_hashes"] == {"reviews": result.metrics["n_train"], "kept": len(hashes), "bound": None}
+    assert hashes.dtype == np.uint64 and np.all(hashes[1:] > hashes[:-1])  # sorted, distinct
+    assert 0 < len(hashes) <= result.metrics["n_train"]
+
+
+def test_a_hash_sample_keeps_the_smallest_and_its_bound():
+    from revsent.data import store
+
+    seqs = [np.array([i, i + 1], dtype=np.int32) for i in range(50)] * 2  # every review twice
+    hashes = store.review_hashes(seqs)
+    assert hashes[0] == hashes[50] and len(np.unique(hashes)) == 50
+    every, bound = store.hash_sample(hashes)
+    assert bound is None and len(every) == 50
+    kept, bound = store.hash_sample(hashes, most=10)
+    assert list(kept) == sorted(every)[:10] and bound == int(kept[-1])
 
 
 def test_corrupt_checkpoint_is_named(tiny_reviews, tmp_path, monkeypatch):

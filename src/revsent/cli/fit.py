@@ -10,7 +10,7 @@ import typer
 from ..config import CLASS_WEIGHTS, DEVICES, EMBEDDING_INITS, POOLINGS, PRESETS
 from ..errors import ConfigError
 from .common import *  # noqa: F403 - the shared options
-from .common import _counts, _data_settings, _given, _run
+from .common import _data_settings, _given, _run
 
 # Options of `train` (names match the config's fields; each help ends with what the presets set).
 Out = Annotated[str, typer.Option(help="Model directory to write.", rich_help_panel=RUN, show_default=False)]
@@ -207,9 +207,9 @@ def _train_config(args: dict):
 
 def _report_training(metrics: dict, out) -> None:
     """What `train` prints at the end: the validation figures the weights were chosen by, the test report."""
+    from ..data.records import describe_counts
     from ..metrics import format_report
 
-    skipped = sum(metrics["records_skipped"].values())
     bag = metrics.get("members", 1)
     if metrics.get("validation") and bag > 1:
         v = metrics["validation"]
@@ -228,8 +228,9 @@ def _report_training(metrics: dict, out) -> None:
     typer.echo(format_report(metrics, metrics.get("baseline_tfidf_lr")))
     if metrics.get("baseline_tfidf_lr", {}).get("trained_on"):
         typer.echo(f"TF-IDF+LR learnt from {metrics['baseline_tfidf_lr']['trained_on']}")
-    if skipped:
-        typer.echo(f"skipped {skipped} bad record(s): " + _counts(metrics["records_skipped"]))
+    typer.echo(f"read {metrics['records_read']:,} records: {describe_counts(metrics)}")
+    for warning in metrics.get("warnings", ()):
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"model written to {out}")
 
 
@@ -269,6 +270,7 @@ def prepare(
     args = dict(locals())
     from ..config import Config
     from ..data.build import prepare as prepare_dataset
+    from ..data.records import describe_counts, describe_labels
     from ..progress import Progress
 
     def action():
@@ -285,12 +287,9 @@ def prepare(
         typer.echo(f"{manifest['n']} reviews ({manifest['n_train']} training, {manifest['n_heldout']} held out), "
                    f"{manifest['n_tokens']} tokens, "
                    f"classes: {', '.join(manifest['classes'])}; {manifest['seconds']:.1f}s")
-        skipped = manifest["counts"]["records_skipped"]
-        if skipped:
-            typer.echo(f"skipped {sum(skipped.values())} bad record(s): " + _counts(skipped))
-        filtered = manifest["counts"]["records_filtered"]
-        if filtered:
-            typer.echo(f"filtered {sum(filtered.values())} record(s): " + _counts(filtered))
+        counts = manifest["counts"]
+        typer.echo(f"read {counts['records_read']:,} records: {describe_counts(counts)}")
+        typer.echo(f"labels: {describe_labels(manifest.get('label_scheme'), counts, manifest['classes'])}")
         typer.echo(f"dataset written to {ds.path}")
 
     _run(action)

@@ -210,6 +210,29 @@ def digest(seqs: Sequences, y: np.ndarray) -> str:
     return hasher.hexdigest()[:32]
 
 
+HASH_SAMPLE = 1_000_000  # training reviews fingerprinted at most (8 MB in a model directory); beyond, a sample
+
+
+def review_hashes(seqs: Sequences) -> np.ndarray:
+    """(n,) uint64: a fingerprint of each review's token ids (whole reviews, as the model's tokenizer
+    numbers them): equal reviews, equal hashes; 64 bits, so that millions of reviews do not collide
+    by chance."""
+    digests = b"".join(hashlib.blake2b(np.asarray(seqs[i], dtype="<i4").tobytes(), digest_size=8).digest()
+                       for i in range(len(seqs)))
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
+def hash_sample(hashes: np.ndarray, most: int = HASH_SAMPLE) -> tuple[np.ndarray, int | None]:
+    """The distinct ``hashes`` sorted, and None; or, where more than ``most`` are distinct, the
+    ``most`` smallest and the largest of them (the bound): hashes are uniform, so those below the
+    bound are a fair sample, and any review's hash says whether it would be in that sample."""
+    distinct = np.unique(np.asarray(hashes, dtype=np.uint64))
+    if len(distinct) <= most:
+        return distinct, None
+    kept = distinct[:most]
+    return kept, int(kept[-1])
+
+
 def texts_by_part(ds: Dataset, limit: int) -> tuple[list[str], list[str]]:
     """The raw texts of the training and held-out parts, re-read from the dataset's files.
 

@@ -24,13 +24,13 @@ from ..baseline import BASELINE_MAX, tfidf_baseline
 from ..config import Config, threshold_rule
 from ..data import store
 from ..data.parts import RunData, open_run_data
+from ..data.records import describe_labels
 from ..device import start_run, trains_in_bf16
-from ..errors import ConfigError, DataError
-from ..metrics import classification_metrics, expected_calibration_error, reliability
+from ..errors import ArtifactError, ConfigError, DataError
+from ..metrics import classification_metrics, expected_calibration_error, model_warnings, reliability
 from ..model import SentimentLSTM, branch_logits, mixed_probabilities
 from ..plots import plot_confusion, plot_history, plot_reliability
 from ..progress import Progress
-from ..text import TextEncoder
 from .calibration import MIN_REVIEWS, calibrate, fits_on
 from .distributed import Ranks, finish, init
 from .init_from import InitFrom, check_held_out
@@ -67,11 +67,12 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
                               "directory")
     if not prepared:  # before reading the data; a prepared dataset's split is known once it is open
         check_held_out(cfg, start)
+    reuse = resume  # the prepared data of the run in --out, where it goes on (or starts again)
     if not ranks.main:
         progress, out = Progress(False), Path(out)
     else:
-        out = artifacts.prepare_out(out, resume=resume, force=force)
-    data = open_run_data(cfg, out / artifacts.DATASET, reuse=resume, progress=progress, work_dir=out.parent,
+        out, resume = open_out(Path(out), resume=resume, force=force, progress=progress)
+    data = open_run_data(cfg, out / artifacts.DATASET, reuse=reuse, progress=progress, work_dir=out.parent,
                          encoder=None if start is None else start.encoder)
     if prepared:
         check_held_out(data.cfg, start)
@@ -82,6 +83,20 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         return _train(data, out, ranks, device, resume=resume, progress=progress, started=started, start=start)
     finally:
         finish()
+
+
+def open_out(out: Path, *, resume: bool, force: bool, progress: Progress) -> tuple[Path, bool]:
+    """``out``, checked, and whether the run goes on from a checkpoint there. ``--resume`` where the
+    interrupted run wrote none yet starts it afresh in ``out`` (its prepared data reused), saying so;
+    a finished model there has nothing to resume."""
+    if not resume or artifacts.has_checkpoint(out):
+        return artifacts.prepare_out(out, resume=resume, force=force), resume
+    if artifacts.is_finished(out):
+        raise ArtifactError(f"{out}: holds a finished model and no checkpoint: there is nothing to resume; pass "
+                            "--force to train a new model in its place")
+    progress.log(f"{out}: no checkpoint to resume from (the run stopped before its first one, or never started "
+                 "here); starting the run afresh")
+    return artifacts.prepare_out(out, force=True, keep_dataset=True), False
 
 
 def check_resumable(out: Path, cfg: Config) -> None:
@@ -107,8 +122,9 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
     if len(np.unique(fit_y)) < 2:
         raise DataError(source, f"the training split of {len(fit_y)} records holds only one class; give more data")
     check_threshold(data)
-    progress.log(f"{len(fit_y)} training, {n_val} validation and {len(data.test)} test reviews from {source}; "
-                 f"classes: {', '.join(data.classes)}")
+    manifest = data.dataset.manifest
+    progress.log(f"{len(fit_y):,} training, {n_val:,} validation and {len(data.test):,} test reviews from {source}; "
+                 f"labels: {describe_labels(manifest.get('label_scheme'), manifest['counts'], data.classes)}")
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
     if ranks.main and not resume:
@@ -138,9 +154,7 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
         curves["calibrated"] = reliability(proba, data.test.y)
     if cfg.train.baseline:
         metrics["baseline_tfidf_lr"] = run_baseline(data, start, progress)
-    save_run(out, cfg, data.classes, data.encoder, model, metrics, history)
-    if len(data.test):
-        plot_reliability(curves, out / "reliability.png")
+    save_run(out, data, model, metrics, history, curves)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
     shutil.rmtree(out / artifacts.MEMBERS, ignore_errors=True)
@@ -200,6 +214,7 @@ def run_metrics(data: RunData, states: list[FitState], proba: np.ndarray, *, dev
     weights = class_weights(data.fit.y, len(data.classes), cfg.train.class_weight)
     if weights is not None:
         metrics["class_weights"] = dict(zip(data.classes, map(float, weights)))
+    metrics["warnings"] = model_warnings(metrics)
     return metrics
 
 
@@ -241,10 +256,12 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def save_run(out: Path, cfg: Config, classes: list[str], encoder: TextEncoder, model: SentimentLSTM,
-             metrics: dict, history: list[dict]) -> None:
-    """The model directory: weights, config, tokenizer, metrics, history and plots."""
-    artifacts.save_model(out, cfg, classes, encoder, model)
+def save_run(out: Path, data: RunData, model: SentimentLSTM, metrics: dict, history: list[dict],
+             curves: dict) -> None:
+    """The model directory: metrics, history and plots, the training part's fingerprints (for
+    ``evaluate``'s overlap check), then config, tokenizer and weights, the weights last."""
+    hashes, bound = store.hash_sample(store.review_hashes(data.train.seqs))
+    metrics["train_hashes"] = {"reviews": len(data.train), "kept": len(hashes), "bound": bound}
     artifacts.write_json(out / artifacts.METRICS, metrics)
     if history:
         buffer = io.StringIO()
@@ -253,4 +270,10 @@ def save_run(out: Path, cfg: Config, classes: list[str], encoder: TextEncoder, m
         writer.writerows(history)
         artifacts.atomic_write(out / artifacts.HISTORY, buffer.getvalue())
         plot_history(history, out / "training_curves.png")
-    plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png")
+    plot_confusion(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png")
+    if len(data.test):
+        plot_reliability(curves, out / "reliability.png")
+    array = io.BytesIO()
+    np.save(array, hashes, allow_pickle=False)
+    artifacts.atomic_write(out / artifacts.TRAIN_HASHES, array.getvalue())
+    artifacts.save_model(out, data.cfg, data.classes, data.encoder, model)  # the weights last: a whole model
