@@ -60,14 +60,14 @@ def test_large_weights_are_stored_in_float16_and_scored_as_stored(tmp_path):
     assert np.array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
 
 
-def test_directory_holds_only_json_and_safetensors(saved):
+def test_directory_holds_only_json_safetensors_and_its_card(saved):
     import os
 
     _, path = saved
     mask = os.umask(0)
     os.umask(mask)
     assert {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()} == {p.name: 0o666 & ~mask for p in path.iterdir()}
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
     assert (path / "model.safetensors").read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle
 
 

@@ -122,10 +122,13 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False, k
     if out.exists() and any(out.iterdir()) and not force:
         raise ArtifactError(f"{out}: directory is not empty; pass --force to replace the model in it, or --resume to continue its run")
     if force and out.exists():
-        strangers = [p.name for p in out.iterdir() if p.name not in OUR_FILES and not p.name.startswith(".")]
+        from .modelcard import CARD, is_ours
+
+        ours = OUR_FILES + ((CARD,) if is_ours(out / CARD) else ())  # a README.md is ours if it is our model card
+        strangers = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
         if strangers:
             raise ArtifactError(f"{out}: holds files revsent did not write ({', '.join(strangers[:5])}); choose another --out")
-        for name in OUR_FILES:  # the old model goes first: no mix of old weights and new vocabulary
+        for name in ours:  # the old model goes first: no mix of old weights and new vocabulary
             (out / name).unlink(missing_ok=True)
         if not keep_dataset:
             shutil.rmtree(out / DATASET, ignore_errors=True)
@@ -155,6 +158,9 @@ def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEn
     # in float16: half the size; training rounded the model to them before scoring it.
     atomic_save_tensors(out / WEIGHTS, {name: as_stored(t) for name, t in model.state_dict().items()},
                         {"format": "pt", "revsent_format": str(FORMAT_VERSION)})
+    from .modelcard import write_model_card
+
+    write_model_card(out)  # README.md, from the files just written (and metrics.json, where a run wrote it)
 
 
 def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:

@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import platform
 import time
 
 import torch
@@ -54,6 +55,20 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     except OSError:
         pass
     return False
+
+
+def hardware(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The machine a run trained on, for its model card: the GPU's name, or the CPU's model and
+    the threads PyTorch used."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = None
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            name = next((line.partition(":")[2].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return f"{name or platform.processor() or platform.machine() or 'a CPU'}, {torch.get_num_threads()} threads"
 
 
 def start_run(cfg: TrainConfig) -> torch.device:

@@ -21,7 +21,7 @@ def test_train_writes_a_complete_model_directory(tiny_reviews, tmp_path):
     result = train(_cfg(tiny_reviews), out)
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv",
-            "training_curves.png", "confusion_matrix.png"} <= names
+            "training_curves.png", "confusion_matrix.png", "README.md", "train_hashes.npy"} <= names
     assert "checkpoint.safetensors" not in names
     assert not [n for n in names if n.endswith(".tmp")]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -25,7 +25,7 @@ from ..config import Config, threshold_rule
 from ..data import store
 from ..data.parts import RunData, open_run_data
 from ..data.records import describe_labels
-from ..device import start_run, trains_in_bf16
+from ..device import hardware, start_run, trains_in_bf16
 from ..errors import ArtifactError, ConfigError, DataError
 from ..metrics import classification_metrics, expected_calibration_error, model_warnings, reliability
 from ..model import SentimentLSTM, branch_logits, mixed_probabilities
@@ -204,8 +204,9 @@ def run_metrics(data: RunData, states: list[FitState], proba: np.ndarray, *, dev
         "averaged": states[0].averaged if one else [s.averaged for s in states],
         "train_seconds": round(sum(s.seconds for s in states), 2),
         "total_seconds": round(time.perf_counter() - started, 2), "device": device.type,
-        "precision": "bf16" if trains_in_bf16(cfg.train.precision, device) else "fp32", "processes": ranks.world,
+        "hardware": hardware(device), "precision": "bf16" if trains_in_bf16(cfg.train.precision, device) else "fp32", "processes": ranks.world,
         "train_tokens": data.fit.seqs.n_tokens, **ds.manifest["counts"],
+        "label_scheme": ds.manifest.get("label_scheme"),
         "dataset": {"id": ds.id, "n": ds.manifest["n"], "heldout_digest": store.digest(test.seqs, test.y)},
         "init_from": None if start is None else start.describe(data.classes),
     })
