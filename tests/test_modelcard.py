@@ -47,7 +47,7 @@ def test_every_trained_model_has_a_card_from_its_own_files(trained):
     figures = {m["type"]: m["value"] for m in result["metrics"]}
     assert figures["accuracy"] == pytest.approx(metrics["accuracy"], abs=5e-5)
     assert figures["f1"] == pytest.approx(metrics["f1_macro"], abs=5e-5)
-    assert MARKER in body and "`reviews.json`" in body
+    assert MARKER in body and "the reviews in reviews.json" in body
     assert "stars > 3 → positive (30), < 3 → negative (30); 3 stars dropped: 5" in body  # the polarity scheme
     assert f"{metrics['n_train']:,} training, {metrics['n_validation']:,} validation, {metrics['n_test']:,} test" in body
     assert f"| accuracy | {metrics['validation']['accuracy']:.4f} | {metrics['accuracy']:.4f} | " \

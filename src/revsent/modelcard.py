@@ -36,6 +36,8 @@ LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanis
 COVERED = 12  # of a language's 20 function words among the vocabulary's FREQUENT: it covers that language
 FREQUENT = 3000  # (a language's words must be common: stray ones turn up in any large vocabulary's tail)
 TOP = 300  # the most frequent words, where the main language's function words are
+POOLING_WORDS = {"last": "the last state", "max_mean": "max and mean pooling", "max": "max pooling",
+                 "mean": "mean pooling"}
 SAMPLE_DOMAINS = {"imdb": "IMDB movie reviews (the bundled sample)",
                   "rotten_tomatoes": "Rotten Tomatoes movie-review sentences (the bundled sample)"}
 
@@ -68,7 +70,7 @@ def domain(data: dict) -> str:
     paths = data.get("paths") or [sample.DEFAULT]
     if all(sample.is_sample(p) for p in paths):
         return " and ".join(SAMPLE_DOMAINS.get(sample.SAMPLES.get(p, p), p) for p in paths)
-    names = ", ".join(f"`{Path(p).name}`" for p in paths)
+    names = ", ".join(Path(p).name for p in paths)
     if data.get("category"):
         return f"Yelp reviews of businesses in the category {data['category']!r} ({names})"
     return f"the reviews in {names}"
@@ -110,9 +112,11 @@ def evaluation(metrics: dict) -> list[str]:
         return ["No held-out figures were recorded for this model (it was saved without a test part)."]
     validation, baseline = metrics.get("validation") or {}, metrics.get("baseline_tfidf_lr")
     head = "| | validation | test |" + (" TF-IDF + LR (test) |" if baseline else "")
+    chosen = (f"The validation slice ({validation['n']:,} reviews of the training part) chose the weights (early "
+              "stopping) and the calibration." if validation.get("n") else
+              "There was no validation slice: the last epoch's weights were kept.")
     lines = [f"Scored once on the held-out test part of {metrics['n']:,} reviews, after training; nothing was chosen "
-             f"on it. The validation slice ({validation.get('n', 0):,} reviews of the training part) chose the "
-             "weights (early stopping) and the calibration.", "", head, "|---|---|---|" + ("---|" if baseline else "")]
+             f"on it. {chosen}", "", head, "|---|---|---|" + ("---|" if baseline else "")]
     for title, key, val_key in [("accuracy", "accuracy", "accuracy"), ("F1 (macro)", "f1_macro", None),
                                 ("log loss", "log_loss", "loss"), ("calibration error (ECE)", "ece", None),
                                 ("ROC AUC", "roc_auc", None)]:
@@ -136,13 +140,13 @@ def details(info: dict) -> list[str]:
             "buckets)" if model.get("ngram_buckets") else "")
     dense = "".join(f"Dense({units}) → " for units in model.get("dense") or [])
     size = f"; weights {info['weights_mb']:.1f} MB" if info["weights_mb"] is not None else ""
-    settings = ", ".join(f"{k}={model[k]}" for k in ("vocab_size", "max_len", "embedding_dim", "hidden_size", "layers",
+    settings = ", ".join(f"{k}={'none' if model[k] is None else model[k]}" for k in ("vocab_size", "max_len", "embedding_dim", "hidden_size", "layers",
                                                    "dropout", "pooling") if k in model)
     return [f"- **Classes:** {', '.join(classes)}",
             f"- **Architecture:** Embedding({model['vocab_size']:,}, {model['embedding_dim']}) → {lstm} → "
-            f"{model.get('pooling', 'last')} pooling → {dense}Dense({len(classes)}){wide}{size}",
+            f"{POOLING_WORDS.get(model.get('pooling'), model.get('pooling'))} → {dense}Dense({len(classes)}){wide}{size}",
             f"- **Preset:** `{config.get('preset')}`; {settings}",
-            f"- **Preprocessing:** {config.get('preprocessing', '')}",
+            f"- **Preprocessing:** `` {config.get('preprocessing', '')} ``",  # (it names a backtick)
             f"- **Vocabulary:** {len(info['words']):,} words",
             f"- **Written by:** revsent {config.get('versions', {}).get('revsent', __version__)} "
             f"(PyTorch {config.get('versions', {}).get('torch', '?')})"]
@@ -161,7 +165,9 @@ def training(info: dict) -> list[str]:
                      f"{metrics['n_test']:,} test (test part {train.get('test_split')}, seed {train.get('seed')})")
     lines += ["", "## Training procedure", "",
               f"- **Optimiser:** Adam, learning rate {train.get('lr')}, batch {train.get('batch_size')}, "
-              f"up to {train.get('epochs')} epochs, patience {train.get('patience')}"]
+              f"up to {train.get('epochs')} epoch(s)"
+              + (f", early stopping after {train['patience']} epoch(s) without a better validation loss"
+                 if train.get("patience") and metrics.get("n_validation") else "")]
     if "epochs_run" in metrics:
         lines.append(f"- **Epochs run:** {metrics['epochs_run']} (weights of epoch {metrics['best_epoch']})")
         lines.append(f"- **Time:** {metrics['train_seconds']:,.1f} s training, {metrics['total_seconds']:,.1f} s "
