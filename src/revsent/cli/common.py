@@ -17,9 +17,24 @@ from ..errors import RevsentError
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+# Options whose value may be left out (`--mlflow` alone: the local store); bare, they take "".
+OPTIONAL_VALUES = ("--mlflow",)
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """``args`` with a bare optional-value option (at the end, or before another option) given "":
+    `--mlflow --epochs 2` is `--mlflow= --epochs 2`. Click has no such options; Typer passes none."""
+    args = list(args)
+    return [f"{arg}=" if arg in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")) else arg
+            for i, arg in enumerate(args)]
+
+
 class OneLineErrors(TyperGroup):
     """The `revsent` group: a usage mistake (a wrong choice, a missing option) is one line on
     stderr, as every other error is, not a framed usage screen."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, optional_values(args))
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:

@@ -88,6 +88,16 @@ Resume = Annotated[bool, typer.Option(
     rich_help_panel=RUN)]
 Force = Annotated[bool, typer.Option(help="Replace the model already in --out.", rich_help_panel=RUN)]
 Quiet = Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)]
+TRACK = "Tracking (the track extra)"
+Tensorboard = Annotated[Optional[str], typer.Option(
+    help="Log the run to TensorBoard under this directory (DIR/NAME, NAME being --out's): the settings, the "
+         "per-epoch figures, the test metrics and the plots.", metavar="DIR", rich_help_panel=TRACK,
+    show_default=False)]
+Mlflow = Annotated[Optional[str], typer.Option(
+    help="Log the run to MLflow, experiment 'revsent': the settings, the per-epoch figures, the test metrics and "
+         "the model directory. At the tracking URI given, or alone, at MLFLOW_TRACKING_URI or else a local store "
+         "(sqlite:///mlflow.db and ./mlruns in the working directory).", metavar="[URI]", rich_help_panel=TRACK,
+    show_default=False)]
 
 
 TRAIN_EXAMPLES = examples(
@@ -158,6 +168,8 @@ def train(
     resume: Resume = False,
     force: Force = False,
     quiet: Quiet = False,
+    tensorboard: Tensorboard = None,
+    mlflow: Mlflow = None,
 ):
     """Train a model on review data (files, or a dataset made by `revsent prepare`) and write it to --out."""
     args = dict(locals())
@@ -165,10 +177,12 @@ def train(
     from ..training import train as train_model
 
     def action():
+        _check_tracking(tensorboard, mlflow)
         cfg, start = _train_config(args)
         result = train_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet), start=start)
-        if result.metrics:  # empty in a torchrun process other than rank 0: rank 0 reports
+        if result.metrics:  # empty in a torchrun process other than rank 0: rank 0 reports and logs
             _report_training(result.metrics, result.out)
+            _track(result.out, tensorboard, mlflow)
 
     _run(action)
 
@@ -203,6 +217,29 @@ def _train_config(args: dict):
     if data and len(data) == 1 and is_dataset(data[0]):
         check_settings(data[0], cfg, set(options))
     return cfg, start
+
+
+def _check_tracking(tensorboard: str | None, mlflow: str | None) -> None:
+    """Before any work: the packages tracking needs (a missing one ends with its extra's install line)."""
+    if tensorboard is not None:
+        import tensorboard as _  # noqa: F401
+    if mlflow is not None:
+        import mlflow as _  # noqa: F401,F811
+
+
+def _track(out, tensorboard: str | None, mlflow: str | None, tuned: bool = False) -> None:
+    """Log the finished run in ``out`` (a model or, ``tuned``, a tuning directory) where asked, and say where."""
+    if tensorboard is None and mlflow is None:
+        return
+    from ..tracking import log_model_dir, log_tune_dir
+
+    done = (log_tune_dir if tuned else log_model_dir)(out, tensorboard=tensorboard, mlflow=mlflow)
+    if "tensorboard" in done:
+        typer.echo(f"TensorBoard logs in {done['tensorboard']} (tensorboard --logdir {tensorboard})")
+    if "mlflow" in done:
+        logged = done["mlflow"]
+        typer.echo(f"logged to MLflow: run {logged['run_id']} of experiment {logged['experiment']!r} at "
+                   f"{logged['tracking_uri']}")
 
 
 def _report_training(metrics: dict, out) -> None:
@@ -337,6 +374,8 @@ def tune(
         help="CPU threads (default: all cores).",
         rich_help_panel=RUN)] = None,
     quiet: Annotated[bool, typer.Option(help="No progress output.", rich_help_panel=RUN)] = False,
+    tensorboard: Tensorboard = None,
+    mlflow: Mlflow = None,
 ):
     """Search the model's settings with Optuna (TPE, pruned on validation loss), then train the best ones."""
     args = dict(locals())
@@ -346,6 +385,7 @@ def tune(
     from ..training.tune import tune as tune_settings
 
     def action():
+        _check_tracking(tensorboard, mlflow)
         if val_fraction == 0:
             raise ConfigError("--val-fraction 0 leaves tuning nothing to choose on; give a fraction such as 0.1, "
                               "or leave it out for the preset's (0.1 where the preset keeps none)")
@@ -358,7 +398,10 @@ def tune(
         metrics = result.metrics
         typer.echo(f"test metrics of the best settings ({metrics['n_test']} held-out reviews, scored once):")
         typer.echo(format_report(metrics))
+        for warning in metrics.get("warnings", ()):
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(f"model written to {result.out / 'model'}")
+        _track(result.out, tensorboard, mlflow, tuned=True)
 
     _run(action)
 
