@@ -103,7 +103,7 @@ def test_evaluate_json_and_table(model_dir):
     (["train", "--out", "x", "--dropout", "1.5"], "'dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
     (["train", "--out", "x", "--word-dropout", "1"], "'word_dropout' parameter of ModelConfig must be a float in the range [0.0, 1.0)", 2),
     (["train", "--out", "x", "--pooling", "avg"], "'avg' is not one of 'last', 'max', 'mean', 'max_mean'", 2),
-    (["predict", "no-such-model", "text"], "no-such-model: no such model directory", 1),
+    (["predict", "no-such-model", "text"], "no-such-model: no such model directory", 3),
     (["train", "--out", "x", "--dense", "128,abc"], "--dense takes layer sizes separated by commas", 2),
 ])
 def test_errors_are_one_line(args, message, code):
@@ -207,7 +207,7 @@ def test_prepare_then_train_and_evaluate_the_dataset(model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "96 reviews (76 training, 20 held out)" in result.output and f"dataset written to {ds}" in result.output
     again = runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS])
-    assert again.exit_code == 1 and "already there; pass --force" in again.output
+    assert again.exit_code == 3 and "already there; pass --force" in again.output
     model = tmp_path / "m"
     trained = runner.invoke(app, ["train", str(ds), "--out", str(model), *TINY_FLAGS, "--epochs", "2", "--class-weight", "balanced"])
     assert trained.exit_code == 0, trained.output
@@ -238,7 +238,7 @@ def test_damaged_dataset_is_a_one_line_error(model_dir, tmp_path):
     assert runner.invoke(app, ["prepare", str(data), "--out", str(ds), *PREPARE_FLAGS]).exit_code == 0
     (ds / "offsets.npy").write_bytes((ds / "offsets.npy").read_bytes()[:-8])
     result = runner.invoke(app, ["train", str(ds), "--out", str(tmp_path / "m"), *TINY_FLAGS])
-    assert result.exit_code == 1 and "offsets.npy:" in result.output and "prepare the dataset again" in result.output
+    assert result.exit_code == 3 and "offsets.npy:" in result.output and "prepare the dataset again" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 

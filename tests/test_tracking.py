@@ -124,11 +124,64 @@ def test_not_a_model_directory_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "requires an argument" in result.output
 
 
+def test_a_history_without_validation_logs_the_training_figures(tracked, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, *_ = tracked
+    copy = shutil.copytree(model, tmp_path / "noval")
+    rows = _history(copy)
+    columns = [c for c in rows[0] if not c.startswith("val_")]
+    with open(copy / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    uri = f"sqlite:///{tmp_path / 'noval.db'}"
+    done = log_model_dir(copy, mlflow=uri, tensorboard=tmp_path / "tb")
+    client, (run,) = _runs(uri)
+    assert client.get_metric_history(run.info.run_id, "val_loss") == []
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.value for m in losses) == pytest.approx(sorted(float(r["train_loss"]) for r in rows))
+    events = EventAccumulator(done["tensorboard"])
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"] and "validation/loss" not in events.Tags()["scalars"]
+
+
+def test_unreadable_run_files_are_a_clear_error(tracked, tmp_path):
+    model, *_ = tracked
+    copy = shutil.copytree(model, tmp_path / "broken")
+    (copy / "metrics.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"broken: unreadable run files \(Expecting property name"):
+        log_model_dir(copy, tensorboard=tmp_path / "tb")
+    assert not (tmp_path / "tb").exists()  # nothing half-logged
+
+
+def test_not_a_tuning_directory_is_a_clear_error(tracked, tmp_path):
+    model, *_ = tracked
+    with pytest.raises(ArtifactError, match="not a tuning directory written by `revsent tune`"):
+        log_tune_dir(model, tensorboard=tmp_path / "tb")
+    tune = tmp_path / "tuned"
+    shutil.copytree(model, tune / "model")
+    (tune / "trials.csv").write_text("trial,state,val_loss\n,complete,0.5\n")
+    with pytest.raises(ArtifactError, match="trials.csv: a row without a trial number"):
+        log_tune_dir(tune, tensorboard=tmp_path / "tb")
+
+
+def test_an_unusable_tracking_uri_is_a_clear_error(tracked):
+    model, *_ = tracked
+    with pytest.raises(ArtifactError, match=r"^MLflow tracking URI 'nosuch://store': cannot log there \("):
+        log_model_dir(model, mlflow="nosuch://store")
+
+
 def test_a_tuning_directory_logs_its_trials_as_child_runs(tracked, tmp_path):
+    from PIL import Image
+    import numpy as np
+
     model, *_ = tracked
     tune = tmp_path / "tuned"
     tune.mkdir()
     shutil.copytree(model, tune / "model")
+    grey = (np.arange(48 * 64) % 256).astype("uint8").reshape(48, 64)  # a one-channel PNG, as some tools write
+    Image.fromarray(grey, mode="L").save(tune / "history.png")
     (tune / "trials.csv").write_text("trial,state,val_loss,val_accuracy,best_epoch,seconds,lr\n"
                                      "0,complete,0.52,0.75,2,1.5,0.001\n1,pruned,0.69,,,0.4,0.01\n"
                                      "2,complete,0.41,0.8,3,1.2,0.003\n")
@@ -143,12 +196,19 @@ def test_a_tuning_directory_logs_its_trials_as_child_runs(tracked, tmp_path):
     assert pruned.data.tags["state"] == "pruned" and pruned.data.params["lr"] == "0.01"
     final = next(r for r in children if r.info.run_name == "final model")
     assert "model/model.safetensors" in {a.path for a in client.list_artifacts(final.info.run_id, "model")}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "study")} == {"study/trials.csv",
+                                                                                  "study/history.png"}
+    assert [r.info.status for r in sorted(children, key=lambda r: r.info.run_name)] == ["FINISHED"] * 4
+    assert done["mlflow"]["model_run"] == final.info.run_id and len(done["mlflow"]["trial_runs"]) == 3
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "tb" / "tuned"))
+    events = EventAccumulator(str(tmp_path / "tb" / "tuned"), size_guidance={"images": 0})
     events.Reload()
     assert [(p.step, round(p.value, 2)) for p in events.Scalars("trials/val_loss")] == [(0, 0.52), (1, 0.69), (2, 0.41)]
+    (image,) = events.Images("study/history")
+    assert (image.width, image.height) == (64, 48)
+    assert "test/accuracy" in EventAccumulator(str(tmp_path / "tb" / "tuned" / "model")).Reload().Tags()["scalars"]
 
 
 def test_mlflow_alone_takes_the_default_store():
@@ -191,3 +251,9 @@ def test_tune_logs_its_study(data, tmp_path):
     assert result.exit_code == 0, result.output
     _, runs = _runs(uri)
     assert sorted(r.info.run_name for r in runs) == ["final model", "trial 0", "trial 1", "tuned"]
+
+
+def test_a_bad_tracking_uri_stops_train_before_any_work(data, tmp_path):
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "m"), *FLAGS, "--mlflow", "nosuch://store"])
+    assert result.exit_code == 3 and "MLflow tracking URI 'nosuch://store': cannot log there" in result.output
+    assert not (tmp_path / "m").exists()

@@ -4,6 +4,7 @@ without executing code: JSON and safetensors only, never pickle.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, TRAIN_HAS
              "training_curves.png", "confusion_matrix.png", "reliability.png")
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -42,7 +43,7 @@ def _umask() -> int:
 def temp_beside(path: Path) -> tuple[int, str]:
     """A temp file next to ``path`` with ordinary permissions (mkstemp's are owner-only)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~umask())
     return fd, tmp
 
 
@@ -69,7 +70,7 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes a file of its own, owner-only
+        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes a file of its own, owner-only
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -95,6 +96,40 @@ def versions() -> dict[str, str]:
     return found
 
 
+def check_writable(path: str | Path, option: str = "--out") -> Path:
+    """``path``, once it is known that it can be written, before any work: an empty name, a file
+    where a folder is needed, or a folder it may not write in is a one-line error naming ``option``."""
+    if str(path).strip() == "":
+        raise ArtifactError(f"{option} is empty; name the {'file' if option == '--output' else 'directory'} to write")
+    path = Path(path)
+    for folder in (path.parent, *path.parent.parents) if option == "--output" or not path.is_dir() else (path,):
+        if folder.exists():
+            break
+    if not folder.is_dir():
+        raise ArtifactError(f"{option} {path}: {folder} is a file, not a folder; choose another {option}")
+    try:  # the one test that holds for every user, mount and ACL: write a file there
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".revsent-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ArtifactError(f"{option} {path}: cannot write in {folder} ({exc.strerror or exc}); "
+                            f"choose another {option}") from None
+    return path
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(out: Path | None):
+    """Around a run that writes ``out``: where it did not exist before and the run fails leaving it
+    empty (a mistake found while reading the data), it goes too; nothing is left behind."""
+    existed = out is None or out.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
 def has_checkpoint(out: str | Path) -> bool:
     """Whether a run in ``out`` left something to resume from: a checkpoint, or a bag's finished member."""
     out = Path(out)
@@ -112,7 +147,7 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False, k
     ``resume`` needs a checkpoint (``has_checkpoint``); ``force`` clears a model revsent wrote
     (but its prepared data, with ``keep_dataset``: a restarted run reuses it).
     """
-    out = Path(out)
+    out = check_writable(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
     if resume:
@@ -197,10 +232,48 @@ def load_encoder(model_dir: str | Path, cfg: Config) -> TextEncoder:
     except ValueError as exc:  # bad JSON, or not a word-level tokenizer file
         raise ArtifactError(f"{tok_path}: corrupt tokenizer ({str(exc).splitlines()[0]})") from None
     top = encoder.largest_id  # a max over the vocabulary: once
+    if any(not isinstance(i, int) or i < 0 for i in encoder.vocab.values()):
+        raise ArtifactError(f"{tok_path}: holds negative or non-integer token ids; the file is damaged")
     if top is None or top >= m.vocab_size:
         raise ArtifactError(f"{tok_path}: its ids do not fit config.json's vocab_size {m.vocab_size}; "
                             "the tokenizer belongs to another model")
     return encoder
+
+
+def _header_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape, from the safetensors header alone (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(weights_path, "pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{weights_path}: corrupt or truncated ({exc})") from None
+
+
+def check_sizes(weights_path: Path, cfg: Config, n_classes: int) -> int | None:
+    """That config.json's sizes are those of the weights, checked on an unallocated model (PyTorch's
+    meta device) so that a damaged or tampered config cannot ask for terabytes; the embedding's rows
+    (the words the model learnt, which the weights decide)."""
+    import torch
+
+    from .model import SentimentLSTM
+
+    header = _header_shapes(weights_path)
+    rows = next((shape[0] for name, shape in header.items() if name.endswith("embedding.weight")), None)
+    try:
+        with torch.device("meta"):
+            expected = SentimentLSTM(cfg.model, n_classes, rows).state_dict()
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise ArtifactError(f"{weights_path.parent / CONFIG}: sizes no model can have ({str(exc).splitlines()[0]})") from None
+    for name, tensor in expected.items():
+        saved = header.get(name, header.get(name.removeprefix("readers.0.")))  # (weights of one reader, before bags)
+        if name.startswith(("wide_", "mix", "threshold")) or saved is None:
+            continue  # sized by the training data, or filled in for older files (load_state_dict checks the rest)
+        if saved != tuple(tensor.shape):
+            raise ArtifactError(f"{weights_path}: does not match config.json ({name} is {list(saved)} in the weights, "
+                                f"{list(tensor.shape)} by config.json)")
+    return rows
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, list[str], TextEncoder, SentimentLSTM]:
@@ -217,11 +290,15 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
         # a run writes its config first and its weights last: this is one that stopped in between
         raise ArtifactError(f"{model_dir}: not a finished model (no {WEIGHTS}); if its training was interrupted, "
                             f"continue it with `revsent train ... --out {model_dir} --resume`")
+    rows = check_sizes(weights_path, cfg, len(classes))  # before allocating what config.json asks for
     try:
         state = load_file(weights_path, device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights_path}: corrupt or truncated ({exc})") from None
-    model = SentimentLSTM(cfg.model, len(classes))
+    bad = next((name for name, t in state.items() if t.is_floating_point() and not bool(t.isfinite().all())), None)
+    if bad is not None:
+        raise ArtifactError(f"{weights_path}: {bad} holds NaN or infinite values; the file is damaged")
+    model = SentimentLSTM(cfg.model, len(classes), rows)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

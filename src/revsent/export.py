@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .artifacts import (CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WIDE, atomic_write, load_encoder,
-                        read_config)
+                        check_writable, read_config)
 from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
 from .metrics import decide
@@ -78,6 +78,7 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
 def _check_out(model_dir: Path, out: Path, force: bool) -> bool:
     """Whether ``out`` is the model directory itself. Refuses, before anything is written, an ``out``
     that is a file or (without ``force``) already holds a file the export writes."""
+    check_writable(out)
     inside = out.exists() and out.resolve() == model_dir.resolve()
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")

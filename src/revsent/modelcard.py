@@ -56,7 +56,10 @@ def _read(model_dir: Path) -> dict:
         vocab = json.loads((model_dir / artifacts.TOKENIZER).read_text(encoding="utf-8"))["model"]["vocab"]
         metrics_path, history_path = model_dir / artifacts.METRICS, model_dir / artifacts.HISTORY
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-        history = list(csv.DictReader(history_path.open(encoding="utf-8"))) if history_path.exists() else []
+        history = []
+        if history_path.exists():
+            with open(history_path, encoding="utf-8", newline="") as f:
+                history = list(csv.DictReader(f))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{model_dir}: cannot write a model card ({str(exc).splitlines()[0]})") from None
     words = [w for w, _ in sorted(vocab.items(), key=lambda item: item[1]) if not w.startswith("[")]

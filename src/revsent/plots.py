@@ -48,7 +48,14 @@ def plot_history(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+MAX_PLOTTED = 50  # classes of the largest confusion matrix drawn (metrics.json holds every one)
+
+
 def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> None:
+    """The confusion matrix as a picture; none for more than MAX_PLOTTED classes (unreadable, and
+    its figure grows with the square of their number)."""
+    if len(classes) > MAX_PLOTTED:
+        return
     import matplotlib
 
     matplotlib.use("Agg")

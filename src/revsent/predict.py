@@ -22,7 +22,7 @@ from typing import IO, Iterable, Iterator
 import numpy as np
 import orjson
 
-from .artifacts import read_config, temp_beside
+from .artifacts import check_writable, read_config, temp_beside
 from .data import RecordReader
 from .data.records import Record
 from .errors import ConfigError, DataError
@@ -87,6 +87,7 @@ def check_output(path: str | None, force: bool = False) -> str | None:
         raise ConfigError(f"--output {path}: folder {Path(path).parent} does not exist")
     if Path(path).exists() and not force:
         raise ConfigError(f"--output {path}: file exists; pass --force to overwrite it")
+    check_writable(path, "--output")
     return fmt
 
 

@@ -6,6 +6,9 @@ holds, a run that failed logs nothing half-done, and any model directory can be 
 later (``log_model_dir``). A tuning directory (``revsent tune``) is logged as one parent run with
 a child run per trial and one for the final model (``log_tune_dir``).
 
+A tracking store that cannot be opened or written (a bad URI, a server that does not answer) is
+an ``ArtifactError`` naming the URI, as any output that cannot be written is.
+
 mlflow and tensorboard are imported where they are used: without them the ImportError reaches
 the CLI, which names the extra to install.
 """
@@ -25,6 +28,7 @@ from .errors import ArtifactError
 
 EXPERIMENT = "revsent"  # the MLflow experiment every run goes to
 PLOTS = ("training_curves.png", "confusion_matrix.png", "reliability.png")
+STUDY_FILES = ("trials.csv", "history.png", "importance.png")  # a tuning directory's own, logged with its parent run
 SECTIONS = ("data", "model", "train")  # config.json's settings, logged as parameters "model.hidden_size", ...
 PARAM_MAX = 6000  # MLflow's longest parameter value
 BATCH = 100  # MLflow's log_batch takes at most 1,000 metrics and 100 parameters at once
@@ -59,9 +63,13 @@ def read_record(model_dir: str | Path) -> Record:
         if (path / artifacts.HISTORY).exists():
             with open(path / artifacts.HISTORY, encoding="utf-8", newline="") as f:
                 history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: unreadable run files ({str(exc).splitlines()[0]})") from None
+    except (OSError, ValueError, csv.Error) as exc:
+        raise ArtifactError(f"{path}: unreadable run files ({_first_line(exc)})") from None
     return Record(path, config, metrics, history)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _number(text: str | None):
@@ -125,8 +133,6 @@ def _quiet():
 def tensorboard_run(record: Record, log_dir: Path) -> Path:
     """Write ``record`` as TensorBoard event files in ``log_dir``: per-epoch scalars, the end
     figures (``test/accuracy``, ...), the settings as hyperparameters, the plots as images."""
-    import numpy as np
-    from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
@@ -143,12 +149,21 @@ def tensorboard_run(record: Record, log_dir: Path) -> Path:
                                                                     if k.startswith("test/")})
         for summary in (experiment, start, finish):
             writer.file_writer.add_summary(summary)
-        for plot in record.plots:
-            image = imread(plot)[..., :3]  # RGB, as floats in [0, 1]
-            writer.add_image(f"plots/{plot.stem}", np.ascontiguousarray(image), end, dataformats="HWC")
+        add_images(writer, record.plots, "plots", end)
     finally:
         writer.close()
     return log_dir
+
+
+def add_images(writer, pngs: list[Path], prefix: str, step: int) -> None:
+    """Each PNG as the image ``prefix/STEM`` (RGB; a grey image as three equal channels)."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    for png in pngs:
+        image = imread(png)  # (H, W), (H, W, 3) or (H, W, 4), floats in [0, 1]
+        image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]  # (H, W, 3)
+        writer.add_image(f"{prefix}/{png.stem}", np.ascontiguousarray(image), step, dataformats="HWC")
 
 
 def _tb_name(key: str) -> str:
@@ -166,19 +181,23 @@ def _last_epoch(record: Record) -> int:
 
 
 def mlflow_client(uri: str | bool | None):
-    """An MlflowClient for ``uri``; True or "" is MLflow's own default (``MLFLOW_TRACKING_URI``,
-    else a local store, ``sqlite:///mlflow.db`` in the working directory)."""
+    """``(client, uri, experiment id)``: an MlflowClient for ``uri`` and the id of the experiment
+    ``revsent`` there (made when missing). True, "" or None is MLflow's own default
+    (``MLFLOW_TRACKING_URI``, else a local store, ``sqlite:///mlflow.db`` in the working directory).
+    A store that cannot be opened is an ArtifactError naming the URI."""
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    uri = mlflow.get_tracking_uri() if uri in (True, "", None) else uri
-    with _quiet():
-        return MlflowClient(tracking_uri=uri), uri
-
-
-def _experiment(client) -> str:
-    found = client.get_experiment_by_name(EXPERIMENT)
-    return found.experiment_id if found is not None else client.create_experiment(EXPERIMENT)
+    uri = mlflow.get_tracking_uri() if uri in (True, "", None) else str(uri)
+    try:
+        with _quiet():
+            client = MlflowClient(tracking_uri=uri)
+            found = client.get_experiment_by_name(EXPERIMENT)
+            experiment = found.experiment_id if found is not None else client.create_experiment(EXPERIMENT)
+    except MlflowException as exc:
+        raise ArtifactError(f"MLflow tracking URI {uri!r}: cannot log there ({_first_line(exc)})") from None
+    return client, uri, experiment
 
 
 def mlflow_run(client, experiment: str, record: Record, name: str, parent: str | None = None) -> str:
@@ -219,9 +238,8 @@ def log_model_dir(model_dir: str | Path, *, tensorboard: str | Path | None = Non
     if tensorboard is not None:
         done["tensorboard"] = str(tensorboard_run(record, Path(tensorboard) / name))
     if mlflow is not None and mlflow is not False:
-        client, uri = mlflow_client(mlflow)
+        client, uri, experiment = mlflow_client(mlflow)
         with _quiet():
-            experiment = _experiment(client)
             done["mlflow"] = {"tracking_uri": uri, "experiment": EXPERIMENT,
                               "run_id": mlflow_run(client, experiment, record, name)}
     return done
@@ -233,11 +251,18 @@ def read_trials(tune_dir: Path) -> list[dict]:
     if not path.is_file() or not (tune_dir / "model").is_dir():
         raise ArtifactError(f"{tune_dir}: not a tuning directory written by `revsent tune` (no trials.csv and "
                             "model/); nothing to log")
-    with open(path, encoding="utf-8", newline="") as f:
-        return [{k: (v if k == "state" else _number(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            trials = [{k: (v if k == "state" else _number(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, ValueError, csv.Error) as exc:
+        raise ArtifactError(f"{path}: unreadable ({_first_line(exc)})") from None
+    if any(t.get("trial") is None for t in trials):
+        raise ArtifactError(f"{path}: a row without a trial number; not a trials.csv written by `revsent tune`")
+    return trials
 
 
 TRIAL_COLUMNS = ("trial", "state", "val_loss", "val_accuracy", "best_epoch", "seconds")
+RUN_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "fail": "FAILED"}  # Optuna's state -> MLflow's; others KILLED
 
 
 def _trial_run(client, experiment: str, trial: dict, parent: str) -> str:
@@ -251,19 +276,23 @@ def _trial_run(client, experiment: str, trial: dict, parent: str) -> str:
                if trial.get(k) is not None]
     settings = [Param(k, str(v)) for k, v in trial.items() if k not in TRIAL_COLUMNS and v is not None]
     _log_batches(client, run, figures, settings, [])
-    client.set_terminated(run, "FINISHED" if trial["state"] in ("complete", "pruned") else "FAILED")
+    client.set_terminated(run, RUN_STATUS.get(str(trial["state"]), "KILLED"))
     return run
 
 
 def log_tune_dir(tune_dir: str | Path, *, tensorboard: str | Path | None = None, mlflow: str | bool | None = None,
                  run_name: str | None = None) -> dict:
     """Log a tuning directory: to MLflow one parent run (the best trial's settings as ``best.*``
-    parameters, its validation loss, the final model's end figures), a child run per trial and a
-    child run for the final model (as ``log_model_dir`` logs one); to TensorBoard ``trials/val_loss``
-    by trial number under ``tensorboard``/NAME and the final model under NAME/model."""
+    parameters, its validation loss, the final model's end figures, trials.csv and the study's
+    plots as artifacts ``study/``), a child run per trial and a child run ``final model`` (as
+    ``log_model_dir`` logs one); to TensorBoard ``trials/val_loss`` by trial number and the study's
+    plots under ``tensorboard``/NAME, the final model under NAME/model. What was logged:
+    ``{"tensorboard": dir, "mlflow": {"tracking_uri", "experiment", "run_id" (the parent's),
+    "trial_runs", "model_run"}}``."""
     tune_dir = Path(tune_dir)
     trials, record = read_trials(tune_dir), read_record(tune_dir / "model")
     name = run_name or tune_dir.resolve().name
+    study_files = [tune_dir / f for f in STUDY_FILES if (tune_dir / f).is_file()]
     done = {}
     if tensorboard is not None:
         from torch.utils.tensorboard import SummaryWriter
@@ -272,28 +301,36 @@ def log_tune_dir(tune_dir: str | Path, *, tensorboard: str | Path | None = None,
             for trial in trials:
                 if trial.get("val_loss") is not None:
                     writer.add_scalar("trials/val_loss", trial["val_loss"], int(trial["trial"]))
+            add_images(writer, [f for f in study_files if f.suffix == ".png"], "study", len(trials))
         tensorboard_run(record, Path(tensorboard) / name / "model")
         done["tensorboard"] = str(Path(tensorboard) / name)
     if mlflow is not None and mlflow is not False:
-        from mlflow.entities import Metric, Param
-
-        client, uri = mlflow_client(mlflow)
+        client, uri, experiment = mlflow_client(mlflow)
         with _quiet():
-            experiment = _experiment(client)
-            parent = client.create_run(experiment, run_name=name,
-                                       tags={"revsent.tune_dir": str(tune_dir.resolve())}).info.run_id
-            finished = [t for t in trials if t.get("val_loss") is not None and t["state"] == "complete"]
-            best = min(finished, key=lambda t: t["val_loss"]) if finished else None
-            now = int(time.time() * 1000)
-            figures = [Metric(k, v, now, 0) for k, v in final_figures(record.metrics).items()]
-            settings = [Param("trials", str(len(trials)))]
-            if best is not None:
-                figures.append(Metric("best_val_loss", best["val_loss"], now, 0))
-                settings += [Param(f"best.{k}", str(v)) for k, v in best.items() if k not in TRIAL_COLUMNS]
-            _log_batches(client, parent, figures, settings, [])
-            children = [_trial_run(client, experiment, trial, parent) for trial in trials]
-            final = mlflow_run(client, experiment, record, "final model", parent=parent)
-            client.set_terminated(parent)
-            done["mlflow"] = {"tracking_uri": uri, "experiment": EXPERIMENT, "run_id": parent,
-                              "trial_runs": children, "model_run": final}
+            done["mlflow"] = {"tracking_uri": uri, "experiment": EXPERIMENT,
+                              **_study_runs(client, experiment, trials, record, study_files, name, tune_dir)}
     return done
+
+
+def _study_runs(client, experiment: str, trials: list[dict], record: Record, study_files: list[Path], name: str,
+                tune_dir: Path) -> dict:
+    """The parent run of a study, its trials' child runs and the final model's; their run ids."""
+    from mlflow.entities import Metric, Param
+
+    parent = client.create_run(experiment, run_name=name,
+                               tags={"revsent.tune_dir": str(tune_dir.resolve())}).info.run_id
+    finished = [t for t in trials if t.get("val_loss") is not None and t["state"] == "complete"]
+    best = min(finished, key=lambda t: t["val_loss"]) if finished else None
+    now = int(time.time() * 1000)
+    figures = [Metric(k, v, now, 0) for k, v in final_figures(record.metrics).items()]
+    settings = [Param("trials", str(len(trials)))]
+    if best is not None:
+        figures.append(Metric("best_val_loss", best["val_loss"], now, 0))
+        settings += [Param(f"best.{k}", str(v)) for k, v in best.items() if k not in TRIAL_COLUMNS]
+    _log_batches(client, parent, figures, settings, [])
+    for path in study_files:
+        client.log_artifact(parent, str(path), artifact_path="study")
+    children = [_trial_run(client, experiment, trial, parent) for trial in trials]
+    final = mlflow_run(client, experiment, record, "final model", parent=parent)
+    client.set_terminated(parent)
+    return {"run_id": parent, "trial_runs": children, "model_run": final}

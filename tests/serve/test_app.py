@@ -114,6 +114,32 @@ def test_model_info_metrics_docs_and_page(client):
     assert "http://" not in page.text and "https://" not in page.text  # works offline: nothing fetched from elsewhere
 
 
+def _chunks(body: bytes, size: int = 500):
+    for i in range(0, len(body), size):
+        yield body[i:i + size]
+
+
+def test_a_chunked_body_is_held_to_the_same_limit(client):
+    """No content-length: the body is counted as it arrives, and refused once past --max-body."""
+    for route in ("/v1/predict", "/v1/explain"):
+        small = client.post(route, content=_chunks(b'{"text": "great friendly food"}'),
+                            headers={"content-type": "application/json"})
+        assert small.status_code == 200 and "content-length" not in small.request.headers, small.text
+        large = client.post(route, content=_chunks(b'{"text": "' + b"a" * 3000 + b'"}'),
+                            headers={"content-type": "application/json"})
+        assert large.status_code == 413 and large.json()["type"] == "body_too_large"
+    assert client.post("/v1/predict", json={"text": "great food"}).status_code == 200  # and it serves on
+
+
+@pytest.mark.parametrize("route", ["/v1/predict", "/v1/explain"])
+def test_a_lone_surrogate_is_a_character_like_any_other(client, route):
+    body = b'{"text": "great \\udfff food"}'  # a JSON escape of a lone surrogate
+    response = client.post(route, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    if route == "/v1/explain":
+        assert [t["text"] for t in response.json()["explanations"][0]["tokens"]] == ["great", "\ufffd", "food"]
+
+
 def test_explain_endpoint(client):
     response = client.post("/v1/explain", json={"text": "great friendly food, rude staff"})
     assert response.status_code == 200

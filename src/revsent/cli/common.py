@@ -180,6 +180,9 @@ def _data_settings(args: dict) -> dict:
             **{name: args[name] for name in DATA_OPTIONS}}
 
 
+OUTPUT_PROBLEM = 3  # the exit code of ArtifactError: a model, output or machine problem
+
+
 def _run(action):
     """Call ``action``; a user's mistake becomes one line on stderr and a non-zero exit code."""
     try:
@@ -193,6 +196,10 @@ def _run(action):
     except BrokenPipeError:  # `revsent predict ... | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0)
+    except OSError as exc:  # the machine's refusal (a full disk, a permission, a vanished file), not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"revsent: error: {where}{exc.strerror or exc}", err=True)
+        raise typer.Exit(OUTPUT_PROBLEM)
 
 
 def _counts(counts: dict) -> str:

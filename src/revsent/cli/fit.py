@@ -220,11 +220,14 @@ def _train_config(args: dict):
 
 
 def _check_tracking(tensorboard: str | None, mlflow: str | None) -> None:
-    """Before any work: the packages tracking needs (a missing one ends with its extra's install line)."""
+    """Before any work: the packages tracking needs (a missing one ends with its extra's install line), and
+    that the MLflow store can be opened."""
     if tensorboard is not None:
         import tensorboard as _  # noqa: F401
-    if mlflow is not None:
-        import mlflow as _  # noqa: F401,F811
+    if mlflow is not None:  # and the store: a bad URI is found before the run, not after it
+        from ..tracking import mlflow_client
+
+        mlflow_client(mlflow)
 
 
 def _track(out, tensorboard: str | None, mlflow: str | None, tuned: bool = False) -> None:

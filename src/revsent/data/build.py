@@ -25,6 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import artifacts
 from ..config import Config, ModelConfig
 from ..errors import ArtifactError, DataError
 from ..text import PAD, UNK, TextEncoder, rank_vocabulary, words
@@ -117,6 +118,7 @@ def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str 
     work.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(work, out.name)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=work))
+    os.chmod(build, 0o777 & ~artifacts.umask())  # mkdtemp's 0700 would lock out the user's group once renamed
     try:
         _build(cfg, build, progress, encoder)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,7 @@ def _remove_stale_builds(work: Path, name: str) -> None:
 
 
 def _check_out(out: Path, force: bool) -> None:
+    artifacts.check_writable(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()):
@@ -189,6 +192,7 @@ def _read(cfg: Config, spool: _Spool):
     if len(train_labels) < 2:
         raise DataError(", ".join(reader.paths), f"only one class ({label_of[0]!r}) in {sizes[0]} records; "
                         "a classifier needs at least two")
+    _check_classes(reader, train_labels, sizes[0])
     if test_reader is not None:
         unknown = sorted({label_of[c] for c in seen[1]} - set(classes))
         if unknown:
@@ -226,7 +230,8 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
         dtype = np.dtype(np.uint16 if model_cfg.vocab_size <= 1 << 16 else np.uint32)
         n_tokens, ids_sha256 = _write_ids(build, n, table, model_cfg, dtype)
         label_dtype = np.dtype(np.uint8 if len(classes) <= 255 else np.int32)
-        class_of = np.array([classes.index(label) for label in label_of], dtype=label_dtype)
+        index = {label: i for i, label in enumerate(classes)}
+        class_of = np.array([index[label] for label in label_of], dtype=label_dtype)
         _write_labels(build, n, class_of)
     finally:
         spool.close()
@@ -352,6 +357,19 @@ def _spooled(build: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
                 yield row + start, np.fromfile(ids, dtype=np.uint32, count=stop - token), block[start:last]
                 start, token = last, stop
             row += len(block)
+
+
+MAX_CLASSES = 1000  # more are not sentiment classes: an id, a date or free text read as the label
+FEW_CLASSES = 20  # ... and beyond this many, each class needs two records on average
+
+
+def _check_classes(reader, labels: set, n: int) -> None:
+    """Refuse a label field that is not a set of classes (nearly every record its own value)."""
+    if len(labels) > MAX_CLASSES or (len(labels) > FEW_CLASSES and len(labels) > n / 2):
+        field = reader.cfg.label_field or "label"
+        raise DataError(", ".join(reader.paths), f"{len(labels):,} different labels in {n:,} records: field {field!r} "
+                        f"looks like an id or free text, not classes (at most {MAX_CLASSES:,}, each with several "
+                        "records); name the label column with --label-field, or star ratings with --stars-field")
 
 
 def _train_counts(build: Path, split: np.ndarray, n_words: int) -> np.ndarray:

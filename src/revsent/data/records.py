@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from ..config import DataConfig
-from ..errors import DataError
+from ..errors import DataError, shown
 from . import sample, yelp
 from .sources import BadRow, Source, iter_rows, open_source, source_fields
 
@@ -58,9 +58,9 @@ def star_label(value, scheme: str) -> tuple[str | None, str | None]:
     try:
         stars = float(value)
     except (TypeError, ValueError):
-        raise ValueError("bad_label", f"non-numeric star rating {value!r}") from None
+        raise ValueError("bad_label", f"non-numeric star rating {shown(value)}") from None
     if math.isnan(stars) or not 1 <= stars <= 5:
-        raise ValueError("label_out_of_range", f"star rating {value!r} out of range 1-5")
+        raise ValueError("label_out_of_range", f"star rating {shown(value)} out of range 1-5")
     if scheme == "binary":
         return ("positive" if stars > 3 else "negative"), None
     if scheme == "polarity":
@@ -68,7 +68,7 @@ def star_label(value, scheme: str) -> tuple[str | None, str | None]:
             return None, "neutral_3_stars"
         return ("positive" if stars > 3 else "negative"), None
     if stars != int(stars):
-        raise ValueError("bad_label", f"star rating {value!r} is not a whole number of stars")
+        raise ValueError("bad_label", f"star rating {shown(value)} is not a whole number of stars")
     return str(int(stars)), None
 
 

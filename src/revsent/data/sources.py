@@ -14,12 +14,13 @@ import re
 import sys
 import tarfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import IO, Iterator
 
 import orjson
 
-from ..errors import DataError
+from ..errors import DataError, shown
 
 csv.field_size_limit(sys.maxsize)  # reviews can be long; the default 128 KiB limit is arbitrary
 
@@ -210,6 +211,10 @@ def _csv_rows(stream: IO[bytes], source: Source, delimiter: str) -> Iterator[tup
     if counter[1]:
         raise DataError(source.name, "undecodable bytes (not UTF-8) in the header", line=1)
     header = [name.strip() for name in header]
+    twice = sorted(shown(name) for name, n in Counter(header).items() if n > 1)
+    if twice:  # which of them is the text? (a dict would silently keep the last)
+        raise DataError(source.name, f"the header names column(s) {', '.join(twice[:5])} more than once; "
+                                     "rename them so that each column has its own name", line=1)
     start = counter[0] + 1
     while True:
         try:
@@ -240,6 +245,10 @@ def _parquet_rows(source: Source) -> Iterator[tuple[int, dict | BadRow]]:
         parquet = pq.ParquetFile(source.path)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise DataError(source.name, f"not a readable Parquet file ({exc})") from None
+    twice = sorted(shown(name) for name, n in Counter(parquet.schema_arrow.names).items() if n > 1)
+    if twice:
+        raise DataError(source.name, f"the schema names column(s) {', '.join(twice[:5])} more than once; "
+                                     "rename them so that each column has its own name")
     number = 0
     for batch in parquet.iter_batches(batch_size=8192):
         for row in batch.to_pylist():

@@ -21,9 +21,40 @@ def fits(size: bytes, max_body: int) -> bool:
     return size.isdigit() and int(size) <= max_body
 
 
+async def read_body(receive, max_body: int) -> bytes | None:
+    """A body sent without a content-length (chunked), read to its end, or None once it passes
+    ``max_body`` bytes (nothing more is read: a large body is refused, not buffered)."""
+    chunks, seen, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left
+            break
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > max_body:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def replayed(body: bytes, receive):
+    """A ``receive`` that gives ``body`` once, then what the client sends (its disconnect)."""
+    sent = False
+
+    async def receiving():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receiving
+
+
 class Accounting:
-    """Answers 413 for a body declared larger than ``max_body``, and counts every HTTP request in ``metrics``
-    by the route it matched ("unmatched" for none) and the status it got."""
+    """Answers 413 for a body declared larger than ``max_body``, or sent in chunks past it, and counts every
+    HTTP request in ``metrics`` by the route it matched ("unmatched" for none) and the status it got."""
 
     def __init__(self, app, max_body: int, metrics: Metrics):
         self.app, self.max_body, self.metrics = app, max_body, metrics
@@ -41,11 +72,16 @@ class Accounting:
             await send(message)
 
         size = declared_size(scope)
+        too_large = error_response(413, f"the request body is larger than {self.max_body} bytes", "body_too_large")
         try:
             if size is not None and not fits(size, self.max_body):
-                too_large = error_response(413, f"the request body is larger than {self.max_body} bytes",
-                                           "body_too_large")
                 await too_large(scope, receive, sending)
+            elif size is None and scope["method"] in ("POST", "PUT", "PATCH"):
+                body = await read_body(receive, self.max_body)
+                if body is None:
+                    await too_large(scope, receive, sending)
+                else:
+                    await self.app(scope, replayed(body, receive), sending)
             else:
                 await self.app(scope, receive, sending)
         finally:  # a handler that raised is a 500 (answered by Starlette's outer middleware), counted here too

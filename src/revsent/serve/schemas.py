@@ -7,6 +7,7 @@ parses without pydantic, calls it to decide what it may answer itself.
 """
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,7 +48,16 @@ def texts_given(text: str | None, texts: list[str] | None) -> list[str]:
         raise ValueError("give either 'text' (a string) or 'texts' (a list of strings)")
     if texts is not None and not texts:
         raise ValueError("'texts' is empty; give at least one text")
-    return [text] if text is not None else list(texts)
+    return [_encodable(t) for t in ([text] if text is not None else texts)]
+
+
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (valid JSON escapes such as ``"\\udfff"``, but no character: UTF-8 cannot
+    write them, so an answer that echoes the text's words would fail) replaced by U+FFFD."""
+    return text if text.isascii() else SURROGATES.sub("\ufffd", text)
 
 
 def request_texts(text: str | None, texts: list[str] | None, config: ServeConfig) -> list[str]:

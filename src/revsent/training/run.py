@@ -71,18 +71,21 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
     if not ranks.main:
         progress, out = Progress(False), Path(out)
     else:
-        out, resume = open_out(Path(out), resume=resume, force=force, progress=progress)
-    data = open_run_data(cfg, out / artifacts.DATASET, reuse=reuse, progress=progress, work_dir=out.parent,
-                         encoder=None if start is None else start.encoder)
-    if prepared:
-        check_held_out(data.cfg, start)
-    if resume and ranks.main:
-        check_resumable(out, data.cfg)
-    ranks, device = init(start_run(data.cfg.train))
-    try:
-        return _train(data, out, ranks, device, resume=resume, progress=progress, started=started, start=start)
-    finally:
-        finish()
+        out = artifacts.check_writable(out)
+    with artifacts.removed_if_left_empty(out if ranks.main else None):
+        if ranks.main:
+            out, resume = open_out(out, resume=resume, force=force, progress=progress)
+        data = open_run_data(cfg, out / artifacts.DATASET, reuse=reuse, progress=progress, work_dir=out,
+                             encoder=None if start is None else start.encoder)
+        if prepared:
+            check_held_out(data.cfg, start)
+        if resume and ranks.main:
+            check_resumable(out, data.cfg)
+        ranks, device = init(start_run(data.cfg.train))
+        try:
+            return _train(data, out, ranks, device, resume=resume, progress=progress, started=started, start=start)
+        finally:
+            finish()
 
 
 def open_out(out: Path, *, resume: bool, force: bool, progress: Progress) -> tuple[Path, bool]:

@@ -129,6 +129,7 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
 
 def _check_out(out: Path) -> Path:
     """``out`` is new, empty, or a tuning directory (continued); nothing else is touched."""
+    artifacts.check_writable(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir():
