@@ -212,3 +212,19 @@ def test_about_names_the_data_and_its_domain(data, metrics, expected):
     got = about(cfg, ["negative", "positive"], metrics)
     assert (got["data"], got["domain"]) == expected
     assert got["test_accuracy"] == (metrics or {}).get("accuracy")
+
+
+@pytest.mark.parametrize("route", ["/v1/predict", "/v1/explain"])
+def test_hostile_bodies_are_client_errors(client, route):
+    nested = b"[" * 1900 + b"]" * 1900  # within --max-body, deeper than any parser's recursion limit
+    cases = [(nested, "application/json"), (b'{"text": ' + nested[:900] + nested[-900:] + b"}", "application/json"),
+             (b"\xff\xfe\x00", "application/json"), (b"", "application/json"),
+             (b'{"text": "good", "text": 5}', "application/json"), (b'{"texts": [' + b'"a",' * 300 + b'"a"]}',
+                                                                   "application/json")]
+    for body, content_type in cases:
+        response = client.post(route, content=body, headers={"content-type": content_type})
+        assert 400 <= response.status_code < 500, (body[:40], response.status_code, response.text[:200])
+        assert response.json()["error"]
+    for method in ("PUT", "DELETE", "PATCH"):
+        assert client.request(method, route, json={"text": "good"}).status_code == 405
+    assert client.post(route, json={"text": "great food"}).status_code == 200  # and it serves on
