@@ -197,3 +197,35 @@ def test_weights_of_nan_are_refused(model):
     weights[name][0] = float("nan")
     save_file(weights, model / "model.safetensors", {"format": "pt", "revsent_format": "1"})
     _one_line_error(runner.invoke(app, ["predict", str(model), "good food"]), 3, f"{name} holds NaN or infinite values")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 KB filesystem (tmpfs), where every command's output runs out of space; skipped where none can
+    be mounted (not root)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_leaves_nothing_behind(reviews, tmp_path, small_disk):
+    trained = runner.invoke(app, ["train", str(reviews), "--out", str(tmp_path / "m"), *TINY])
+    assert trained.exit_code == 0, trained.output
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"text": f"review number {i} was good food"}) + "\n" for i in range(3000)))
+    cases = [["train", str(reviews), "--out", str(small_disk / "m"), *TINY],
+             ["prepare", str(reviews), "--out", str(small_disk / "ds"), *PREPARE],
+             ["export", str(tmp_path / "m"), "--out", str(small_disk / "onnx")],
+             ["predict", str(tmp_path / "m"), "--input", str(many), "--output", str(small_disk / "p.jsonl")]]
+    for args in cases:
+        result = runner.invoke(app, args)
+        _one_line_error(result, 3, "No space left on device")
+        assert list(small_disk.iterdir()) == [], (args[0], list(small_disk.iterdir()))

@@ -118,15 +118,19 @@ def check_writable(path: str | Path, option: str = "--out") -> Path:
 
 
 @contextlib.contextmanager
-def removed_if_left_empty(out: Path | None):
-    """Around a run that writes ``out``: where it did not exist before and the run fails leaving it
-    empty (a mistake found while reading the data), it goes too; nothing is left behind."""
+def removed_on_failure(out: Path | None):
+    """Around a command that writes the new directory ``out``: when it fails for any reason (a bad
+    record, a full disk, a permission), what it wrote goes with the directory; nothing is left
+    behind. A run that was interrupted, or wrote a checkpoint, is kept, to be continued with
+    ``--resume``; a directory that existed before is never removed."""
     existed = out is None or out.exists()
     try:
         yield
+    except KeyboardInterrupt:  # a kill: what was prepared is kept for --resume
+        raise
     except BaseException:
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        if not existed and out.is_dir() and not has_checkpoint(out):
+            shutil.rmtree(out, ignore_errors=True)
         raise
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .artifacts import (CONFIG, METRICS, ONNX, ONNX_DATA, TOKENIZER, WEIGHTS, WIDE, atomic_write, load_encoder,
-                        check_writable, read_config)
+                        check_writable, read_config, removed_on_failure)
 from .batching import inference_order, pad
 from .errors import ArtifactError, ConfigError, DataError
 from .metrics import decide
@@ -56,20 +56,21 @@ def export(model_dir: str | Path, out: str | Path | None = None, *, format: str 
     out = Path(out) if out is not None else model_dir
     _, classes, _, model = load_model(model_dir, "cpu")
     inside = _check_out(model_dir, out, force)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="revsent-export.") as scratch:
-        graph = Path(scratch) / ONNX
-        _trace(model, graph)
-        if int8:
-            graph = _quantize(graph, Path(scratch))
-        _write_graph(graph, Path(scratch), out, classes, int8, model.decision_threshold)
-    (out / WIDE).unlink(missing_ok=True)  # an earlier release's n-gram branch beside the graph: inside it now
     written = [ONNX, ONNX_DATA]
-    if not inside:
-        for name in (CONFIG, TOKENIZER, METRICS):
-            if (model_dir / name).exists():
-                atomic_write(out / name, (model_dir / name).read_bytes())
-                written.append(name)
+    with removed_on_failure(out):  # a new package directory goes if anything fails (a full disk)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="revsent-export.") as scratch:
+            graph = Path(scratch) / ONNX
+            _trace(model, graph)
+            if int8:
+                graph = _quantize(graph, Path(scratch))
+            _write_graph(graph, Path(scratch), out, classes, int8, model.decision_threshold)
+        (out / WIDE).unlink(missing_ok=True)  # an earlier release's n-gram branch beside the graph: inside it now
+        if not inside:
+            for name in (CONFIG, TOKENIZER, METRICS):
+                if (model_dir / name).exists():
+                    atomic_write(out / name, (model_dir / name).read_bytes())
+                    written.append(name)
     files = {name: (out / name).stat().st_size for name in written if (out / name).exists()}
     return {"out": str(out), "onnx": str(out / ONNX), "precision": "int8" if int8 else "fp32", "files": files,
             "bytes": sum(files.values())}

@@ -130,15 +130,20 @@ class Writer:
             self._parquet.write_table(table.cast(self._parquet.schema))
 
     def close(self, ok: bool = True) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._tmp is None:
-            return
-        self._handle.close()
-        if ok:
-            os.replace(self._tmp, self.path)
-        else:
-            Path(self._tmp).unlink(missing_ok=True)
+        """Finish the output (``ok``) or drop it; a failure here (a full disk) drops it too."""
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            if self._tmp is not None:
+                self._handle.close()
+                if ok:
+                    os.replace(self._tmp, self.path)
+        except BaseException:
+            ok = False
+            raise
+        finally:
+            if self._tmp is not None and not ok:
+                Path(self._tmp).unlink(missing_ok=True)
 
 
 class SkipLog:

@@ -72,7 +72,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         progress, out = Progress(False), Path(out)
     else:
         out = artifacts.check_writable(out)
-    with artifacts.removed_if_left_empty(out if ranks.main else None):
+    with artifacts.removed_on_failure(out if ranks.main else None):
         if ranks.main:
             out, resume = open_out(out, resume=resume, force=force, progress=progress)
         data = open_run_data(cfg, out / artifacts.DATASET, reuse=reuse, progress=progress, work_dir=out,
