@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 import orjson
 
 from .metrics import Metrics
-from .middleware import declared_size, fits
+from .middleware import declared_size, fits, read_body, replaying
 from .schemas import ClientError, request_texts
 from .settings import ServeConfig
 
@@ -39,32 +39,6 @@ def parse(body: bytes, config: ServeConfig) -> list[str] | None:
         return request_texts(text, texts, config)
     except (ValueError, ClientError):
         return None
-
-
-async def read_body(receive) -> bytes | None:
-    """The whole request body; None when the client went away before sending it all."""
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def replaying(body: bytes, receive):
-    """A ``receive`` that gives ``body`` once, then the connection's own messages (a disconnect)."""
-    replayed = False
-
-    async def replay():
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 class FastPath:

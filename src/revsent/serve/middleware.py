@@ -21,35 +21,35 @@ def fits(size: bytes, max_body: int) -> bool:
     return size.isdigit() and int(size) <= max_body
 
 
-async def read_body(receive, max_body: int) -> bytes | None:
-    """A body sent without a content-length (chunked), read to its end, or None once it passes
-    ``max_body`` bytes (nothing more is read: a large body is refused, not buffered)."""
+async def read_body(receive, most: int | None = None) -> bytes | None:
+    """The whole request body; None when the client went away before sending it all, or once it
+    passes ``most`` bytes (nothing more is read: a large body is refused, not buffered)."""
     chunks, seen, more = [], 0, True
     while more:
         message = await receive()
-        if message["type"] != "http.request":  # the client left
-            break
+        if message["type"] != "http.request":
+            return None
         chunk = message.get("body", b"")
         seen += len(chunk)
-        if seen > max_body:
+        if most is not None and seen > most:
             return None
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)
 
 
-def replayed(body: bytes, receive):
-    """A ``receive`` that gives ``body`` once, then what the client sends (its disconnect)."""
-    sent = False
+def replaying(body: bytes, receive):
+    """A ``receive`` that gives ``body`` once, then the connection's own messages (a disconnect)."""
+    replayed = False
 
-    async def receiving():
-        nonlocal sent
-        if sent:
+    async def replay():
+        nonlocal replayed
+        if replayed:
             return await receive()
-        sent = True
+        replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receiving
+    return replay
 
 
 class Accounting:
@@ -78,10 +78,10 @@ class Accounting:
                 await too_large(scope, receive, sending)
             elif size is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 body = await read_body(receive, self.max_body)
-                if body is None:
+                if body is None:  # too large (or the client left, when the answer goes nowhere)
                     await too_large(scope, receive, sending)
                 else:
-                    await self.app(scope, replayed(body, receive), sending)
+                    await self.app(scope, replaying(body, receive), sending)
             else:
                 await self.app(scope, receive, sending)
         finally:  # a handler that raised is a 500 (answered by Starlette's outer middleware), counted here too
