@@ -623,3 +623,13 @@ def test_a_model_of_1000_reviews_is_the_size_of_what_it_learnt(tmp_path):
     data = open_run_data(cfg, tmp_path / "ds", reuse=False, refuse_other=False, progress=None)
     df = document_frequencies(data.fit.seqs, NgramFeatures.of(cfg.model))
     assert rows == int((df >= 2).sum()) < 100_000  # of 2,100,000 slots
+
+
+def test_the_fingerprint_sample_in_chunks_is_the_whole_ones():
+    from revsent.data import store
+
+    seqs = [np.array([i % 70, i], dtype=np.int32) for i in range(300)] * 2
+    for most in (10, 1000):
+        whole = store.hash_sample(store.review_hashes(seqs), most)
+        kept, bound = store.fingerprint_sample(seqs, most, chunk=37)
+        assert list(kept) == list(whole[0]) and bound == whole[1]

@@ -213,12 +213,12 @@ def digest(seqs: Sequences, y: np.ndarray) -> str:
 HASH_SAMPLE = 1_000_000  # training reviews fingerprinted at most (8 MB in a model directory); beyond, a sample
 
 
-def review_hashes(seqs: Sequences) -> np.ndarray:
+def review_hashes(seqs: Sequences, start: int = 0, stop: int | None = None) -> np.ndarray:
     """(n,) uint64: a fingerprint of each review's token ids (whole reviews, as the model's tokenizer
-    numbers them): equal reviews, equal hashes; 64 bits, so that millions of reviews do not collide
-    by chance."""
+    numbers them), of reviews ``start`` to ``stop``: equal reviews, equal hashes; 64 bits, so that
+    millions of reviews do not collide by chance."""
     digests = b"".join(hashlib.blake2b(np.asarray(seqs[i], dtype="<i4").tobytes(), digest_size=8).digest()
-                       for i in range(len(seqs)))
+                       for i in range(start, len(seqs) if stop is None else min(stop, len(seqs))))
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
@@ -231,6 +231,16 @@ def hash_sample(hashes: np.ndarray, most: int = HASH_SAMPLE) -> tuple[np.ndarray
         return distinct, None
     kept = distinct[:most]
     return kept, int(kept[-1])
+
+
+def fingerprint_sample(seqs: Sequences, most: int = HASH_SAMPLE, chunk: int = 1 << 16) -> tuple[np.ndarray, int | None]:
+    """``hash_sample(review_hashes(seqs), most)``, a chunk of reviews at a time: memory bounded by
+    ``most + chunk`` fingerprints, however many reviews (7M: 8 MB, not 56 MB and a list of 7M digests)."""
+    kept, cut = np.empty(0, np.uint64), False
+    for start in range(0, len(seqs), chunk):
+        kept, bound = hash_sample(np.concatenate([kept, review_hashes(seqs, start, start + chunk)]), most)
+        cut = cut or bound is not None
+    return kept, (int(kept[-1]) if cut else None)
 
 
 def texts_by_part(ds: Dataset, limit: int) -> tuple[list[str], list[str]]:

@@ -264,7 +264,7 @@ def save_run(out: Path, data: RunData, model: SentimentLSTM, metrics: dict, hist
              curves: dict) -> None:
     """The model directory: metrics, history and plots, the training part's fingerprints (for
     ``evaluate``'s overlap check), then config, tokenizer and weights, the weights last."""
-    hashes, bound = store.hash_sample(store.review_hashes(data.train.seqs))
+    hashes, bound = store.fingerprint_sample(data.train.seqs)
     metrics["train_hashes"] = {"reviews": len(data.train), "kept": len(hashes), "bound": bound}
     artifacts.write_json(out / artifacts.METRICS, metrics)
     if history:
