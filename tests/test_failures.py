@@ -199,6 +199,41 @@ def test_weights_of_nan_are_refused(model):
     _one_line_error(runner.invoke(app, ["predict", str(model), "good food"]), 3, f"{name} holds NaN or infinite values")
 
 
+
+def test_weights_changed_after_saving_are_refused_by_their_checksum(model):
+    """A finite, well-shaped change (one value of one tensor) that every other check lets through."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(model / "model.safetensors", "pt") as f:
+        metadata = f.metadata()
+    assert len(metadata["sha256"]) == 64 and len(metadata["tokenizer_sha256"]) == 64
+    assert runner.invoke(app, ["predict", str(model), "good food"]).exit_code == 0
+    weights = load_file(model / "model.safetensors")
+    name = next(k for k, t in weights.items() if t.is_floating_point() and t.numel() > 1)
+    weights[name][0] += 0.5
+    save_file(weights, model / "model.safetensors", metadata)  # the old header, new values
+    _one_line_error(runner.invoke(app, ["predict", str(model), "good food"]), 3,
+                    "model.safetensors: its tensors differ from the checksum saved with them")
+
+
+def test_a_tokenizer_changed_after_saving_is_refused_by_its_checksum(model):
+    """Two words' ids swapped: every id still fits, but each would be read as the other."""
+    tokenizer = json.loads((model / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    first, second = [w for w in vocab if w != "[PAD]"][:2]
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _one_line_error(runner.invoke(app, ["predict", str(model), "good food"]), 3,
+                    "tokenizer.json: differs from the tokenizer this model was saved with")
+
+
+def test_models_saved_before_checksums_still_load(model):
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(model / "model.safetensors"), model / "model.safetensors", {"format": "pt", "revsent_format": "1"})
+    assert runner.invoke(app, ["predict", str(model), "good food"]).exit_code == 0
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 16 KB filesystem (tmpfs), where every command's output runs out of space; skipped where none can

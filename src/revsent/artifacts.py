@@ -5,6 +5,7 @@ without executing code: JSON and safetensors only, never pickle.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -195,8 +196,10 @@ def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEn
 
     # Last, so that a directory with weights is a whole model (``is_finished``). Large float tensors
     # in float16: half the size; training rounded the model to them before scoring it.
-    atomic_save_tensors(out / WEIGHTS, {name: as_stored(t) for name, t in model.state_dict().items()},
-                        {"format": "pt", "revsent_format": str(FORMAT_VERSION)})
+    stored = {name: as_stored(t) for name, t in model.state_dict().items()}
+    atomic_save_tensors(out / WEIGHTS, stored, {"format": "pt", "revsent_format": str(FORMAT_VERSION),
+                                                "sha256": tensors_digest(stored),
+                                                "tokenizer_sha256": hashlib.sha256((out / TOKENIZER).read_bytes()).hexdigest()})
     from .modelcard import write_model_card
 
     write_model_card(out)  # README.md, from the files just written (and metrics.json, where a run wrote it)
@@ -244,26 +247,51 @@ def load_encoder(model_dir: str | Path, cfg: Config) -> TextEncoder:
     return encoder
 
 
-def _header_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
-    """Each tensor's shape, from the safetensors header alone (no tensor is read)."""
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, types, shapes and bytes in name order: what a weights file holds,
+    whatever the layout safetensors gave it. Saved in the file's header, checked on load."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{list(tensors[name].shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _header(weights_path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Each tensor's shape and the file's metadata, from the safetensors header alone (no tensor is read)."""
     from safetensors import safe_open
 
     try:
         with safe_open(weights_path, "pt") as f:
-            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}, f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights_path}: corrupt or truncated ({exc})") from None
 
 
-def check_sizes(weights_path: Path, cfg: Config, n_classes: int) -> int | None:
+def check_checksums(model_dir: Path, metadata: dict[str, str], state: dict[str, torch.Tensor]) -> None:
+    """The weights and the tokenizer are what was saved: their SHA-256 digests, written in the weights'
+    header when the model was saved, agree (models saved before there were digests have none to check)."""
+    weights, tokenizer = model_dir / WEIGHTS, model_dir / TOKENIZER
+    if "sha256" in metadata and tensors_digest(state) != metadata["sha256"]:
+        raise ArtifactError(f"{weights}: its tensors differ from the checksum saved with them (the file was edited "
+                            "or damaged); restore it from a copy or train again")
+    if "tokenizer_sha256" in metadata and hashlib.sha256(tokenizer.read_bytes()).hexdigest() != metadata["tokenizer_sha256"]:
+        raise ArtifactError(f"{tokenizer}: differs from the tokenizer this model was saved with (checksum in {WEIGHTS}); "
+                            "restore it from a copy or train again")
+
+
+def check_sizes(weights_path: Path, cfg: Config, n_classes: int) -> tuple[int | None, dict[str, str]]:
     """That config.json's sizes are those of the weights, checked on an unallocated model (PyTorch's
     meta device) so that a damaged or tampered config cannot ask for terabytes; the embedding's rows
-    (the words the model learnt, which the weights decide)."""
+    (the words the model learnt, which the weights decide) and the file's metadata."""
     import torch
 
     from .model import SentimentLSTM
 
-    header = _header_shapes(weights_path)
+    header, metadata = _header(weights_path)
     rows = next((shape[0] for name, shape in header.items() if name.endswith("embedding.weight")), None)
     try:
         with torch.device("meta"):
@@ -277,7 +305,7 @@ def check_sizes(weights_path: Path, cfg: Config, n_classes: int) -> int | None:
         if saved != tuple(tensor.shape):
             raise ArtifactError(f"{weights_path}: does not match config.json ({name} is {list(saved)} in the weights, "
                                 f"{list(tensor.shape)} by config.json)")
-    return rows
+    return rows, metadata
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, list[str], TextEncoder, SentimentLSTM]:
@@ -294,7 +322,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
         # a run writes its config first and its weights last: this is one that stopped in between
         raise ArtifactError(f"{model_dir}: not a finished model (no {WEIGHTS}); if its training was interrupted, "
                             f"continue it with `revsent train ... --out {model_dir} --resume`")
-    rows = check_sizes(weights_path, cfg, len(classes))  # before allocating what config.json asks for
+    rows, metadata = check_sizes(weights_path, cfg, len(classes))  # before allocating what config.json asks for
     try:
         state = load_file(weights_path, device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -311,5 +339,6 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     if encoder.largest_id is not None and encoder.largest_id >= model.words:
         raise ArtifactError(f"{weights_path}: its embedding has {model.words} rows, too few for the ids of "
                             f"{model_dir / TOKENIZER}; the tokenizer belongs to another model")
+    check_checksums(model_dir, metadata, state)  # last: the checks above say more precisely what is wrong
     model.to(device).eval()
     return cfg, classes, encoder, model
