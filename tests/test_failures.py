@@ -259,7 +259,9 @@ def test_a_full_disk_leaves_nothing_behind(reviews, tmp_path, small_disk):
     cases = [["train", str(reviews), "--out", str(small_disk / "m"), *TINY],
              ["prepare", str(reviews), "--out", str(small_disk / "ds"), *PREPARE],
              ["export", str(tmp_path / "m"), "--out", str(small_disk / "onnx")],
-             ["predict", str(tmp_path / "m"), "--input", str(many), "--output", str(small_disk / "p.jsonl")]]
+             ["predict", str(tmp_path / "m"), "--input", str(many), "--output", str(small_disk / "p.jsonl")],
+             ["tune", str(reviews), "--out", str(small_disk / "t"), "--trials", "1", "--preset", "quick", "--epochs", "1",
+              "--vocab-size", "50", "--threads", "1", "--quiet"]]
     for args in cases:
         result = runner.invoke(app, args)
         _one_line_error(result, 3, "No space left on device")

@@ -119,18 +119,19 @@ def check_writable(path: str | Path, option: str = "--out") -> Path:
 
 
 @contextlib.contextmanager
-def removed_on_failure(out: Path | None):
+def removed_on_failure(out: Path | None, resumable=None):
     """Around a command that writes the new directory ``out``: when it fails for any reason (a bad
     record, a full disk, a permission), what it wrote goes with the directory; nothing is left
-    behind. A run that was interrupted, or wrote a checkpoint, is kept, to be continued with
-    ``--resume``; a directory that existed before is never removed."""
+    behind. A run that was interrupted, or left something to continue from (``resumable(out)``;
+    a checkpoint by default), is kept, to be continued with ``--resume``; a directory that existed
+    before is never removed."""
     existed = out is None or out.exists()
     try:
         yield
     except KeyboardInterrupt:  # a kill: what was prepared is kept for --resume
         raise
     except BaseException:
-        if not existed and out.is_dir() and not has_checkpoint(out):
+        if not existed and out.is_dir() and not (resumable or has_checkpoint)(out):
             shutil.rmtree(out, ignore_errors=True)
         raise
 

@@ -13,6 +13,7 @@ part is scored once, by the final training of the best settings, and by nothing 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import warnings
@@ -66,14 +67,9 @@ TUNE_VAL_FRACTION = 0.1  # the default preset's slice, for presets with none (se
 def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: float | None = None,
          progress: Progress | None = None) -> TuneResult:
     """Search settings for ``cfg.data`` (files or one prepared dataset) with Optuna, then train
-    the best ones into ``out/model``. Stops after ``trials`` more trials or ``minutes``."""
-    import optuna
-
-    from ..model import SentimentLSTM
-    from .loop import fit
-    from .run import train
-    from .state import chosen_figures
-
+    the best ones into ``out/model``. Stops after ``trials`` more trials or ``minutes``. A new
+    ``out`` is removed when the search fails before a trial completed; after that it is a study to
+    continue."""
     if not trials and not minutes:
         raise ConfigError("Give --trials N or --minutes M: how long to search")
     progress = progress or Progress(False)
@@ -81,7 +77,19 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
         cfg = cfg.with_settings(val_fraction=TUNE_VAL_FRACTION)
         progress.log(f"preset {cfg.preset} keeps no validation slice; tuning chooses on one: "
                      f"{TUNE_VAL_FRACTION:.0%} of the training part (--val-fraction)")
-    out = _check_out(Path(out))
+    with artifacts.removed_on_failure(Path(out), resumable=_has_completed_trials):  # a study is continued
+        out = _check_out(Path(out))
+        return _search(cfg, out, trials, minutes, progress)
+
+
+def _search(cfg: Config, out: Path, trials: int | None, minutes: float | None, progress: Progress) -> TuneResult:
+    import optuna
+
+    from ..model import SentimentLSTM
+    from .loop import fit
+    from .run import train
+    from .state import chosen_figures
+
     data = open_run_data(cfg, out / "dataset", reuse=True, refuse_other=True, progress=progress,
                          cite_cache=True)
     cfg, fit_part, val_part = data.cfg, data.fit, data.validation
@@ -125,6 +133,18 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
     final_cfg = cfg.with_settings(**best.params)
     result = train(final_cfg, out / "model", force=(out / "model").exists(), progress=progress)
     return TuneResult(out, dict(best.params), float(best.value), len(study.trials), result.metrics)
+
+
+def _has_completed_trials(out: Path) -> bool:
+    import sqlite3
+
+    if not (out / STUDY).is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{out / STUDY}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0] > 0
+    except sqlite3.Error:  # a study file the failure left unreadable holds nothing to continue
+        return False
 
 
 def _check_out(out: Path) -> Path:
