@@ -266,3 +266,25 @@ def test_a_full_disk_leaves_nothing_behind(reviews, tmp_path, small_disk):
         result = runner.invoke(app, args)
         _one_line_error(result, 3, "No space left on device")
         assert list(small_disk.iterdir()) == [], (args[0], list(small_disk.iterdir()))
+
+
+def test_an_interrupted_train_exits_130_and_keeps_its_checkpoint(reviews, tmp_path, monkeypatch):
+    import revsent.training.loop as loop_module
+
+    real_save = loop_module.save_checkpoint
+
+    def save_then_die(*args):
+        real_save(*args)
+        raise KeyboardInterrupt  # Ctrl-C just after the first epoch's checkpoint
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
+    out = tmp_path / "m"
+    options = [*PREPARE, "--embedding-dim", "8", "--hidden-size", "8", "--epochs", "2", "--threads", "1", "--quiet"]
+    result = runner.invoke(app, ["train", str(reviews), "--out", str(out), *options])
+    assert result.exit_code == 130, result.output
+    assert "revsent: interrupted" in result.output and "Traceback" not in result.output
+    assert (out / "checkpoint.safetensors").exists() and not (out / "model.safetensors").exists()
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    resumed = runner.invoke(app, ["train", str(reviews), "--out", str(out), *options, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (out / "model.safetensors").exists() and not (out / "checkpoint.safetensors").exists()
