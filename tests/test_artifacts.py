@@ -36,9 +36,10 @@ def test_round_trip_same_predictions(saved):
     assert loaded.classes_ == ["neg", "pos"] and loaded.config_ == clf.config_
 
 
-def test_large_weights_are_stored_in_float16_and_scored_as_stored(tmp_path):
-    """Half the bytes: large float tensors in float16, small ones (biases, the calibration) in
-    float32; the fitted model was rounded to them, so the file predicts exactly what was scored."""
+def test_large_weights_are_stored_small_and_scored_as_stored(tmp_path):
+    """A quarter of the bytes for the embedding (int8 rows, a float32 scale each), half for other
+    large float tensors (float16), small ones (biases, the calibration) in float32; the fitted model
+    was rounded to them, so the file predicts exactly what was scored."""
     import torch
     from safetensors import safe_open
 
@@ -50,14 +51,40 @@ def test_large_weights_are_stored_in_float16_and_scored_as_stored(tmp_path):
     with safe_open(path / "model.safetensors", "pt") as f:
         dtypes = {name: f.get_slice(name).get_dtype() for name in f.keys()}
         sizes = {name: int(np.prod(f.get_slice(name).get_shape())) for name in f.keys()}
-    largest = max(sizes, key=sizes.get)
-    assert dtypes[largest] == "F16" and dtypes["mix"] == "F32" and dtypes["readers.0.out.bias"] == "F32"
-    assert all(dtypes[n] == ("F16" if sizes[n] > 1024 else "F32") for n in dtypes if dtypes[n].startswith("F"))
-    weight = clf.model_.state_dict()[largest]
+    embedding = "readers.0.embedding.weight"
+    assert sizes[embedding] > 1024 and dtypes[embedding] == "I8" and dtypes[embedding + ".row_scale"] == "F32"
+    assert dtypes["mix"] == "F32" and dtypes["readers.0.out.bias"] == "F32"
+    floats = [n for n in dtypes if dtypes[n].startswith("F") and not n.endswith(".row_scale")]
+    assert all(dtypes[n] == ("F16" if sizes[n] > 1024 else "F32") for n in floats)
+    state = clf.model_.state_dict()
+    weight = state["readers.0.forward_layers.0.weight_ih_l0"]
     assert weight.dtype == torch.float32 and torch.equal(weight, weight.half().float())  # rounded in memory as on disk
+    rows = state[embedding]
+    steps = rows / (rows.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-30)
+    assert torch.allclose(steps, steps.round(), atol=1e-3) and rows[0].abs().sum() == 0  # whole int8 steps; padding 0
     loaded = Classifier.load(path)
     texts = ["great friendly food", "rude awful service"]
     assert np.array_equal(loaded.predict_proba(texts), clf.predict_proba(texts))
+
+
+def test_models_with_a_float16_embedding_still_load(tmp_path):
+    """The layout of the releases before int8 embeddings: every large float tensor in float16."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from .conftest import NEGATIVE, POSITIVE
+
+    clf = Classifier(preset="seed", **{**TINY, "embedding_dim": 64}).fit(POSITIVE + NEGATIVE, ["pos"] * 6 + ["neg"] * 6)
+    path = clf.save(tmp_path / "m")
+    stored = load_file(path / "model.safetensors")
+    scale = stored.pop("readers.0.embedding.weight.row_scale")
+    rows = stored["readers.0.embedding.weight"].float() * scale[:, None]
+    stored["readers.0.embedding.weight"] = rows.half() if rows.numel() > 1024 else rows
+    save_file(stored, path / "model.safetensors", {"format": "pt", "revsent_format": "1"})
+    loaded = Classifier.load(path)
+    assert loaded.model_.readers[0].embedding.weight.dtype == torch.float32
+    texts = ["great friendly food", "rude awful service"]
+    np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-3)
 
 
 def test_directory_holds_only_json_safetensors_and_its_card(saved):

@@ -193,11 +193,11 @@ def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEn
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / TOKENIZER, encoder.to_str())
     write_json(out / CONFIG, config_document(cfg, classes))
-    from .model import as_stored
+    from .model import stored_state
 
-    # Last, so that a directory with weights is a whole model (``is_finished``). Large float tensors
-    # in float16: half the size; training rounded the model to them before scoring it.
-    stored = {name: as_stored(t) for name, t in model.state_dict().items()}
+    # Last, so that a directory with weights is a whole model (``is_finished``). The embedding in
+    # int8 rows, other large float tensors in float16; training rounded the model to them before scoring it.
+    stored = stored_state(model.state_dict())
     atomic_save_tensors(out / WEIGHTS, stored, {"format": "pt", "revsent_format": str(FORMAT_VERSION),
                                                 "sha256": tensors_digest(stored),
                                                 "tokenizer_sha256": hashlib.sha256((out / TOKENIZER).read_bytes()).hexdigest()})
@@ -313,7 +313,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild a trained model from its directory alone."""
     from safetensors.torch import load_file
 
-    from .model import SentimentLSTM
+    from .model import SentimentLSTM, loaded_state
 
     cfg, classes = read_config(model_dir)
     model_dir = Path(model_dir)
@@ -333,7 +333,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
         raise ArtifactError(f"{weights_path}: {bad} holds NaN or infinite values; the file is damaged")
     model = SentimentLSTM(cfg.model, len(classes), rows)
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(loaded_state(state))
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise ArtifactError(f"{weights_path}: does not match config.json ({first})") from None

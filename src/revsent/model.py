@@ -29,9 +29,53 @@ from .text import Cut, Sequences
 HALF_ABOVE = 1024  # float tensors of more values than this are stored in float16 (the model file's size)
 
 
+ROW_SCALE = ".row_scale"  # beside an int8 embedding in the file: each row's float32 scale
+
+
 def as_stored(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` as the model file stores it: float16 when it is a large float tensor."""
     return tensor.half() if tensor.is_floating_point() and tensor.numel() > HALF_ABOVE else tensor
+
+
+def _int8_rows(name: str, tensor: torch.Tensor) -> bool:
+    """Whether the file stores ``tensor`` as int8 rows with a scale each: a large embedding (most of
+    a model's bytes, one row per word kept; a quarter of float32's size)."""
+    return name.endswith("embedding.weight") and tensor.is_floating_point() and tensor.numel() > HALF_ABOVE
+
+
+def _quantized_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: ``weight`` ≈ q x scale[:, None]; an all-zero row (padding) stays zero."""
+    scale = weight.float().abs().amax(dim=1) / 127
+    q = torch.round(weight.float() / torch.where(scale > 0, scale, 1)[:, None]).clamp(-127, 127)
+    return q.to(torch.int8), scale
+
+
+def _rows_back(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.float()[:, None]
+
+
+def stored_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's state as its file holds it: large embeddings as int8 rows (each with its scale),
+    other large float tensors in float16. Training rounds the model to these before scoring it
+    (``round_as_stored``), so the file predicts what metrics.json says."""
+    stored = {}
+    for name, tensor in state.items():
+        if _int8_rows(name, tensor):
+            stored[name], stored[name + ROW_SCALE] = _quantized_rows(tensor)
+        else:
+            stored[name] = as_stored(tensor)
+    return stored
+
+
+def loaded_state(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`stored_state`: int8 rows back to float32 (files without them unchanged)."""
+    state = {}
+    for name, tensor in stored.items():
+        if name.endswith(ROW_SCALE):
+            continue
+        scale = stored.get(name + ROW_SCALE)
+        state[name] = tensor if scale is None else _rows_back(tensor, scale)
+    return state
 
 
 class SentimentLSTM(nn.Module):
@@ -82,10 +126,10 @@ class SentimentLSTM(nn.Module):
 
     @torch.no_grad()
     def round_as_stored(self) -> "SentimentLSTM":
-        """This model's weights rounded as its file stores them (:func:`as_stored`): what is
+        """This model's weights rounded as its file stores them (:func:`stored_state`): what is
         calibrated and scored after training is then what is saved and loaded."""
-        for tensor in [*self.parameters(), *self.buffers()]:
-            tensor.copy_(as_stored(tensor))
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            tensor.copy_(_rows_back(*_quantized_rows(tensor)) if _int8_rows(name, tensor) else as_stored(tensor))
         return self
 
     def table(self) -> WideTable | None:
