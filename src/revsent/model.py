@@ -27,8 +27,6 @@ from .ngrams import NgramFeatures, WideTable
 from .text import Cut, Sequences
 
 HALF_ABOVE = 1024  # float tensors of more values than this are stored in float16 (the model file's size)
-
-
 ROW_SCALE = ".row_scale"  # beside an int8 embedding in the file: each row's float32 scale
 
 
@@ -51,7 +49,7 @@ def _quantized_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _rows_back(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return q.float() * scale.float()[:, None]
+    return q.float() * scale[:, None]
 
 
 def stored_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -128,8 +126,7 @@ class SentimentLSTM(nn.Module):
     def round_as_stored(self) -> "SentimentLSTM":
         """This model's weights rounded as its file stores them (:func:`stored_state`): what is
         calibrated and scored after training is then what is saved and loaded."""
-        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
-            tensor.copy_(_rows_back(*_quantized_rows(tensor)) if _int8_rows(name, tensor) else as_stored(tensor))
+        self.load_state_dict(loaded_state(stored_state(self.state_dict())))  # copied into the tensors in place
         return self
 
     def table(self) -> WideTable | None:

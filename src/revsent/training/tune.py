@@ -77,9 +77,9 @@ def tune(cfg: Config, out: str | Path, *, trials: int | None = None, minutes: fl
         cfg = cfg.with_settings(val_fraction=TUNE_VAL_FRACTION)
         progress.log(f"preset {cfg.preset} keeps no validation slice; tuning chooses on one: "
                      f"{TUNE_VAL_FRACTION:.0%} of the training part (--val-fraction)")
-    with artifacts.removed_on_failure(Path(out), resumable=_has_completed_trials):  # a study is continued
-        out = _check_out(Path(out))
-        return _search(cfg, out, trials, minutes, progress)
+    out = Path(out)
+    with artifacts.removed_on_failure(out, resumable=_has_completed_trials):  # a study is continued
+        return _search(cfg, _check_out(out), trials, minutes, progress)
 
 
 def _search(cfg: Config, out: Path, trials: int | None, minutes: float | None, progress: Progress) -> TuneResult:
