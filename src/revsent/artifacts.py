@@ -28,10 +28,12 @@ FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
 TRAIN_HASHES = "train_hashes.npy"  # a fingerprint of each training review (data.store.review_hashes), sorted
+PRETRAIN_HASHES = "pretrain_hashes.npy"  # of a classifier started from a language model: that model's TRAIN_HASHES
+LM_KIND = "language_model"  # config.json's "kind" in a language model's directory (`revsent pretrain`)
 ONNX, ONNX_DATA, WIDE = "model.onnx", "model.onnx.data", "wide.safetensors"  # written by `revsent export` (export.py)
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
 MEMBERS = ".members"  # the finished members of a bag (--members), kept until the run ends (for --resume)
-OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, TRAIN_HASHES, ONNX, ONNX_DATA, WIDE,
+OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, TRAIN_HASHES, PRETRAIN_HASHES, ONNX, ONNX_DATA, WIDE,
              "training_curves.png", "confusion_matrix.png", "reliability.png")
 
 
@@ -206,7 +208,12 @@ def save_model(out: str | Path, cfg: Config, classes: list[str], encoder: TextEn
     write_model_card(out)  # README.md, from the files just written (and metrics.json, where a run wrote it)
 
 
-def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
+def lm_config_document(cfg: Config) -> dict:
+    return {"format_version": FORMAT_VERSION, "kind": LM_KIND, **{k: v for k, v in config_document(cfg, []).items()
+                                                                  if k not in ("format_version", "classes")}}
+
+
+def _raw_config(model_dir: str | Path) -> dict:
     path = Path(model_dir) / CONFIG
     if not Path(model_dir).is_dir():
         raise ArtifactError(f"{model_dir}: no such model directory")
@@ -219,15 +226,54 @@ def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
         found = raw.get("format_version") if isinstance(raw, dict) else None
         raise ArtifactError(f"{path}: model format {found!r} is not supported (this revsent reads format {FORMAT_VERSION})")
-    classes = raw.pop("classes", None)
     for key in ("format_version", "preprocessing", "versions"):
         raw.pop(key, None)
-    if not isinstance(classes, list) or len(classes) < 2:
-        raise ArtifactError(f"{path}: 'classes' must list at least two class names")
+    return raw
+
+
+def read_metrics(model_dir: str | Path) -> dict:
+    """metrics.json of a model directory (empty where there is none, or it is unreadable)."""
     try:
-        return Config.from_dict(raw), [str(c) for c in classes]
+        record = json.loads((Path(model_dir) / METRICS).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def is_language_model(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` holds a language model (``revsent pretrain``) rather than a classifier."""
+    try:
+        return json.loads((Path(model_dir) / CONFIG).read_text(encoding="utf-8")).get("kind") == LM_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _config_of(raw: dict, path: Path) -> Config:
+    try:
+        return Config.from_dict(raw)
     except ConfigError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
+
+
+def read_config(model_dir: str | Path) -> tuple[Config, list[str]]:
+    """A classifier's config and classes; a language model is refused, saying what it is for."""
+    raw, path = _raw_config(model_dir), Path(model_dir) / CONFIG
+    if raw.get("kind") == LM_KIND:
+        raise ArtifactError(f"{model_dir}: is a language model (made by `revsent pretrain`), not a classifier; train "
+                            f"one from it: `revsent train DATA --init-from {model_dir} --out MODEL`")
+    classes = raw.pop("classes", None)
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ArtifactError(f"{path}: 'classes' must list at least two class names")
+    return _config_of(raw, path), [str(c) for c in classes]
+
+
+def read_lm_config(model_dir: str | Path) -> Config:
+    """A language model's config; a classifier is refused, saying what a language model is."""
+    raw, path = _raw_config(model_dir), Path(model_dir) / CONFIG
+    if raw.pop("kind", None) != LM_KIND:
+        raise ArtifactError(f"{model_dir}: is a classifier, not a language model; make one with "
+                            "`revsent pretrain TEXTS --out LM`")
+    return _config_of(raw, path)
 
 
 def load_encoder(model_dir: str | Path, cfg: Config) -> TextEncoder:
@@ -343,3 +389,45 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     check_checksums(model_dir, metadata, state)  # last: the checks above say more precisely what is wrong
     model.to(device).eval()
     return cfg, classes, encoder, model
+
+
+def save_lm(out: str | Path, cfg: Config, encoder: TextEncoder, state: dict[str, torch.Tensor]) -> None:
+    """A language model's directory: config.json (``kind``), tokenizer.json, then its weights, last
+    (stored as a classifier's are: the embedding in int8 rows, other large tensors in float16)."""
+    from .model import stored_state
+
+    out = Path(out)
+    atomic_write(out / TOKENIZER, encoder.to_str())
+    write_json(out / CONFIG, lm_config_document(cfg))
+    stored = stored_state(state)
+    atomic_save_tensors(out / WEIGHTS, stored, {"format": "pt", "revsent_format": str(FORMAT_VERSION), "kind": LM_KIND,
+                                                "sha256": tensors_digest(stored),
+                                                "tokenizer_sha256": hashlib.sha256((out / TOKENIZER).read_bytes()).hexdigest()})
+
+
+def load_lm(model_dir: str | Path) -> tuple[Config, TextEncoder, dict[str, torch.Tensor]]:
+    """A language model's config, tokenizer and weights (float32, on the CPU), each checked as a
+    classifier's are: its sizes, finite values and the checksums saved with it."""
+    from safetensors.torch import load_file
+
+    from .model import loaded_state
+
+    cfg, model_dir = read_lm_config(model_dir), Path(model_dir)
+    encoder = load_encoder(model_dir, cfg)
+    weights_path = model_dir / WEIGHTS
+    if not weights_path.exists():
+        raise ArtifactError(f"{model_dir}: not a finished language model (no {WEIGHTS}); if its training was "
+                            f"interrupted, continue it with `revsent pretrain ... --out {model_dir} --resume`")
+    header, metadata = _header(weights_path)
+    rows = header.get("embedding.weight", (0, 0))
+    if tuple(rows[1:]) != (cfg.model.embedding_dim,) or rows[0] <= (encoder.largest_id or 0):
+        raise ArtifactError(f"{weights_path}: does not match config.json and tokenizer.json (embedding {list(rows)})")
+    try:
+        stored = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{weights_path}: corrupt or truncated ({exc})") from None
+    bad = next((name for name, t in stored.items() if t.is_floating_point() and not bool(t.isfinite().all())), None)
+    if bad is not None:
+        raise ArtifactError(f"{weights_path}: {bad} holds NaN or infinite values; the file is damaged")
+    check_checksums(model_dir, metadata, stored)
+    return cfg, encoder, {k: v.float() for k, v in loaded_state(stored).items()}

@@ -154,6 +154,25 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LMConfig:
+    """What only a language model has (``revsent pretrain``, preset ``lm``); its encoder's settings
+    are the model section's and its optimisation the train section's (``LM_SETTINGS``)."""
+
+    bptt: int = 70  # tokens per training window (each direction predicts the next of them)
+    negatives: int = 1024  # words of the sampled softmax, drawn per step from the unigram distribution^0.75
+    output_dropout: float = 0.1  # locked dropout on the LSTM's outputs (AWD-LSTM's)
+    heldout: float = 0.02  # of the texts, kept out of training to measure perplexity on
+    heldout_tokens: int = 100_000  # perplexity (a full softmax) on at most this many held-out tokens per direction
+
+    def __post_init__(self):
+        _check_range(self, "bptt", 2, None)
+        _check_range(self, "negatives", 1, None)
+        _check_range(self, "output_dropout", 0.0, 1.0, right_open=True)
+        _check_range(self, "heldout", 0.0, 1.0, left_open=True, right_open=True)
+        _check_range(self, "heldout_tokens", 1, None)
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs: the one object saved as ``config.json`` with the model."""
 
@@ -161,6 +180,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "default"
+    lm: LMConfig = field(default_factory=LMConfig)  # a language model's own settings (saved only with one)
 
     def __post_init__(self):
         m, f = self.model.members, self.train.val_fraction
@@ -169,19 +189,23 @@ class Config:
                               f"at most {int(1 / f)} fit in the training part")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        raw = dataclasses.asdict(self)
+        if self.preset != LM_PRESET:  # a classifier's config.json: no language-model section
+            raw.pop("lm")
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Config":
         """Rebuild from JSON; unknown keys and wrong types are errors."""
-        _reject_unknown("Config", raw, {"data", "model", "train", "preset"})
-        if raw.get("preset", "default") not in PRESETS:
+        _reject_unknown("Config", raw, {"data", "model", "train", "preset", "lm"})
+        if raw.get("preset", "default") not in (*PRESETS, LM_PRESET):
             raise ConfigError(f"The 'preset' of Config must be one of {', '.join(PRESETS)}. Got {raw.get('preset')!r} instead.")
         return cls(
             data=_section(DataConfig, raw.get("data", {})),
             model=_section(ModelConfig, _legacy_model(raw.get("model", {}))),
             train=_section(TrainConfig, renamed(raw.get("train", {}), LEGACY_SPLIT_KEYS)),
             preset=raw.get("preset", "default"),
+            lm=_section(LMConfig, raw.get("lm", {})),
         )
 
     def with_settings(self, **overrides: Any) -> "Config":
@@ -197,9 +221,10 @@ class Config:
     @classmethod
     def from_preset(cls, preset: str = "default", **overrides: Any) -> "Config":
         """A preset with some fields replaced; keyword names are field names of any section."""
-        if preset not in PRESETS:
+        if preset not in PRESETS and preset != LM_PRESET:
             raise ConfigError(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
-        sections = {name: dict(values) for name, values in PRESETS[preset].items()}
+        table = LM_SETTINGS if preset == LM_PRESET else PRESETS[preset]
+        sections = {name: dict(table.get(name, {})) for name in SECTIONS}
         owners = {f.name: section for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)}
         for key, value in overrides.items():
             if key not in owners:
@@ -214,6 +239,7 @@ class Config:
             model=_section(ModelConfig, sections["model"]),
             train=_section(TrainConfig, sections["train"]),
             preset=preset,
+            lm=_section(LMConfig, sections["lm"]),
         )
 
 
@@ -280,7 +306,7 @@ def threshold_rule(text: str) -> tuple[str, float | None]:
                       f"Got {text!r} instead.")
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "lm": LMConfig}
 
 # Presets name only what differs from the dataclass defaults (which are the tutorial's model).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -313,6 +339,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "patience": 1, "clip_norm": 5.0, "val_fraction": 0.1},
     },
 }
+
+
+# `revsent pretrain`: a language model of the default classifier's encoder (Embedding(V, 128), one
+# LSTM(128) each way), AWD-LSTM's regularisation at the strengths of its smaller models, a
+# vocabulary of words seen at least twice, unknown words kept as one id (a language model predicts
+# them too), Adam on a slanted triangular schedule (training/pretrain.py; bench/JOURNAL.md).
+LM_PRESET = "lm"
+LM_SETTINGS: dict[str, dict[str, Any]] = {
+    "data": {},
+    "model": {"vocab_size": 100000, "oov": True, "min_count": 2, "embedding_dim": 128, "hidden_size": 128,
+              "bidirectional": True, "dropout": 0.25, "recurrent_dropout": 0.25, "word_dropout": 0.05},
+    "train": {"epochs": 4, "batch_size": 64, "lr": 3e-3, "clip_norm": 1.0},
+    "lm": {},
+}
+# The settings a classifier takes from the language model it starts from (they shape its encoder).
+LM_ENCODER = ("vocab_size", "oov", "min_count", "embedding_dim", "hidden_size")
 
 
 def preset_values(name: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifacts import METRICS, TRAIN_HASHES, load_model
+from .artifacts import METRICS, PRETRAIN_HASHES, TRAIN_HASHES, load_model
 from .baseline import BASELINE_MAX, tfidf_baseline
 from .data import RecordReader, sample, store
 from .data.store import review_hashes
@@ -47,6 +47,8 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
     texts: list[str] | None = None
     train_hashes = read_train_hashes(model_dir)
+    pretrain_hashes = read_train_hashes(model_dir, PRETRAIN_HASHES)
+    hashed = train_hashes is not None or pretrain_hashes is not None
     fingerprints: np.ndarray | None = None  # the scored reviews' hashes, where there are training ones to match
     with _own_dataset(model_dir, cfg, needed=not paths or baseline) as own:
         checked = paths  # what to check against the training part: none where its held-out part is scored
@@ -64,7 +66,7 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
             checked = () if ds.id == trained_on else paths
             y = _map_classes(ds.y[rows], ds.classes, classes, paths[0])
             proba = class_probabilities(model, ds.seqs.take(rows), device=torch_device)
-            if train_hashes is not None and checked:
+            if hashed and checked:
                 fingerprints = review_hashes(ds.seqs.take(rows))
             if baseline:
                 wanted = set(rows.tolist()) if len(rows) < ds.manifest["n"] else None
@@ -77,11 +79,12 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
                 fresh.update(label_field=None, stars_field=None)
             data_cfg = dataclasses.replace(cfg.data, **{**fresh, **data_options})
             y, proba, texts, fingerprints = _score_files(model, encoder, data_cfg, classes, torch_device, keep_texts=baseline,
-                                                   hashes=train_hashes is not None)
+                                                   hashes=hashed)
             described = list(paths)
         result = classification_metrics(y, proba, classes, model.decision_threshold)
         result["data"] = described
         result["warnings"] = (training_overlap(model_dir, cfg, checked, len(y), fingerprints, train_hashes)
+                              + pretraining_overlap(model_dir, checked, len(y), fingerprints, pretrain_hashes)
                               + model_warnings(result))
         if baseline:  # fitted on the model's own split, scored on the same reviews as the model
             fit_texts, val_texts, test_texts = own.baseline_texts(limit=BASELINE_MAX)
@@ -171,10 +174,11 @@ def _score_files(model, encoder, data_cfg, classes: list[str], device, keep_text
 OVERSTATE = "these figures overstate accuracy on new reviews"
 
 
-def read_train_hashes(model_dir: str | Path) -> tuple[np.ndarray, int | None] | None:
-    """The model's training-part fingerprints (``train_hashes.npy``) and their sample bound (None:
-    every review's; see :func:`revsent.data.store.hash_sample`), or None where it has none."""
-    path = Path(model_dir) / TRAIN_HASHES
+def read_train_hashes(model_dir: str | Path, name: str = TRAIN_HASHES) -> tuple[np.ndarray, int | None] | None:
+    """The model's training-part fingerprints (``train_hashes.npy``; ``pretrain_hashes.npy``: those of
+    the language model it started from) and their sample bound (None: every review's; see
+    :func:`revsent.data.store.hash_sample`), or None where it has none."""
+    path = Path(model_dir) / name
     if not path.exists():
         return None
     try:
@@ -184,7 +188,10 @@ def read_train_hashes(model_dir: str | Path) -> tuple[np.ndarray, int | None] | 
     if hashes.dtype != np.uint64 or hashes.ndim != 1:
         raise ArtifactError(f"{path}: holds {hashes.dtype} of shape {hashes.shape}, not one uint64 per review; "
                             "delete it to evaluate without it")
-    bound = (_metrics(model_dir).get("train_hashes") or {}).get("bound")
+    record = _metrics(model_dir)
+    if name == PRETRAIN_HASHES:
+        record = record.get("init_from") or {}
+    bound = (record.get("train_hashes") or {}).get("bound")
     return hashes, bound
 
 
@@ -223,6 +230,20 @@ def training_overlap(model_dir: str | Path, cfg, paths: Sequence[str], n: int, s
     most = f"up to {min(part, n):,} of the {n:,} reviews" if part else "some of the reviews"
     return [f"{', '.join(trained)}: the model was trained on this data; {most} scored here may have been in its "
             f"training part ({Path(model_dir) / TRAIN_HASHES} is missing, so they cannot be counted); {OVERSTATE}"]
+
+
+def pretraining_overlap(model_dir: str | Path, paths: Sequence[str], n: int, scored: np.ndarray | None,
+                        known: tuple[np.ndarray, int | None] | None) -> list[str]:
+    """How many of the ``n`` reviews scored were among the texts of the language model the model
+    started from (``pretrain_hashes.npy``): it read them, without their labels."""
+    if not paths or scored is None or known is None:
+        return []
+    seen, estimated = overlap(scored, known)
+    if not seen:
+        return []
+    source = (_metrics(model_dir).get("init_from") or {}).get("model", "its language model")
+    return [f"{'about ' if estimated else ''}{seen:,} of {n:,} reviews scored here were among the texts of the "
+            f"language model the model started from ({source}), read without their labels; {OVERSTATE}"]
 
 
 def _same_input(path: str, trained: str) -> bool:

@@ -274,21 +274,25 @@ class LSTMBranch(nn.Module):
         return torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep  # (B, 1, E)
 
     def _run(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-        """One fused LSTM layer over (T, B, D), with recurrent dropout while training.
+        return run_lstm(lstm, x, self.cfg.recurrent_dropout if self.training else 0.0)
 
-        Keras' `recurrent_dropout` multiplies h(t-1) by one mask per review, the same at every
-        step; no fused kernel takes such a mask. Zeroing the matching columns of the recurrent
-        weights drops the same units at every step, with one mask per batch instead of per
-        review, at the fused kernel's full speed.
-        """
-        p = self.cfg.recurrent_dropout
-        if not (self.training and p):
-            return lstm(x)[0]
-        weights = dict(lstm.named_parameters())
-        w_hh = weights["weight_hh_l0"]  # (4H, H): column j reads unit j of h(t-1)
-        keep = torch.bernoulli(w_hh.new_full((1, w_hh.shape[1]), 1.0 - p)) / (1.0 - p)  # (1, H)
-        weights["weight_hh_l0"] = w_hh * keep
-        return torch.func.functional_call(lstm, weights, (x,))[0]
+
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor, recurrent_dropout: float = 0.0) -> torch.Tensor:
+    """One fused LSTM layer over (T, B, D), with recurrent dropout (while training, p > 0).
+
+    Keras' `recurrent_dropout` multiplies h(t-1) by one mask per review, the same at every
+    step; no fused kernel takes such a mask. Zeroing the matching columns of the recurrent
+    weights drops the same units at every step, with one mask per batch instead of per
+    review, at the fused kernel's full speed (the language model's weight drop, too).
+    """
+    p = recurrent_dropout
+    if not p:
+        return lstm(x)[0]
+    weights = dict(lstm.named_parameters())
+    w_hh = weights["weight_hh_l0"]  # (4H, H): column j reads unit j of h(t-1)
+    keep = torch.bernoulli(w_hh.new_full((1, w_hh.shape[1]), 1.0 - p)) / (1.0 - p)  # (1, H)
+    weights["weight_hh_l0"] = w_hh * keep
+    return torch.func.functional_call(lstm, weights, (x,))[0]
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

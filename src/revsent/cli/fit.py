@@ -77,7 +77,7 @@ Threshold = Annotated[Optional[str], setting(
     panel=TRAIN)]
 InitFromModel = Annotated[Optional[str], typer.Option(
     help="Start from this trained model (fine-tuning): its vocabulary, model settings and LSTM weights; the n-gram "
-         "branch is fitted afresh.",
+         "branch is fitted afresh. Or from a language model (`revsent pretrain`): its vocabulary, embedding and LSTMs.",
     rich_help_panel=TRAIN)]
 DeviceTrain = Annotated[Optional[choice("Device", DEVICES)], setting("device", "Where to train (auto: CUDA when present).", panel=RUN)]
 Threads = Annotated[Optional[int], typer.Option(help="CPU threads. (default: all cores)", rich_help_panel=RUN)]
@@ -316,12 +316,11 @@ def prepare(
     def action():
         options = _given(**_data_settings(args), init_from=init_from)
         cfg, encoder = Config.from_preset(str(preset), **options), None
-        if init_from is not None:  # its vocabulary numbers the words (its weights are not needed here)
-            from .. import artifacts
-            from ..config import fine_tuning
+        if init_from is not None:  # its vocabulary numbers the words (a classifier's or a language model's)
+            from ..training.init_from import InitFrom
 
-            cfg = fine_tuning(cfg, artifacts.read_config(init_from)[0], options)
-            encoder = artifacts.load_encoder(init_from, cfg)
+            start = InitFrom.load(init_from)
+            cfg, encoder = start.settings(cfg, options), start.encoder
         ds = prepare_dataset(cfg, out, force=force, progress=Progress(not quiet), encoder=encoder)
         manifest = ds.manifest
         typer.echo(f"{manifest['n']} reviews ({manifest['n_train']} training, {manifest['n_heldout']} held out), "
@@ -435,3 +434,90 @@ def presets(
 
 def _plain(value):
     return tuple(value) if isinstance(value, list) else value
+
+
+def lm_setting(name: str, help: str, *decls: str, panel: str = MODEL):
+    """A `pretrain` option for the config field ``name``: its help ends with the language model's value."""
+    from ..config import LM_PRESET, Config
+
+    cfg = Config.from_preset(LM_PRESET)
+    value = next(getattr(getattr(cfg, section), name) for section in ("data", "model", "train", "lm")
+                 if hasattr(getattr(cfg, section), name))
+    return typer.Option(*decls, help=f"{help} (default: {shown(value)})", rich_help_panel=panel, show_default=False)
+
+
+LM = "Language model"
+PRETRAIN_OPTIONS = ("vocab_size", "min_count", "embedding_dim", "hidden_size", "dropout", "recurrent_dropout",
+                    "word_dropout", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "seed", "bptt",
+                    "negatives", "output_dropout", "heldout", "heldout_tokens", "device", "precision", "threads",
+                    "checkpoint_minutes")
+
+
+@app.command(epilog=examples(
+    "revsent pretrain reviews.csv unlabelled.jsonl --text-field review --out lm",
+    "revsent train reviews.csv --text-field review --stars-field rating --init-from lm --out model",
+    "revsent pretrain yelp_academic_dataset_review.json --epochs 1 --out yelp-lm",
+))
+def pretrain(
+    data: DataArg = None,
+    out: Annotated[str, typer.Option(help="Language model directory to write.", rich_help_panel=RUN,
+                                     show_default=False)] = ...,
+    format: Format = None, text_field: TextField = None, business: Business = None, category: Category = None,
+    limit: Limit = None, skip_bad: SkipBad = None,
+    vocab_size: Annotated[Optional[int], lm_setting("vocab_size", "Words kept (ids 2..N-1; 1 is every other word).")] = None,
+    min_count: Annotated[Optional[int], lm_setting("min_count", "Leave out words seen fewer times.")] = None,
+    embedding_dim: Annotated[Optional[int], lm_setting("embedding_dim", "Word vector size.")] = None,
+    hidden_size: Annotated[Optional[int], lm_setting("hidden_size", "LSTM units per direction.")] = None,
+    dropout: Annotated[Optional[float], lm_setting("dropout", "Locked dropout on the LSTM's inputs.")] = None,
+    recurrent_dropout: Annotated[Optional[float], lm_setting(
+        "recurrent_dropout", "Recurrent units dropped for a whole batch (AWD-LSTM's weight drop).")] = None,
+    word_dropout: Annotated[Optional[float], lm_setting(
+        "word_dropout", "Whole words dropped from the embedding per batch.")] = None,
+    output_dropout: Annotated[Optional[float], lm_setting(
+        "output_dropout", "Locked dropout on the LSTM's outputs.", panel=LM)] = None,
+    bptt: Annotated[Optional[int], lm_setting("bptt", "Tokens per training window.", panel=LM)] = None,
+    negatives: Annotated[Optional[int], lm_setting(
+        "negatives", "Words of the sampled softmax per step (drawn by frequency^0.75).", panel=LM)] = None,
+    heldout: Annotated[Optional[float], lm_setting(
+        "heldout", "Fraction of the texts held out to measure perplexity on.", panel=LM)] = None,
+    heldout_tokens: Annotated[Optional[int], lm_setting(
+        "heldout_tokens", "Perplexity (a full softmax) on at most this many held-out tokens.", panel=LM)] = None,
+    epochs: Annotated[Optional[int], lm_setting("epochs", "Passes over the texts.", panel=TRAIN)] = None,
+    batch_size: Annotated[Optional[int], lm_setting("batch_size", "Windows per step.", panel=TRAIN)] = None,
+    lr: Annotated[Optional[float], lm_setting(
+        "lr", "Adam's peak learning rate (a slanted triangular schedule).", panel=TRAIN)] = None,
+    weight_decay: Annotated[Optional[float], lm_setting("weight_decay", "Adam's L2 weight decay.", panel=TRAIN)] = None,
+    clip_norm: Annotated[Optional[float], lm_setting("clip_norm", "Clip the LSTMs' gradient norm.", panel=TRAIN)] = None,
+    seed: Annotated[Optional[int], lm_setting("seed", "Held-out part, initialisation and window order.", panel=TRAIN)] = None,
+    device: DeviceTrain = None,
+    precision: Precision = None,
+    threads: Threads = None,
+    checkpoint_minutes: CheckpointMinutes = None,
+    resume: Resume = False,
+    force: Annotated[bool, typer.Option(help="Replace the language model already in --out.", rich_help_panel=RUN)] = False,
+    quiet: Quiet = False,
+):
+    """Train an LSTM language model on review text, labelled or not (files, or a dataset made by `revsent
+    prepare`: its training part), for `revsent train --init-from` to start a classifier from."""
+    args = dict(locals())
+    from ..config import LM_PRESET, Config
+    from ..progress import Progress
+    from ..training.pretrain import pretrain as pretrain_model
+
+    def action():
+        options = _given(paths=tuple(data) if data else None, format=format, text_field=text_field,
+                         business=business, category=category, limit=limit, skip_bad=skip_bad,
+                         **{name: args[name] for name in PRETRAIN_OPTIONS})
+        cfg = Config.from_preset(LM_PRESET, **options)
+        result = pretrain_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
+        if result.metrics:  # rank 0 reports
+            m, texts = result.metrics, result.metrics["texts"]
+            typer.echo(f"language model: held-out perplexity {m['heldout_perplexity']} (forward "
+                       f"{m['forward_perplexity']}, backward {m['backward_perplexity']}; "
+                       f"{m['heldout_tokens_scored'] or 0:,} tokens of {texts['heldout_reviews']:,} held-out reviews)")
+            typer.echo(f"learnt from {texts['reviews']:,} reviews ({texts['tokens']:,} tokens) in {m['epochs_run']} "
+                       f"epoch(s), {m['train_seconds']:.1f}s; read {texts['counts']['records_read']:,} records")
+            typer.echo(f"language model written to {result.out}; start a classifier from it with "
+                       f"`revsent train DATA --init-from {result.out} --out MODEL`")
+
+    _run(action)

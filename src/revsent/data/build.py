@@ -103,10 +103,12 @@ SPOOLS = ("spool-ids.bin", "spool-lengths.bin", "spool-codes.bin")
 
 
 def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str | Path | None = None,
-            progress=None, encoder: TextEncoder | None = None) -> Dataset:
+            progress=None, encoder: TextEncoder | None = None, labelled: bool = True) -> Dataset:
     """Read ``cfg.data``, fit the vocabulary on the training split and write the dataset ``out``.
 
     ``encoder``: a model's vocabulary to use instead (fine-tuning that model, ``--init-from``).
+    ``labelled=False``: texts alone (a language model's, ``revsent pretrain``): no classes, every
+    label 0, and ``cfg.lm.heldout`` of the texts held out (for perplexity).
 
     ``cfg.model`` gives the tokenizer (vocab_size, oov, max_len, truncate); ``cfg.train`` the
     split (test_split and seed, or test_data files as the held-out part). Built in ``work_dir``
@@ -120,7 +122,7 @@ def prepare(cfg: Config, out: str | Path, *, force: bool = False, work_dir: str 
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=work))
     os.chmod(build, 0o777 & ~artifacts.umask())  # mkdtemp's 0700 would lock out the user's group once renamed
     try:
-        _build(cfg, build, progress, encoder)
+        _build(cfg, build, progress, encoder, labelled)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():  # --force: the old dataset goes only once the new one is complete
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -161,14 +163,14 @@ def _check_out(out: Path, force: bool) -> None:
             raise ArtifactError(f"{out}: a dataset is already there; pass --force to replace it")
 
 
-def _read(cfg: Config, spool: _Spool):
+def _read(cfg: Config, spool: _Spool, labelled: bool = True):
     """One pass over the inputs into the spool; returns the readers, the label of each code, the
     classes and the split (n,) uint8 (0 training, 1 held out)."""
     names: dict[str, int] = {}  # label -> code in order of appearance; class ids come later
-    reader = RecordReader(cfg.data)
+    reader = RecordReader(cfg.data, need_labels=labelled)
     parts = [reader]
     test_reader = None
-    if cfg.train.test_data:
+    if cfg.train.test_data and labelled:
         test_reader = RecordReader(dataclasses.replace(cfg.data, paths=cfg.train.test_data, limit=None))
         parts.append(test_reader)
     sizes, seen = [], []
@@ -187,6 +189,8 @@ def _read(cfg: Config, spool: _Spool):
             seen.append(codes_seen)
     spool.close()
     label_of = list(names)  # code -> label
+    if not labelled:  # texts alone: a part of them held out
+        return reader, None, label_of, [], heldout_mask(sizes[0], cfg.lm.heldout, cfg.train.seed, "--heldout")
     train_labels = {label_of[c] for c in seen[0]}
     classes = reader.classes(train_labels)
     if len(train_labels) < 2:
@@ -204,13 +208,13 @@ def _read(cfg: Config, spool: _Spool):
     return reader, test_reader, label_of, classes, split
 
 
-def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> dict:
+def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None, labelled: bool = True) -> dict:
     started = time.perf_counter()
     log = progress.log if progress is not None else (lambda message: None)
     vocabulary_from = None if encoder is None else cfg.train.init_from
     spool = _Spool(build)
     try:
-        reader, test_reader, label_of, classes, split = _read(cfg, spool)
+        reader, test_reader, label_of, classes, split = _read(cfg, spool, labelled)
         n = len(split)
         model_cfg = cfg.model
         reading = _reading(reader, test_reader, time.perf_counter() - started)
@@ -231,7 +235,7 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
         n_tokens, ids_sha256 = _write_ids(build, n, table, model_cfg, dtype)
         label_dtype = np.dtype(np.uint8 if len(classes) <= 255 else np.int32)
         index = {label: i for i, label in enumerate(classes)}
-        class_of = np.array([index[label] for label in label_of], dtype=label_dtype)
+        class_of = np.array([index.get(label, 0) for label in label_of], dtype=label_dtype)  # texts alone: 0
         _write_labels(build, n, class_of)
     finally:
         spool.close()
@@ -255,7 +259,7 @@ def _build(cfg: Config, build: Path, progress, encoder: TextEncoder | None) -> d
         "id": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:32],
         "n": n, "n_train": int((split == 0).sum()), "n_heldout": int((split == 1).sum()),
         "n_tokens": n_tokens, "ids_dtype": dtype.name, "classes": classes,
-        "label_scheme": reader.star_scheme or "labels",
+        "label_scheme": (reader.star_scheme or "labels") if labelled else "none",
         "data": dataclasses.asdict(cfg.data),
         "tokenizer": {name: getattr(model_cfg, name) for name in TOKENIZER_FIELDS},
         "whole_reviews": True,  # the ids of whole reviews: max_len cuts the LSTM's input at batching

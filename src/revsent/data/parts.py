@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, DataError
 from ..text import Sequences, TextEncoder
 from . import build, store
 from .records import describe_counts
@@ -118,6 +118,9 @@ def open_run_data(cfg: Config, cache: Path, *, reuse: bool = False, refuse_other
         if len(paths) > 1:
             raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
         ds = store.Dataset.open(paths[0])
+        if not ds.classes:
+            raise DataError(paths[0], "holds texts without labels (prepared for `revsent pretrain`); a classifier "
+                            "needs labelled data")
         if progress is not None:
             counts = ds.manifest["counts"]  # as metrics.json will hold them
             progress.log(f"dataset {paths[0]}: {ds.manifest['n']} reviews (read {counts['records_read']:,} records: "

@@ -4,9 +4,15 @@ Its vocabulary numbers the new data's words, its model settings become the run's
 (:func:`revsent.config.fine_tuning`), and its LSTM weights are each member's start; the n-gram
 branch is fitted afresh on the new data. :func:`check_held_out` refuses a test part that model
 learnt from.
+
+A language model (``revsent pretrain``) is started from the same way, but for what it fixes: its
+vocabulary and the encoder's sizes (``config.LM_ENCODER``); the embedding and the first LSTM layer
+each way come from it, everything after them starts afresh. Its training reviews' fingerprints
+refuse a test part it read (:meth:`InitFrom.check_unseen`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -14,7 +20,7 @@ from typing import Iterable
 import torch
 
 from .. import artifacts
-from ..config import Config, fine_tuning, fixed_differences
+from ..config import LM_ENCODER, Config, fine_tuning, fixed_differences
 from ..errors import ConfigError
 from ..model import SentimentLSTM
 from ..text import TextEncoder
@@ -28,10 +34,14 @@ class InitFrom:
     cfg: Config
     classes: list[str]
     encoder: TextEncoder
-    model: SentimentLSTM
+    model: SentimentLSTM | None
+    lm: dict[str, torch.Tensor] | None = None  # a language model's weights (then ``model`` is None)
 
     @classmethod
     def load(cls, path: str | Path) -> "InitFrom":
+        if artifacts.is_language_model(path):
+            source, encoder, state = artifacts.load_lm(path)
+            return cls(str(path), source, [], encoder, None, state)
         source, classes, encoder, model = artifacts.load_model(path)
         return cls(str(path), source, classes, encoder, model)
 
@@ -41,33 +51,79 @@ class InitFrom:
         return None if cfg.train.init_from is None else cls.load(cfg.train.init_from)
 
     def settings(self, cfg: Config, given: Iterable[str] = ()) -> Config:
-        """``cfg`` with this model's settings, but for the fine-tunable ones in ``given`` (set explicitly)."""
-        return fine_tuning(cfg, self.cfg, given)
+        """``cfg`` with this model's settings, but for the fine-tunable ones in ``given`` (set explicitly);
+        of a language model, only those of its encoder."""
+        if self.lm is None:
+            return fine_tuning(cfg, self.cfg, given)
+        for name in self._differences(cfg):
+            if name in set(given):
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg.model, name)!r} differs from the language "
+                                  f"model started from ({getattr(self.cfg.model, name)!r}, --init-from {self.path}): "
+                                  "its vocabulary and weights fix it")
+        fixed = {name: getattr(self.cfg.model, name) for name in LM_ENCODER}
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fixed))
+
+    def _differences(self, cfg: Config) -> list[str]:
+        if self.lm is None:
+            return fixed_differences(cfg.model, self.cfg.model)
+        return [name for name in LM_ENCODER if getattr(cfg.model, name) != getattr(self.cfg.model, name)]
 
     def check(self, cfg: Config) -> None:
         """Refuse a run whose fixed model settings differ from this model's (``settings`` makes them agree)."""
-        differ = fixed_differences(cfg.model, self.cfg.model)
+        differ = self._differences(cfg)
         if differ:
             raise ConfigError(f"--init-from {self.path}: the run's {', '.join(differ)} differ from the model's; a "
                               "fine-tuning run keeps its vocabulary and weights' settings (config.fine_tuning)")
 
-    def readers(self, classes: list[str]) -> list[dict[str, torch.Tensor]]:
+    def readers(self, classes: list[str], members: int = 1) -> list[dict[str, torch.Tensor]]:
         """Each LSTM branch's weights to start from. With other classes than the model's, the
-        output layer is left out: it starts afresh."""
+        output layer is left out: it starts afresh. Of a language model: its embedding and the
+        first layer each way (the backward one where the run reads both ways), for every member."""
+        if self.lm is not None:
+            start = {k: v.clone() for k, v in self.lm.items()
+                     if k.startswith(("embedding.", "forward_layers.0.", "backward_layers.0."))}
+            start["embedding.weight"][0] = 0.0  # padding
+            return [start] * members
         states = [reader.state_dict() for reader in self.model.readers]
         if classes != self.classes:
             states = [{k: v for k, v in state.items() if not k.startswith("out.")} for state in states]
         return states
 
+    def check_unseen(self, test) -> None:
+        """Refuse a test part (``test``, a Part numbered by this vocabulary) that was among the texts
+        this language model learnt from, review by review (its fingerprints; an estimate beyond a
+        million reviews). Empty reviews are left out: they are all alike."""
+        if self.lm is None or not len(test):
+            return
+        from ..data.store import review_hashes
+        from ..evaluate import overlap, read_train_hashes
+
+        known = read_train_hashes(self.path)
+        if known is None:
+            return
+        scored = review_hashes(test.seqs)[test.seqs.lengths > 0]
+        seen, estimated = overlap(scored, known)
+        if seen:
+            raise ConfigError(f"{'about ' if estimated else ''}{seen:,} of the {len(test):,} test reviews were among the "
+                              f"texts the language model --init-from {self.path} learnt from, so its figures would not "
+                              "be held out; pretrain on texts without them (a prepared dataset's training part, for "
+                              "one: `revsent pretrain DATASET` never reads its test part)")
+
     def describe(self, classes: list[str]) -> dict:
         """What metrics.json says of it."""
+        if self.lm is not None:
+            record = artifacts.read_metrics(self.path)
+            return {"model": self.path, "kind": artifacts.LM_KIND, "texts": record.get("texts"),
+                    "train_hashes": record.get("train_hashes"), "heldout_perplexity": record.get("heldout_perplexity"),
+                    "output_layer": "new"}
         return {"model": self.path, "data": list(self.cfg.data.paths) or ["imdb"],
                 "classes": self.classes, "output_layer": "kept" if classes == self.classes else "new (other classes)"}
 
 
 def check_held_out(cfg: Config, start: InitFrom | None) -> None:
-    """Refuse a test part the started-from model trained on: its figures would not be held out."""
-    if start is None:
+    """Refuse a test part the started-from model trained on: its figures would not be held out.
+    (A language model's texts are checked review by review, once the data is read: ``check_unseen``.)"""
+    if start is None or start.lm is not None:
         return
     source, path = start.cfg, start.path
     learned = _places(source.data.paths)

@@ -79,6 +79,8 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
                              encoder=None if start is None else start.encoder)
         if prepared:
             check_held_out(data.cfg, start)
+        if start is not None:
+            start.check_unseen(data.test)
         if resume and ranks.main:
             check_resumable(out, data.cfg)
         ranks, device = init(start_run(data.cfg.train))
@@ -135,9 +137,10 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
         artifacts.write_json(out / artifacts.CONFIG, artifacts.config_document(cfg, data.classes))
     if start is not None:
         new_layer = "" if data.classes == start.classes else f"; a new output layer for {len(data.classes)} classes"
-        progress.log(f"starting from {start.path}: its vocabulary and LSTM weights{new_layer}")
+        what = "its vocabulary, embedding and LSTMs" if start.lm is not None else "its vocabulary and LSTM weights"
+        progress.log(f"starting from {start.path}: {what}{new_layer}")
     model, states = fit_members(data, device=device, progress=progress, out=out, resume=resume, ranks=ranks,
-                                start=None if start is None else start.readers(data.classes))
+                                start=None if start is None else start.readers(data.classes, cfg.model.members))
     finish(together=True)  # the ranks part here: the rest is rank 0's alone
     history = member_history(states)
     if not ranks.main:  # rank 0 scores the test part and writes the model directory
@@ -157,6 +160,8 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
         curves["calibrated"] = reliability(proba, data.test.y)
     if cfg.train.baseline:
         metrics["baseline_tfidf_lr"] = run_baseline(data, start, progress)
+    if start is not None and start.lm is not None:  # the language model's texts, for evaluate's overlap check
+        shutil.copyfile(Path(start.path) / artifacts.TRAIN_HASHES, out / artifacts.PRETRAIN_HASHES)
     save_run(out, data, model, metrics, history, curves)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
