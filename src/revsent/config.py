@@ -122,6 +122,7 @@ class TrainConfig:
     class_weight: str | None = None  # "balanced": classes weighted n / (k * count), as scikit-learn's
     checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a killed run loses at most this much
     init_from: str | None = None  # a trained model directory to start from (fine-tuning): its vocabulary, settings and weights
+    encoder_lr: float = 1.0  # the embedding's and LSTMs' learning rate as a share of lr (ULMFiT's discriminative rates; <1 for a pretrained encoder)
     adversarial: float = 0.0  # >0: also train on each review's embedded input moved this fraction of its norm uphill (Miyato et al. 2017)
     threshold: str | None = None  # two classes: label classes[1] from this probability: a number, "f1", "precision:P" or "recall:R" (chosen on the validation slice); None: the most probable class
 
@@ -144,6 +145,7 @@ class TrainConfig:
         _check_range(self, "threads", 1, None, optional=True)
         _check_range(self, "checkpoint_minutes", 0.0, None)
         _check_range(self, "adversarial", 0.0, None)
+        _check_range(self, "encoder_lr", 0.0, 1.0, left_open=True)
         if self.class_weight is not None:
             _check_choice(self, "class_weight", CLASS_WEIGHTS)
         if self.threshold is not None:

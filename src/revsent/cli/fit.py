@@ -71,6 +71,9 @@ ClassWeight = Annotated[Optional[choice("ClassWeight", CLASS_WEIGHTS)], setting(
 Adversarial = Annotated[Optional[float], setting(
     "adversarial", "Adversarial training: also train on each review's embedded input moved this fraction of its "
     "norm in the direction that raises its loss (about 2x the time; 0: off).", panel=TRAIN)]
+EncoderLr = Annotated[Optional[float], setting(
+    "encoder_lr", "The embedding's and LSTMs' learning rate as a share of --lr (below 1: a pretrained encoder "
+    "changes less than the layers above it, ULMFiT's discriminative rates).", panel=TRAIN)]
 Threshold = Annotated[Optional[str], setting(
     "threshold", "Two classes: label the second class from this probability on: a value (0.7), or chosen on the "
     "validation slice: f1, precision:P (the most recall at precision P), recall:R (none: the most probable class).",
@@ -159,6 +162,7 @@ def train(
     baseline: Baseline = None,
     class_weight: ClassWeight = None,
     adversarial: Adversarial = None,
+    encoder_lr: EncoderLr = None,
     threshold: Threshold = None,
     init_from: InitFromModel = None,
     device: DeviceTrain = None,
@@ -191,7 +195,8 @@ def train(
 TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dropout", "recurrent_dropout",
                  "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_min_df", "ngram_order", "ngram_weighting", "init",
                  "embedding_init", "members", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience",
-                 "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "threshold",
+                 "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "encoder_lr",
+                 "threshold",
                  "device", "precision", "threads", "checkpoint_minutes")
 
 

