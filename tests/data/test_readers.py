@@ -480,7 +480,7 @@ BAD_JSON_LINES = [
     (b'"just a string"', "malformed_json", "expected a JSON object, got a JSON str"),
     (b'{"stars": 4.0}', "missing_text", "missing text field 'text'"),
     (b'{"stars": 4.0, "text": null}', "missing_text", "missing text field 'text'"),
-    (b'{"stars": 4.0, "text": 12}', "missing_text", "text field 'text' is a int, not a string"),
+    (b'{"stars": 4.0, "text": 12}', "missing_text", "text field 'text' holds int '12', not a string"),
     (b'{"stars": 4.0, "text": ""}', "empty_text", "empty text"),
     (b'{"stars": 4.0, "text": " \\n\\t "}', "empty_text", "empty text"),
     (b'{"text": "no stars"}', "missing_label", "missing star rating in field 'stars'"),

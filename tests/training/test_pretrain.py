@@ -173,7 +173,7 @@ def test_a_test_part_the_language_model_read_is_refused_and_evaluate_warns(tmp_p
 def test_pretrain_reads_texts_without_labels_and_names_a_bad_line(tmp_path):
     path = tmp_path / "texts.jsonl"
     path.write_text('{"text": "a fine film"}\n{"text": 3}\n')
-    _error(runner.invoke(app, ["pretrain", str(path), "--out", str(tmp_path / "lm"), *SMALL]), 2, str(path), "line 2")
+    _error(runner.invoke(app, ["pretrain", str(path), "--out", str(tmp_path / "lm"), *SMALL]), 2, f"{path}:2", "not a string")
     assert not (tmp_path / "lm").exists()
     path.write_text("".join(json.dumps({"text": f"word{i % 7} and word{i % 5} then word{i % 3}"}) + "\n"
                             for i in range(300)))

@@ -186,7 +186,7 @@ class RecordReader:
         if text is None:
             return None, ("missing_text", f"missing text field {text_field!r}")
         if not isinstance(text, str):
-            return None, ("missing_text", f"text field {text_field!r} is a {type(text).__name__}, not a string")
+            return None, ("missing_text", f"text field {text_field!r} holds {type(text).__name__} {str(text)[:20]!r}, not a string")
         if not text.strip():
             return None, ("empty_text", "empty text")
         if self._businesses is not None and row.get("business_id") not in self._businesses:
