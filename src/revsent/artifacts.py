@@ -28,12 +28,13 @@ FORMAT_VERSION = 1
 CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY = "config.json", "tokenizer.json", "model.safetensors", "metrics.json", "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
 TRAIN_HASHES = "train_hashes.npy"  # a fingerprint of each training review (data.store.review_hashes), sorted
-PRETRAIN_HASHES = "pretrain_hashes.npy"  # of a classifier started from a language model: that model's TRAIN_HASHES
+UNLABELLED_HASHES = "unlabelled_hashes.npy"  # the texts a classifier read without labels (--unlabelled, its language model's)
 LM_KIND = "language_model"  # config.json's "kind" in a language model's directory (`revsent pretrain`)
 ONNX, ONNX_DATA, WIDE = "model.onnx", "model.onnx.data", "wide.safetensors"  # written by `revsent export` (export.py)
 DATASET = ".dataset"  # the prepared training data of a run from files, kept until it ends (for --resume)
+UNLABELLED = ".unlabelled"  # the --unlabelled reviews of a run, prepared, kept until it ends
 MEMBERS = ".members"  # the finished members of a bag (--members), kept until the run ends (for --resume)
-OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, TRAIN_HASHES, PRETRAIN_HASHES, ONNX, ONNX_DATA, WIDE,
+OUR_FILES = (CONFIG, TOKENIZER, WEIGHTS, METRICS, HISTORY, CHECKPOINT, TRAIN_HASHES, UNLABELLED_HASHES, ONNX, ONNX_DATA, WIDE,
              "training_curves.png", "confusion_matrix.png", "reliability.png")
 
 
@@ -176,6 +177,7 @@ def prepare_out(out: str | Path, *, resume: bool = False, force: bool = False, k
         if not keep_dataset:
             shutil.rmtree(out / DATASET, ignore_errors=True)
         shutil.rmtree(out / MEMBERS, ignore_errors=True)
+        shutil.rmtree(out / UNLABELLED, ignore_errors=True)
     return out
 
 

@@ -124,6 +124,9 @@ class TrainConfig:
     init_from: str | None = None  # a trained model directory to start from (fine-tuning): its vocabulary, settings and weights
     encoder_lr: float = 1.0  # the embedding's and LSTMs' learning rate as a share of lr (ULMFiT's discriminative rates; <1 for a pretrained encoder)
     adversarial: float = 0.0  # >0: also train on each review's embedded input moved this fraction of its norm uphill (Miyato et al. 2017)
+    unlabelled: tuple[str, ...] = ()  # reviews without labels, learnt from by `vat` and `entropy_weight` (semi-supervised)
+    vat: float = 0.02  # with `unlabelled`: virtual adversarial training, each unlabelled review moved this fraction of its norm where the prediction changes most (Miyato et al. 2017); 0: off
+    entropy_weight: float = 1.0  # with `unlabelled`: the weight of the predictions' entropy on unlabelled reviews in the loss (entropy minimisation); 0: off
     threshold: str | None = None  # two classes: label classes[1] from this probability: a number, "f1", "precision:P" or "recall:R" (chosen on the validation slice); None: the most probable class
 
     def __post_init__(self):
@@ -146,6 +149,10 @@ class TrainConfig:
         _check_range(self, "checkpoint_minutes", 0.0, None)
         _check_range(self, "adversarial", 0.0, None)
         _check_range(self, "encoder_lr", 0.0, 1.0, left_open=True)
+        _check_range(self, "vat", 0.0, None)
+        _check_range(self, "entropy_weight", 0.0, None)
+        if self.unlabelled and not (self.vat or self.entropy_weight):
+            raise ConfigError("--unlabelled is learnt from by --vat and --entropy-weight; both are 0")
         if self.class_weight is not None:
             _check_choice(self, "class_weight", CLASS_WEIGHTS)
         if self.threshold is not None:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifacts import METRICS, PRETRAIN_HASHES, TRAIN_HASHES, load_model
+from .artifacts import METRICS, UNLABELLED_HASHES, TRAIN_HASHES, load_model
 from .baseline import BASELINE_MAX, tfidf_baseline
 from .data import RecordReader, sample, store
 from .data.store import review_hashes
@@ -47,7 +47,7 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
     cfg, classes, encoder, model = load_model(model_dir, torch_device)
     texts: list[str] | None = None
     train_hashes = read_train_hashes(model_dir)
-    pretrain_hashes = read_train_hashes(model_dir, PRETRAIN_HASHES)
+    pretrain_hashes = read_train_hashes(model_dir, UNLABELLED_HASHES)
     hashed = train_hashes is not None or pretrain_hashes is not None
     fingerprints: np.ndarray | None = None  # the scored reviews' hashes, where there are training ones to match
     with _own_dataset(model_dir, cfg, needed=not paths or baseline) as own:
@@ -175,7 +175,7 @@ OVERSTATE = "these figures overstate accuracy on new reviews"
 
 
 def read_train_hashes(model_dir: str | Path, name: str = TRAIN_HASHES) -> tuple[np.ndarray, int | None] | None:
-    """The model's training-part fingerprints (``train_hashes.npy``; ``pretrain_hashes.npy``: those of
+    """The model's training-part fingerprints (``train_hashes.npy``; ``unlabelled_hashes.npy``: those of
     the language model it started from) and their sample bound (None: every review's; see
     :func:`revsent.data.store.hash_sample`), or None where it has none."""
     path = Path(model_dir) / name
@@ -188,10 +188,8 @@ def read_train_hashes(model_dir: str | Path, name: str = TRAIN_HASHES) -> tuple[
     if hashes.dtype != np.uint64 or hashes.ndim != 1:
         raise ArtifactError(f"{path}: holds {hashes.dtype} of shape {hashes.shape}, not one uint64 per review; "
                             "delete it to evaluate without it")
-    record = _metrics(model_dir)
-    if name == PRETRAIN_HASHES:
-        record = record.get("init_from") or {}
-    bound = (record.get("train_hashes") or {}).get("bound")
+    key = "unlabelled_hashes" if name == UNLABELLED_HASHES else "train_hashes"
+    bound = (_metrics(model_dir).get(key) or {}).get("bound")
     return hashes, bound
 
 
@@ -234,16 +232,19 @@ def training_overlap(model_dir: str | Path, cfg, paths: Sequence[str], n: int, s
 
 def pretraining_overlap(model_dir: str | Path, paths: Sequence[str], n: int, scored: np.ndarray | None,
                         known: tuple[np.ndarray, int | None] | None) -> list[str]:
-    """How many of the ``n`` reviews scored were among the texts of the language model the model
-    started from (``pretrain_hashes.npy``): it read them, without their labels."""
+    """How many of the ``n`` reviews scored were among the texts the model read without their labels
+    (``unlabelled_hashes.npy``: its language model's, its --unlabelled reviews)."""
     if not paths or scored is None or known is None:
         return []
     seen, estimated = overlap(scored, known)
     if not seen:
         return []
-    source = (_metrics(model_dir).get("init_from") or {}).get("model", "its language model")
-    return [f"{'about ' if estimated else ''}{seen:,} of {n:,} reviews scored here were among the texts of the "
-            f"language model the model started from ({source}), read without their labels; {OVERSTATE}"]
+    record = _metrics(model_dir)
+    sources = [f"the language model {(record.get('init_from') or {}).get('model')}"] if (
+        record.get("init_from") or {}).get("kind") else []
+    sources += [f"--unlabelled {', '.join(record['unlabelled']['files'])}"] if record.get("unlabelled") else []
+    return [f"{'about ' if estimated else ''}{seen:,} of {n:,} reviews scored here were among the texts the model "
+            f"read without their labels ({'; '.join(sources) or 'unlabelled text'}); {OVERSTATE}"]
 
 
 def _same_input(path: str, trained: str) -> bool:

@@ -132,7 +132,7 @@ def test_a_classifier_starts_from_the_language_model_and_predicts(lm_dir, imdb_d
     assert (cfg.model.embedding_dim, cfg.model.hidden_size, cfg.model.vocab_size) == (32, 32, 30000)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["init_from"]["kind"] == "language_model" and metrics["init_from"]["texts"]["reviews"] > 700
-    assert (out / "pretrain_hashes.npy").exists()
+    assert (out / "unlabelled_hashes.npy").exists()
     result = _ok(runner.invoke(app, ["predict", str(out), "An absolute masterpiece, wonderful acting."]))
     assert "positive" in result.output or "negative" in result.output
 
@@ -166,7 +166,7 @@ def test_a_test_part_the_language_model_read_is_refused_and_evaluate_warns(tmp_p
     labelled = tmp_path / "scored.jsonl"
     labelled.write_text("".join(json.dumps({"text": r.text, "label": r.label}) + "\n" for r in records[1000:1100]))
     result = _ok(runner.invoke(app, ["evaluate", str(out), str(labelled), "--label-field", "label"]))
-    assert "reviews scored here were among the texts of the language model" in result.output
+    assert "reviews scored here were among the texts the model read without their labels (the language model" in result.output
     assert "were in the model's training part" not in result.output
 
 

@@ -71,6 +71,16 @@ ClassWeight = Annotated[Optional[choice("ClassWeight", CLASS_WEIGHTS)], setting(
 Adversarial = Annotated[Optional[float], setting(
     "adversarial", "Adversarial training: also train on each review's embedded input moved this fraction of its "
     "norm in the direction that raises its loss (about 2x the time; 0: off).", panel=TRAIN)]
+Unlabelled = Annotated[Optional[list[str]], typer.Option(
+    help="Reviews without labels to learn from too (semi-supervised: --vat and --entropy-weight on a batch of them "
+         "beside each labelled batch; any format DATA can have; repeatable). None may be among the test reviews.",
+    rich_help_panel=TRAIN, show_default=False)]
+Vat = Annotated[Optional[float], setting(
+    "vat", "With --unlabelled: virtual adversarial training, each unlabelled review moved this fraction of its norm "
+    "where the prediction changes most (0: off).", panel=TRAIN)]
+EntropyWeight = Annotated[Optional[float], setting(
+    "entropy_weight", "With --unlabelled: the weight of the predictions' entropy on unlabelled reviews (0: off).",
+    panel=TRAIN)]
 EncoderLr = Annotated[Optional[float], setting(
     "encoder_lr", "The embedding's and LSTMs' learning rate as a share of --lr (below 1: a pretrained encoder "
     "changes less than the layers above it, ULMFiT's discriminative rates).", panel=TRAIN)]
@@ -163,6 +173,9 @@ def train(
     class_weight: ClassWeight = None,
     adversarial: Adversarial = None,
     encoder_lr: EncoderLr = None,
+    unlabelled: Unlabelled = None,
+    vat: Vat = None,
+    entropy_weight: EntropyWeight = None,
     threshold: Threshold = None,
     init_from: InitFromModel = None,
     device: DeviceTrain = None,
@@ -196,7 +209,7 @@ TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dro
                  "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_min_df", "ngram_order", "ngram_weighting", "init",
                  "embedding_init", "members", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience",
                  "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "encoder_lr",
-                 "threshold",
+                 "vat", "entropy_weight", "threshold",
                  "device", "precision", "threads", "checkpoint_minutes")
 
 
@@ -211,7 +224,8 @@ def _train_config(args: dict):
     except ValueError:
         raise ConfigError(f"--dense takes layer sizes separated by commas, e.g. 128,64. "
                           f"Got {dense!r} instead.") from None
-    options = _given(**_data_settings(args), **{name: args[name] for name in TRAIN_OPTIONS}, dense=dense_sizes)
+    options = _given(**_data_settings(args), **{name: args[name] for name in TRAIN_OPTIONS}, dense=dense_sizes,
+                     unlabelled=tuple(args["unlabelled"]) if args["unlabelled"] else None)
     cfg, start = Config.from_preset(str(args["preset"]), **options), None
     if cfg.train.init_from is not None:  # fine-tuning: that model's vocabulary, settings and weights
         from ..training.init_from import InitFrom

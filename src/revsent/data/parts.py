@@ -11,6 +11,7 @@ A value of this module is never changed: a run that needs other settings builds 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class RunData:
     test: Part | None = None
     dataset: store.Dataset | None = None
     val: Part | None = None
+    unlabelled: Sequences | None = None  # reviews without labels (--unlabelled), numbered by ``encoder``
 
     @classmethod
     def of(cls, cfg: Config, classes: list[str], encoder: TextEncoder, train: Part, *, test: Part | None = None,
@@ -133,6 +135,31 @@ def open_run_data(cfg: Config, cache: Path, *, reuse: bool = False, refuse_other
     if ds is None:
         ds = build.prepare(cfg, cache, force=True, work_dir=work_dir, progress=progress, encoder=encoder)
     return from_dataset(ds, ds.run_config(cfg) if cite_cache else cfg)
+
+
+def with_unlabelled(data: RunData, cache: Path, progress=None) -> tuple[RunData, dict | None]:
+    """``data`` with the reviews of ``cfg.train.unlabelled`` (texts alone, numbered by the run's
+    vocabulary; prepared into ``cache``, memory-mapped), and what metrics.json says of them. A test
+    review among them is refused: the run would have learnt from it."""
+    cfg = data.cfg
+    if not cfg.train.unlabelled:
+        return data, None
+    fields = {"paths": cfg.train.unlabelled, "format": "auto", "label_field": None, "stars_field": None,
+              "limit": None, "category": None, "business": None}
+    texts = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **fields))
+    ds = build.prepare(texts, cache, force=True, work_dir=cache.parent, progress=progress, encoder=data.encoder,
+                       labelled=False)
+    hashes = store.review_hashes(ds.seqs)
+    if data.test is not None and len(data.test):
+        test = store.review_hashes(data.test.seqs)[data.test.seqs.lengths > 0]
+        seen = int(np.isin(test, hashes).sum())
+        if seen:
+            raise ConfigError(f"--unlabelled {', '.join(cfg.train.unlabelled)}: {seen:,} of the {len(data.test):,} "
+                              "test reviews are among these texts, so the test figures would not be held out; "
+                              "leave them out of the unlabelled text")
+    record = {"files": list(cfg.train.unlabelled), "reviews": int(ds.manifest["n"]), "tokens": int(ds.manifest["n_tokens"]),
+              "sha256": ds.manifest["files"][store.IDS]["sha256"], "counts": ds.manifest["counts"]}
+    return dataclasses.replace(data, unlabelled=ds.seqs), {"record": record, "hashes": store.hash_sample(hashes)}
 
 
 def _cached(cfg: Config, cache: Path, refuse_other: bool) -> store.Dataset | None:

@@ -233,6 +233,18 @@ def hash_sample(hashes: np.ndarray, most: int = HASH_SAMPLE) -> tuple[np.ndarray
     return kept, int(kept[-1])
 
 
+def merged_samples(samples: list[tuple[np.ndarray, int | None]]) -> tuple[np.ndarray, int | None]:
+    """One fingerprint sample of several (each :func:`hash_sample`'s): the hashes under the smallest
+    of their bounds, so that it is a fair sample of every set at once."""
+    bounds = [bound for _, bound in samples if bound is not None]
+    bound = min(bounds) if bounds else None
+    kept = np.concatenate([np.asarray(hashes, np.uint64) for hashes, _ in samples] or [np.empty(0, np.uint64)])
+    if bound is not None:
+        kept = kept[kept <= np.uint64(bound)]
+    merged, cut = hash_sample(kept)
+    return merged, cut if cut is not None else bound
+
+
 def fingerprint_sample(seqs: Sequences, most: int = HASH_SAMPLE, chunk: int = 1 << 16) -> tuple[np.ndarray, int | None]:
     """``hash_sample(review_hashes(seqs), most)``, a chunk of reviews at a time: memory bounded by
     ``most + chunk`` fingerprints, however many reviews (7M: 8 MB, not 56 MB and a list of 7M digests)."""

@@ -24,13 +24,13 @@ from ..config import Config, TrainConfig
 from ..data.parts import Part
 from ..device import HeapTrimmer, trains_in_bf16
 from ..model import SentimentLSTM
-from ..ngrams import WideTable
+from ..ngrams import NgramFeatures, WideTable
 from ..progress import Progress
-from ..text import Cut
+from ..text import Cut, Sequences
 from .checkpoint import Clock, load_checkpoint, save_checkpoint
 from .distributed import SINGLE, Ranks, dropout_seed, shard, sum_all, wrap
 from .inputs import FitInputs, prepare_inputs
-from .regularisers import adversarial_pass, embedded_inputs
+from .regularisers import adversarial_pass, embedded_inputs, unlabelled_loss
 from .selection import Keeper, epoch_line, out_of_patience
 from .state import FitState
 
@@ -43,11 +43,12 @@ TRAIN_TOKENS = {"cpu": 1 << 14, "cuda": 1 << 15}
 def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, device: torch.device,
         progress: Progress, checkpoint: Path | None = None, resume: bool = False,
         on_epoch: Callable[[int, dict], None] | None = None, ranks: Ranks = SINGLE,
-        table: WideTable | None = None) -> FitState:
+        table: WideTable | None = None, unlabelled: Sequences | None = None) -> FitState:
     """Train ``model`` in place; on return it holds the best weights (by validation loss).
 
     ``on_epoch(epoch, row)`` sees each epoch's history row (tuning reports and prunes there).
     ``table``: the n-gram branch's features and idf, given (a bag's members share the whole training part's).
+    ``unlabelled``: reviews without labels, a batch of them beside each labelled batch (``--unlabelled``).
     """
     settings = cfg.train
     optimizer = adam(model, settings)
@@ -66,7 +67,7 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
     state.seconds, state.wide = state.seconds + inputs.seconds, inputs.wide
     if not resume:
         keeper.snapshot()  # the n-gram branch and the word vectors are part of every epoch's weights
-    step = Step(model, optimizer, settings, train, inputs, ranks, device)
+    step = Step(model, optimizer, settings, train, inputs, ranks, device, unlabelled)
     clock, trim = Clock(checkpoint, settings.checkpoint_minutes, ranks, device), HeapTrimmer()
     save = lambda: save_checkpoint(checkpoint, model, optimizer, state, keeper.best, keeper.mean, rng,  # noqa: E731
                                    ranks, device)
@@ -191,8 +192,10 @@ class Step:
     memory), the adversarial pass where asked, one clipped Adam update."""
 
     def __init__(self, model: SentimentLSTM, optimizer: torch.optim.Optimizer, settings: TrainConfig, train: Part,
-                 inputs: FitInputs, ranks: Ranks, device: torch.device):
+                 inputs: FitInputs, ranks: Ranks, device: torch.device, unlabelled: Sequences | None = None):
         self.model, self.optimizer, self.settings, self.train, self.inputs = model, optimizer, settings, train, inputs
+        self.unlabelled = unlabelled if unlabelled is not None and len(unlabelled) else None
+        self.drawn = np.random.default_rng([settings.seed, 1])  # which unlabelled reviews go with each batch
         self.ranks, self.device = ranks, device
         self.cut = Cut.of(model.cfg)
         self.lengths = self.cut.lengths(train.seqs.lengths)  # what the LSTM reads of each review
@@ -203,6 +206,9 @@ class Step:
         self.bf16 = trains_in_bf16(settings.precision, device)
         self.budget = TRAIN_TOKENS.get(device.type, TRAIN_TOKENS["cpu"])
         self.net = wrap(model, ranks, device)
+        if self.unlabelled is not None:  # reviews of like lengths go together, as the labelled batches do
+            self.u_lengths = self.cut.lengths(self.unlabelled.lengths)
+            self.by_length = np.argsort(self.u_lengths, kind="stable")
 
     def __call__(self, global_index: np.ndarray) -> tuple[float, int, int, int]:
         """Train on one global batch; this rank's (loss, correct, reviews, tokens) of it."""
@@ -220,6 +226,8 @@ class Step:
                 loss += summed.item() * len(global_index) / total_weight
                 correct += (logits.argmax(1) == target).sum().item()
                 tokens += int(batch.lengths.sum())
+        if self.unlabelled is not None:
+            self.unlabelled_pass(len(global_index))
         if self.settings.clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()
@@ -238,6 +246,24 @@ class Step:
             with self.all_reduced(last):
                 adversarial_pass(self.model, inputs, size, lambda: self.loss_of(batch, target)[1] * scale)
         return logits, summed, target, batch
+
+    def unlabelled_pass(self, size: int) -> None:
+        """As many unlabelled reviews as the batch has, drawn at random: their semi-supervised
+        loss's mean, backward (the n-gram branch's logits beside the LSTM's, as it predicts them)."""
+        size = min(size, len(self.by_length))
+        first = int(self.drawn.integers(0, len(self.by_length) - size + 1))
+        index = self.by_length[first: first + size]
+        model = self.model
+        for part in token_parts(index, self.u_lengths, self.budget):
+            batch = make_batch(self.unlabelled, part, model.table(), NgramFeatures.of(model.cfg), cut=self.cut,
+                               pin=self.device.type == "cuda").to(self.device)
+
+            def forward(batch=batch):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    return model(batch)
+
+            loss = unlabelled_loss(model, forward, self.settings.vat, self.settings.entropy_weight)
+            (loss / len(index)).backward()
 
     def loss_of(self, batch, target) -> tuple[torch.Tensor, torch.Tensor]:
         """The logits (LSTM + the n-gram branch's out-of-fold offsets) and the summed loss of a batch."""

@@ -61,7 +61,7 @@ def fit_members(data: RunData, *, device: torch.device, progress: Progress, out:
             checkpoint = None if out is None else out / artifacts.CHECKPOINT
             under_way = resume and checkpoint is not None and checkpoint.exists()  # this member's, half done
             state = fit(member, member_cfg, fit_part, val_part, device=device, progress=progress,
-                        checkpoint=checkpoint, resume=under_way, ranks=ranks, table=table)
+                        checkpoint=checkpoint, resume=under_way, ranks=ranks, table=table, unlabelled=data.unlabelled)
             if finished is not None and ranks.main:
                 save_member(finished, member, state)
                 checkpoint.unlink(missing_ok=True)  # the next member's checkpoint starts afresh

@@ -23,7 +23,7 @@ from .. import artifacts
 from ..baseline import BASELINE_MAX, tfidf_baseline
 from ..config import Config, threshold_rule
 from ..data import store
-from ..data.parts import RunData, open_run_data
+from ..data.parts import RunData, open_run_data, with_unlabelled
 from ..data.records import describe_labels
 from ..device import hardware, start_run, trains_in_bf16
 from ..errors import ArtifactError, ConfigError, DataError
@@ -81,11 +81,16 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
             check_held_out(data.cfg, start)
         if start is not None:
             start.check_unseen(data.test)
+        if cfg.train.unlabelled and ranks.enabled:
+            raise ConfigError("--unlabelled is not supported under torchrun yet; train in one process, or pretrain a "
+                              "language model on the unlabelled reviews (`revsent pretrain`, which runs under torchrun)")
+        data, unlabelled = with_unlabelled(data, out / artifacts.UNLABELLED, progress)
         if resume and ranks.main:
             check_resumable(out, data.cfg)
         ranks, device = init(start_run(data.cfg.train))
         try:
-            return _train(data, out, ranks, device, resume=resume, progress=progress, started=started, start=start)
+            return _train(data, out, ranks, device, resume=resume, progress=progress, started=started, start=start,
+                          unlabelled=unlabelled)
         finally:
             finish()
 
@@ -120,7 +125,7 @@ def check_resumable(out: Path, cfg: Config) -> None:
 
 
 def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resume: bool, progress: Progress,
-           started: float, start: InitFrom | None) -> TrainResult:
+           started: float, start: InitFrom | None, unlabelled: dict | None = None) -> TrainResult:
     cfg = data.cfg
     fit_y, n_val = data.fit.y, len(data.validation)
     source = ", ".join(cfg.data.paths) or "imdb"
@@ -160,13 +165,27 @@ def _train(data: RunData, out: Path, ranks: Ranks, device: torch.device, *, resu
         curves["calibrated"] = reliability(proba, data.test.y)
     if cfg.train.baseline:
         metrics["baseline_tfidf_lr"] = run_baseline(data, start, progress)
-    if start is not None and start.lm is not None:  # the language model's texts, for evaluate's overlap check
-        shutil.copyfile(Path(start.path) / artifacts.TRAIN_HASHES, out / artifacts.PRETRAIN_HASHES)
-    save_run(out, data, model, metrics, history, curves)
+    read = unlabelled_read(start, unlabelled)
+    if unlabelled is not None:
+        metrics["unlabelled"] = unlabelled["record"]
+    save_run(out, data, model, metrics, history, curves, read)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
     shutil.rmtree(out / artifacts.MEMBERS, ignore_errors=True)
+    shutil.rmtree(out / artifacts.UNLABELLED, ignore_errors=True)
     return TrainResult(out, metrics, history)
+
+
+def unlabelled_read(start: InitFrom | None, unlabelled: dict | None) -> tuple[np.ndarray, int | None] | None:
+    """The fingerprints of every text the model read without its label: its language model's and
+    --unlabelled's (None: it read none)."""
+    samples = [] if unlabelled is None else [unlabelled["hashes"]]
+    if start is not None and start.lm is not None:
+        from ..evaluate import read_train_hashes
+
+        lm = read_train_hashes(start.path)
+        samples += [] if lm is None else [lm]
+    return store.merged_samples(samples) if samples else None
 
 
 def calibrated(model: SentimentLSTM, data: RunData, members: int, device: torch.device,
@@ -266,11 +285,13 @@ def _mean(values) -> float | None:
 
 
 def save_run(out: Path, data: RunData, model: SentimentLSTM, metrics: dict, history: list[dict],
-             curves: dict) -> None:
+             curves: dict, unlabelled: tuple[np.ndarray, int | None] | None = None) -> None:
     """The model directory: metrics, history and plots, the training part's fingerprints (for
     ``evaluate``'s overlap check), then config, tokenizer and weights, the weights last."""
     hashes, bound = store.fingerprint_sample(data.train.seqs)
     metrics["train_hashes"] = {"reviews": len(data.train), "kept": len(hashes), "bound": bound}
+    if unlabelled is not None:
+        metrics["unlabelled_hashes"] = {"kept": len(unlabelled[0]), "bound": unlabelled[1]}
     artifacts.write_json(out / artifacts.METRICS, metrics)
     if history:
         buffer = io.StringIO()
@@ -282,7 +303,9 @@ def save_run(out: Path, data: RunData, model: SentimentLSTM, metrics: dict, hist
     plot_confusion(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png")
     if len(data.test):
         plot_reliability(curves, out / "reliability.png")
-    array = io.BytesIO()
-    np.save(array, hashes, allow_pickle=False)
-    artifacts.atomic_write(out / artifacts.TRAIN_HASHES, array.getvalue())
+    for name, kept in ((artifacts.TRAIN_HASHES, hashes), (artifacts.UNLABELLED_HASHES, unlabelled and unlabelled[0])):
+        if kept is not None:
+            array = io.BytesIO()
+            np.save(array, kept, allow_pickle=False)
+            artifacts.atomic_write(out / name, array.getvalue())
     artifacts.save_model(out, data.cfg, data.classes, data.encoder, model)  # the weights last: a whole model
