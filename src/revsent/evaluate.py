@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .artifacts import METRICS, UNLABELLED_HASHES, TRAIN_HASHES, load_model
+from .artifacts import METRICS, TRAIN_HASHES, UNLABELLED_HASHES, load_model, read_metrics
 from .baseline import BASELINE_MAX, tfidf_baseline
 from .data import RecordReader, sample, store
 from .data.store import review_hashes
@@ -97,18 +97,9 @@ def evaluate(model_dir: str | Path, paths: Sequence[str] = (), *, baseline: bool
 SCORE_CHUNK = 8192  # reviews scored at a time when streaming a file
 
 
-def _metrics(model_dir: str | Path) -> dict:
-    """metrics.json of a model directory (empty for models saved from Python, or unreadable)."""
-    try:
-        record = json.loads((Path(model_dir) / METRICS).read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 def _trained_dataset(model_dir: str | Path) -> dict:
     """What metrics.json recorded about the training data (empty for models saved from Python)."""
-    return _metrics(model_dir).get("dataset") or {}
+    return read_metrics(model_dir).get("dataset") or {}
 
 
 @contextlib.contextmanager
@@ -189,7 +180,7 @@ def read_train_hashes(model_dir: str | Path, name: str = TRAIN_HASHES) -> tuple[
         raise ArtifactError(f"{path}: holds {hashes.dtype} of shape {hashes.shape}, not one uint64 per review; "
                             "delete it to evaluate without it")
     key = "unlabelled_hashes" if name == UNLABELLED_HASHES else "train_hashes"
-    bound = (_metrics(model_dir).get(key) or {}).get("bound")
+    bound = (read_metrics(model_dir).get(key) or {}).get("bound")
     return hashes, bound
 
 
@@ -218,7 +209,7 @@ def training_overlap(model_dir: str | Path, cfg, paths: Sequence[str], n: int, s
             return []
         about = "about " if estimated else ""
         return [f"{about}{seen:,} of {n:,} reviews scored here were in the model's training part; {OVERSTATE}"]
-    record = _metrics(model_dir)
+    record = read_metrics(model_dir)
     if not record.get("dataset"):  # saved from Python: no files to compare
         return []
     trained = [path for path in paths if any(_same_input(path, other) for other in cfg.data.paths or (sample.DEFAULT,))]
@@ -239,7 +230,7 @@ def pretraining_overlap(model_dir: str | Path, paths: Sequence[str], n: int, sco
     seen, estimated = overlap(scored, known)
     if not seen:
         return []
-    record = _metrics(model_dir)
+    record = read_metrics(model_dir)
     sources = [f"the language model {(record.get('init_from') or {}).get('model')}"] if (
         record.get("init_from") or {}).get("kind") else []
     sources += [f"--unlabelled {', '.join(record['unlabelled']['files'])}"] if record.get("unlabelled") else []

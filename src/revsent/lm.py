@@ -85,7 +85,7 @@ class LanguageModel(nn.Module):
         return -nn.functional.log_softmax(logits, dim=1)[:, 0].mean()
 
     @torch.no_grad()
-    def log_likelihood(self, windows: torch.Tensor, rows: int = 4096) -> tuple[float, float, int]:
+    def log_likelihood(self, windows: torch.Tensor, rows: int = 1024) -> tuple[float, float, int]:
         """Summed negative log-likelihood of each direction's predictions over (B, T + 1) windows
         under the full softmax, and how many predictions that is per direction."""
         tokens, weight, sums = windows.t(), self.embedding.weight.float(), []

@@ -208,3 +208,16 @@ def test_a_classifier_config_has_no_language_model_section_and_a_language_model_
     assert "lm" not in Config.from_preset("default").to_dict()
     cfg = Config.from_preset(LM_PRESET, bptt=35)
     assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_pretrain_under_torchrun_shares_each_step_between_two_processes(imdb_dataset, tmp_path):
+    from .test_distributed import torchrun
+
+    out = tmp_path / "lm"
+    run = torchrun("pretrain", imdb_dataset, "--out", out, "--epochs", "1", *SMALL[:-3], "--quiet")
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["texts"]["files"] == [str(imdb_dataset)]
+    assert 1 < metrics["heldout_perplexity"] < 30000
+    cfg, encoder, state = artifacts.load_lm(out)
+    assert state["embedding.weight"].shape[0] == encoder.rows
