@@ -221,3 +221,12 @@ def test_pretrain_under_torchrun_shares_each_step_between_two_processes(imdb_dat
     assert 1 < metrics["heldout_perplexity"] < 30000
     cfg, encoder, state = artifacts.load_lm(out)
     assert state["embedding.weight"].shape[0] == encoder.rows
+
+
+def test_prepare_numbers_words_by_the_language_models_vocabulary(lm_dir, tmp_path):
+    from revsent.data.store import Dataset
+
+    out = tmp_path / "ds"
+    _ok(runner.invoke(app, ["prepare", "imdb", "--limit", "300", "--preset", "quick", "--init-from", str(lm_dir),
+                            "--out", str(out), "--quiet"]))
+    assert Dataset.open(out).encoder.vocab == artifacts.load_lm(lm_dir)[1].vocab

@@ -103,3 +103,16 @@ def test_a_test_review_among_the_unlabelled_ones_is_refused(tmp_path):
     line = [x for x in result.output.splitlines() if x.startswith("revsent: error:")]
     assert line and "120 of the 120 test reviews are among these texts" in line[0], result.output
     assert not out.exists()
+
+
+def test_a_test_review_the_training_part_holds_too_is_not_counted_against_other_texts():
+    import numpy as np
+
+    from revsent.data.store import held_out_hashes, review_hashes
+
+    encoder = TextEncoder.fit(["a fine film", "a dull film", "a great cast"], 20)
+    test = encoder.encode(["a fine film", "a dull film", ""])
+    train = encoder.encode(["a great cast", "a fine film"])  # the first test review again: a duplicate in the data
+    kept = held_out_hashes(test, train)
+    assert list(kept) == list(review_hashes(encoder.encode(["a dull film"])))  # neither the duplicate nor the empty one
+    assert kept.dtype == np.uint64

@@ -151,8 +151,7 @@ def with_unlabelled(data: RunData, cache: Path, progress=None) -> tuple[RunData,
                        labelled=False)
     hashes = store.review_hashes(ds.seqs)
     if data.test is not None and len(data.test):
-        test = store.review_hashes(data.test.seqs)[data.test.seqs.lengths > 0]
-        seen = int(np.isin(test, hashes).sum())
+        seen = int(np.isin(store.held_out_hashes(data.test.seqs, data.train.seqs), hashes).sum())
         if seen:
             raise ConfigError(f"--unlabelled {', '.join(cfg.train.unlabelled)}: {seen:,} of the {len(data.test):,} "
                               "test reviews are among these texts, so the test figures would not be held out; "

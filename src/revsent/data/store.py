@@ -222,6 +222,14 @@ def review_hashes(seqs: Sequences, start: int = 0, stop: int | None = None) -> n
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
+def held_out_hashes(test: Sequences, train: Sequences) -> np.ndarray:
+    """The fingerprints of the test reviews that only the test part holds: an empty review, or one
+    the training part also holds (a duplicate within the data, which the labelled training part
+    teaches the model anyway), is left out. What a run's other texts must not hold."""
+    hashes = review_hashes(test)[test.lengths > 0]
+    return hashes[~np.isin(hashes, review_hashes(train))]
+
+
 def hash_sample(hashes: np.ndarray, most: int = HASH_SAMPLE) -> tuple[np.ndarray, int | None]:
     """The distinct ``hashes`` sorted, and None; or, where more than ``most`` are distinct, the
     ``most`` smallest and the largest of them (the bound): hashes are uniform, so those below the

@@ -89,20 +89,20 @@ class InitFrom:
             states = [{k: v for k, v in state.items() if not k.startswith("out.")} for state in states]
         return states
 
-    def check_unseen(self, test) -> None:
+    def check_unseen(self, test, train) -> None:
         """Refuse a test part (``test``, a Part numbered by this vocabulary) that was among the texts
         this language model learnt from, review by review (its fingerprints; an estimate beyond a
-        million reviews). Empty reviews are left out: they are all alike."""
+        million reviews). Empty reviews, and test reviews the labelled training part (``train``)
+        holds too, are left out (:func:`revsent.data.store.held_out_hashes`)."""
         if self.lm is None or not len(test):
             return
-        from ..data.store import review_hashes
+        from ..data.store import held_out_hashes
         from ..evaluate import overlap, read_train_hashes
 
         known = read_train_hashes(self.path)
         if known is None:
             return
-        scored = review_hashes(test.seqs)[test.seqs.lengths > 0]
-        seen, estimated = overlap(scored, known)
+        seen, estimated = overlap(held_out_hashes(test.seqs, train.seqs), known)
         if seen:
             raise ConfigError(f"{'about ' if estimated else ''}{seen:,} of the {len(test):,} test reviews were among the "
                               f"texts the language model --init-from {self.path} learnt from, so its figures would not "

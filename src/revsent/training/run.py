@@ -80,7 +80,7 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = F
         if prepared:
             check_held_out(data.cfg, start)
         if start is not None:
-            start.check_unseen(data.test)
+            start.check_unseen(data.test, data.train)
         if cfg.train.unlabelled and ranks.enabled:
             raise ConfigError("--unlabelled is not supported under torchrun yet; train in one process, or pretrain a "
                               "language model on the unlabelled reviews (`revsent pretrain`, which runs under torchrun)")
