@@ -15,7 +15,8 @@ labels discarded, every review of the sample removed, so nothing of the test par
    the unlabelled reviews (``--unlabelled``: virtual adversarial training, entropy minimisation);
    TF-IDF + LR (C chosen on the same validation slice). The test part is scored once by each.
 3. A learning curve: N labelled reviews drawn from the training part (bench/small.py's draw), the
-   same language model, the same three systems.
+   same language model, the same systems; its test part leaves out the 30 test reviews whose text
+   is also in the training part (which the language model read).
 4. Rotten Tomatoes sentences with the IMDB language model, against the default and TF-IDF + LR.
 
 Each stage is its own process: its wall time and peak RSS are the kernel's accounting (wait4).
@@ -57,6 +58,17 @@ def pretrain(texts: list[Path], out: Path, epochs: int) -> dict:
         result.update(perplexity=metrics["heldout_perplexity"], tokens=metrics["texts"]["tokens"],
                       reviews=metrics["texts"]["reviews"], train_seconds=metrics["train_seconds"])
     return result
+
+
+def unseen_test(paths: dict[str, Path], texts: Path) -> dict[str, Path]:
+    """``paths`` with a test part that leaves out the reviews whose text is also among ``texts``
+    (the language model's labelled ones: the bundled sample holds 30 test reviews twice, once in
+    its training part); `train --init-from` refuses a test part the language model read."""
+    seen = {json.loads(line)["text"] for line in open(texts, encoding="utf-8")}
+    kept = paths["test"].with_name(paths["test"].stem + "_unseen.jsonl")
+    with open(paths["test"], encoding="utf-8") as source, open(kept, "w", encoding="utf-8") as target:
+        target.writelines(line for line in source if json.loads(line)["text"] not in seen)
+    return {**paths, "test": kept}
 
 
 def earlier(lm: Path) -> dict:
@@ -137,7 +149,7 @@ def main() -> None:
     epochs = stage.get("epochs", epochs)
     rows = [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, texts, args.extra)]
     for size in sizes.split(","):
-        paths = draw("imdb", int(size), 36, out)
+        paths = unseen_test(draw("imdb", int(size), 36, out), imdb["train"])
         rows += systems(f"imdb {size}", paths, out, 36, lm, texts, args.extra)
     rt = prepare("rt", None if not args.quick else 2000, out)
     rows += systems("rt", rt, out, 36, lm, texts, args.extra)

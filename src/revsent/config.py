@@ -126,7 +126,7 @@ class TrainConfig:
     adversarial: float = 0.0  # >0: also train on each review's embedded input moved this fraction of its norm uphill (Miyato et al. 2017)
     unlabelled: tuple[str, ...] = ()  # reviews without labels, learnt from by `vat` and `entropy_weight` (semi-supervised)
     vat: float = 0.02  # with `unlabelled`: virtual adversarial training, each unlabelled review moved this fraction of its norm where the prediction changes most (Miyato et al. 2017); 0: off
-    entropy_weight: float = 1.0  # with `unlabelled`: the weight of the predictions' entropy on unlabelled reviews in the loss (entropy minimisation); 0: off
+    entropy_weight: float = 0.0  # with `unlabelled`: the weight of the predictions' entropy on unlabelled reviews in the loss (entropy minimisation; 0, off, as validation chose: bench/JOURNAL.md)
     threshold: str | None = None  # two classes: label classes[1] from this probability: a number, "f1", "precision:P" or "recall:R" (chosen on the validation slice); None: the most probable class
 
     def __post_init__(self):
