@@ -187,7 +187,7 @@ def test_from_dict_missing_sections_take_the_defaults():
 
 
 def test_from_dict_rejects_unknown_keys():
-    with pytest.raises(ConfigError, match=re.escape("Unknown Config setting(s): extra, version; known: data, model, preset, train.")):
+    with pytest.raises(ConfigError, match=re.escape("Unknown Config setting(s): extra, version; known: data, lm, model, preset, train.")):
         Config.from_dict({"model": {}, "extra": 1, "version": 2})
     with pytest.raises(ConfigError, match=r"^Unknown ModelConfig setting\(s\): hiden_size; known: .*\bhidden_size\b"):
         Config.from_dict({"model": {"hiden_size": 10}})
