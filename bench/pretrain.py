@@ -20,7 +20,7 @@ labels discarded, every review of the sample removed, so nothing of the test par
 4. Rotten Tomatoes sentences with the IMDB language model, against the default and TF-IDF + LR.
 
 Each stage is its own process: its wall time and peak RSS are the kernel's accounting (wait4).
-``--quick`` (CI): 3,000 labelled reviews, 2,000 unlabelled, one epoch, one seed, one curve point.
+``--quick`` (CI): 1,500 labelled reviews, 1,000 unlabelled, one epoch, one seed, one curve point of 300.
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench import HERE, VAL_FRACTION, prepare, run, write_block
 from small import prepare as draw
 
@@ -38,7 +40,7 @@ REVSENT = str(Path(sys.executable).parent / "revsent")
 
 def unlabelled(out: Path, most: int | None) -> Path:
     """bench/unlabelled.py's reviews (downloaded and filtered once), the first ``most`` of them."""
-    whole = out / "imdb_unlabelled.jsonl"
+    whole = HERE / "out" / "imdb_unlabelled.jsonl"  # bench/unlabelled.py's own default
     if not whole.exists():
         subprocess.run([sys.executable, str(HERE / "unlabelled.py"), "--out", str(whole)], check=True)
     if most is None:
@@ -60,14 +62,21 @@ def pretrain(texts: list[Path], out: Path, epochs: int) -> dict:
     return result
 
 
-def unseen_test(paths: dict[str, Path], texts: Path) -> dict[str, Path]:
-    """``paths`` with a test part that leaves out the reviews whose text is also among ``texts``
-    (the language model's labelled ones: the bundled sample holds 30 test reviews twice, once in
-    its training part); `train --init-from` refuses a test part the language model read."""
-    seen = {json.loads(line)["text"] for line in open(texts, encoding="utf-8")}
+def unseen_test(paths: dict[str, Path], lm: Path) -> dict[str, Path]:
+    """``paths`` with a test part that leaves out the reviews the language model read: those whose
+    token ids (by its vocabulary) are among its training reviews' fingerprints. The bundled sample
+    holds 30 test reviews again in its training part (one more differs only in punctuation), and the
+    curve's training reviews are a few of those; `train --init-from` refuses a test part it read."""
+    from revsent import artifacts
+    from revsent.data.store import review_hashes
+
+    seen = np.load(lm / artifacts.TRAIN_HASHES)
+    encoder = artifacts.load_lm(lm)[1]
+    lines = open(paths["test"], encoding="utf-8").readlines()
+    hashes = review_hashes(encoder.encode([json.loads(line)["text"] for line in lines]))
     kept = paths["test"].with_name(paths["test"].stem + "_unseen.jsonl")
-    with open(paths["test"], encoding="utf-8") as source, open(kept, "w", encoding="utf-8") as target:
-        target.writelines(line for line in source if json.loads(line)["text"] not in seen)
+    with open(kept, "w", encoding="utf-8") as target:
+        target.writelines(line for line, known in zip(lines, np.isin(hashes, seen)) if not known)
     return {**paths, "test": kept}
 
 
@@ -108,6 +117,20 @@ def systems(name: str, paths: dict[str, Path], out: Path, seed: int, lm: Path, t
     return rows
 
 
+def stored(path: Path, rows: list[dict], lm: str) -> list[dict]:
+    """``rows`` and those of an earlier run with the same language model that they do not replace,
+    in the order data, system, seed; saved for the next run."""
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    kept = earlier.get("rows", []) if earlier.get("lm") == lm else []
+    new = {(r["data"], r["system"], r["seed"]) for r in rows}
+    merged = [r for r in kept if (r["data"], r["system"], r["seed"]) not in new] + rows
+    order = {"imdb": 0, "rt": 2}
+    merged.sort(key=lambda r: (order.get(r["data"], 1), int(r["data"].split()[-1]) if r["data"].split()[-1].isdigit()
+                               else 0, r["data"]))
+    path.write_text(json.dumps({"lm": lm, "rows": merged}, indent=1))
+    return merged
+
+
 def cell(row: dict, key: str, spec: str) -> str:
     value = row.get(key)
     return "error: " + row["error"] if "error" in row and key == "accuracy" else ("–" if value is None else
@@ -128,6 +151,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small data, one epoch, one seed (CI)")
     parser.add_argument("--epochs", type=int, default=6, help="the language model's")
     parser.add_argument("--lm", default=None, help="a language model pretrained before by this bench's command")
+    parser.add_argument("--parts", default="imdb,curve,rt", help="what to run now; the rows of the others are "
+                        "those an earlier run of the same language model stored (out/rows.json)")
     parser.add_argument("--seeds", default="36")
     parser.add_argument("--sizes", default="500,1000,2000,5000", help="the learning curve's labelled reviews")
     parser.add_argument("--out", default=str(HERE / "out" / "pretrain"))
@@ -135,28 +160,33 @@ def main() -> None:
                         "replace (with --quick, bench/RESULTS.md means bench/RESULTS-quick.md)")
     parser.add_argument("extra", nargs="*", help="`revsent train` options of the pretrained system, after --")
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out) / ("quick" if args.quick else "")  # a quick run never touches a full run's models
     (out / "models").mkdir(parents=True, exist_ok=True)
     limit, most, epochs, seeds, sizes = None, None, args.epochs, args.seeds, args.sizes
     if args.quick:
-        limit, most, epochs, seeds, sizes = 3000, 2000, 1, "36", "500"
+        limit, most, epochs, seeds, sizes = 1500, 1000, 1, "36", "300"
     imdb, texts = prepare("imdb", limit, out), unlabelled(out, most)
     lm = Path(args.lm) if args.lm else out / "models" / "imdb_lm"
     stage = earlier(lm) if args.lm else pretrain([imdb["train"], texts], lm, epochs)
     print(json.dumps({"stage": "pretrain", **stage}), flush=True)
     if "error" in stage:
         raise SystemExit(f"pretrain failed: {stage['error']}")
-    epochs = stage.get("epochs", epochs)
-    rows = [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, texts, args.extra)]
-    for size in sizes.split(","):
-        paths = unseen_test(draw("imdb", int(size), 36, out), imdb["train"])
+    epochs, parts, rows = stage.get("epochs", epochs), args.parts.split(","), []
+    if "imdb" in parts:
+        rows += [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, texts, args.extra)]
+    for size in sizes.split(",") if "curve" in parts else ():
+        paths = unseen_test(draw("imdb", int(size), 36, out), lm)
         rows += systems(f"imdb {size}", paths, out, 36, lm, texts, args.extra)
-    rt = prepare("rt", None if not args.quick else 2000, out)
-    rows += systems("rt", rt, out, 36, lm, texts, args.extra)
+    if "rt" in parts:
+        rows += systems("rt", prepare("rt", None if not args.quick else 1000, out), out, 36, lm, texts, args.extra)
+    rows = stored(out / "rows.json", rows, str(lm.resolve()))
     text = "\n".join([
         "## `make bench-pretrain`", "",
         f"Command: `python bench/pretrain.py --epochs {epochs} --seeds {seeds} --sizes {sizes}"
-        + (f" -- {' '.join(args.extra)}" if args.extra else "") + "`" + (" (--quick)" if args.quick else "") + ".", "",
+        + (f" --lm {args.lm}" if args.lm else "") + (f" --parts {args.parts}" if args.parts != "imdb,curve,rt" else "")
+        + (f" -- {' '.join(args.extra)}" if args.extra else "") + "`" + (" (--quick)" if args.quick else "") + "."
+        + ("" if args.parts == "imdb,curve,rt" else " The rows of the other parts are an earlier run's, with the same "
+           "language model."), "",
         f"Language model: {stage['reviews']:,} reviews, {stage['tokens']:,} tokens, {epochs} epoch(s): held-out "
         f"perplexity {stage['perplexity']}, {stage['wall_seconds']:.0f} s whole command, peak RSS "
         f"{stage['peak_rss_mb']:.0f} MB" + (f" (pretrained before this run: {args.lm})" if args.lm else "") + ".",
