@@ -77,7 +77,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
         test_data: tuple[str, ...] | None = None, val_fraction: float | None = None, seed: int | None = None,
         device: str | None = None, precision: str | None = None, threads: int | None = None,
         baseline: bool | None = None, class_weight: str | None = None, checkpoint_minutes: float | None = None,
-        init_from: str | None = None, adversarial: float | None = None, threshold: str | None = None,
+        init_from: str | None = None, adversarial: float | None = None, encoder_lr: float | None = None,
+        unlabelled: tuple[str, ...] | None = None, vat: float | None = None, entropy_weight: float | None = None,
+        threshold: str | None = None,
         **unknown,  # only to name a misspelt parameter; get_params leaves it out
     ):
         given = locals()
