@@ -83,6 +83,29 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
         raise
 
 
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Rows of dicts as a CSV file, atomically; the columns are every key in order of appearance."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buffer.getvalue())
+
+
+def write_npy(path: str | Path, array) -> None:
+    """One NumPy array as a .npy file (no pickle), atomically."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write(path, buffer.getvalue())
+
+
 def write_json(path: str | Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

@@ -131,7 +131,7 @@ def open_run_data(cfg: Config, cache: Path, *, reuse: bool = False, refuse_other
             raise ConfigError(f"{paths[0]}: its vocabulary is not that of --init-from {cfg.train.init_from}; prepare "
                               f"the dataset with `revsent prepare ... --init-from {cfg.train.init_from}`")
         return from_dataset(ds, ds.run_config(cfg))
-    ds = _cached(cfg, cache, refuse_other) if reuse else None
+    ds = cached_dataset(cfg, cache, refuse_other) if reuse else None
     if ds is None:
         ds = build.prepare(cfg, cache, force=True, work_dir=work_dir, progress=progress, encoder=encoder)
     return from_dataset(ds, ds.run_config(cfg) if cite_cache else cfg)
@@ -161,7 +161,7 @@ def with_unlabelled(data: RunData, cache: Path, progress=None) -> tuple[RunData,
     return dataclasses.replace(data, unlabelled=ds.seqs), {"record": record, "hashes": store.hash_sample(hashes)}
 
 
-def _cached(cfg: Config, cache: Path, refuse_other: bool) -> store.Dataset | None:
+def cached_dataset(cfg: Config, cache: Path, refuse_other: bool = False) -> store.Dataset | None:
     """The dataset in ``cache`` when it is what preparing ``cfg`` gives (None where there is none)."""
     if not store.is_dataset(cache):
         return None

@@ -54,16 +54,32 @@ def save_checkpoint(path: Path, model, optimizer, state: FitState, best_weights,
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_weights.items()})
     tensors.update({f"mean.{k}": v for k, v in (mean_weights or {}).items()})
-    optim = optimizer.state_dict()
-    for pid, slots in optim["state"].items():
-        for name, value in slots.items():
-            tensors[f"optim.{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    optim, groups = optimizer_tensors(optimizer, "optim")
+    tensors.update(optim)
     tensors["rng.torch"] = rng_states
     if cuda_states is not None:
         tensors["rng.cuda"] = cuda_states
     meta = {"state": json.dumps(state.__dict__), "numpy_rng": json.dumps(rng.bit_generator.state),
-            "param_groups": json.dumps(optim["param_groups"]), "world": str(ranks.world)}
+            "param_groups": json.dumps(groups), "world": str(ranks.world)}
     artifacts.atomic_save_tensors(path, tensors, meta)
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], list]:
+    """An optimiser's state as tensors named ``prefix.PARAM.SLOT`` (safetensors), and its param groups (JSON)."""
+    saved = optimizer.state_dict()
+    tensors = {f"{prefix}.{pid}.{name}": value if torch.is_tensor(value) else torch.tensor(value)
+               for pid, slots in saved["state"].items() for name, value in slots.items()}
+    return tensors, saved["param_groups"]
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str, groups: list) -> None:
+    """The inverse of :func:`optimizer_tensors`."""
+    slots: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(f"{prefix}."):
+            _, pid, name = key.split(".", 2)
+            slots.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": slots, "param_groups": groups})
+
 
 def load_checkpoint(path: Path, model, optimizer, ranks: Ranks = SINGLE, device: torch.device = torch.device("cpu"),
                     seed: int = 0):
@@ -78,12 +94,7 @@ def load_checkpoint(path: Path, model, optimizer, ranks: Ranks = SINGLE, device:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         mean = {k[5:]: v for k, v in tensors.items() if k.startswith("mean.")} or None
-        slots: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, pid, name = key.split(".", 2)
-                slots.setdefault(int(pid), {})[name] = value
-        optimizer.load_state_dict({"state": slots, "param_groups": json.loads(meta["param_groups"])})
+        load_optimizer(optimizer, tensors, "optim", json.loads(meta["param_groups"]))
         rng_states, cuda_states = tensors["rng.torch"], tensors.get("rng.cuda")
         world = int(meta.get("world", 1))
         rng = np.random.default_rng()

@@ -16,7 +16,6 @@ started from it carries so that its test part can be checked against them.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -35,13 +34,14 @@ from torch import nn
 from .. import artifacts
 from ..config import Config
 from ..data import build, store
+from ..data.parts import cached_dataset
 from ..data.splits import heldout_mask
 from ..device import hardware, start_run, trains_in_bf16
 from ..errors import ArtifactError, ConfigError, DataError
 from ..lm import LanguageModel
 from ..progress import Progress
 from ..text import TextEncoder
-from .checkpoint import Clock
+from .checkpoint import Clock, load_optimizer, optimizer_tensors
 from .distributed import Ranks, dropout_seed, finish, from_main, init, shard, wrap
 from .run import open_out
 
@@ -128,7 +128,8 @@ def open_texts(cfg: Config, cache: Path, *, progress: Progress, reuse: bool = Fa
         else:
             train_rows, held_rows = rows, ds.rows(1)
     else:
-        ds = _cached(cfg, cache) if reuse else None
+        ds = cached_dataset(cfg, cache) if reuse else None
+        ds = None if ds is None or ds.classes else ds  # texts alone, as this run prepares them
         if ds is None:
             ds = build.prepare(cfg, cache, force=True, work_dir=cache.parent, progress=progress, labelled=False)
         train_rows, held_rows = ds.rows(0), ds.rows(1)
@@ -143,17 +144,6 @@ def open_texts(cfg: Config, cache: Path, *, progress: Progress, reuse: bool = Fa
               "dataset": ds.id, "counts": ds.manifest["counts"]}
     hashes = store.fingerprint_sample(ds.seqs.take(train_rows))
     return Texts(cfg, ds.encoder, train, heldout, counts, record, hashes)
-
-
-def _cached(cfg: Config, cache: Path) -> store.Dataset | None:
-    """The texts an interrupted run prepared in ``cache``, where they are what ``cfg`` reads."""
-    if not store.is_dataset(cache):
-        return None
-    try:
-        ds = store.Dataset.open(cache)
-    except ArtifactError:
-        return None
-    return ds if store.prepared_with(ds, cfg) and not ds.classes else None
 
 
 def _stream(ds: store.Dataset, rows: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -303,11 +293,9 @@ class LMRun:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         groups = []
         for i, optimizer in enumerate(self.optimizers):
-            saved = optimizer.state_dict()
-            groups.append(saved["param_groups"])
-            for pid, slots in saved["state"].items():
-                for name, value in slots.items():
-                    tensors[f"optim{i}.{pid}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            state, param_groups = optimizer_tensors(optimizer, f"optim{i}")
+            tensors.update(state)
+            groups.append(param_groups)
         tensors["rng.torch"] = torch.get_rng_state()
         place = {"epoch": self.epoch, "step": self.step, "seconds": self.seconds, "loss_sum": self.loss_sum,
                  "history": self.history, "world": self.ranks.world, "windows": self.windows}
@@ -321,12 +309,7 @@ class LMRun:
             place, groups = json.loads(meta["place"]), json.loads(meta["param_groups"])
             self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             for i, optimizer in enumerate(self.optimizers):
-                slots: dict[int, dict] = {}
-                for key, value in tensors.items():
-                    if key.startswith(f"optim{i}."):
-                        _, pid, name = key.split(".", 2)
-                        slots.setdefault(int(pid), {})[name] = value
-                optimizer.load_state_dict({"state": slots, "param_groups": groups[i]})
+                load_optimizer(optimizer, tensors, f"optim{i}", groups[i])
         except Exception as exc:  # any damage makes the checkpoint unusable; say which file
             raise ArtifactError(f"{path}: unusable checkpoint ({type(exc).__name__}: {exc}); train again without "
                                 "--resume") from None
@@ -378,16 +361,8 @@ def _metrics(texts: Texts, run: LMRun, device: torch.device, started: float) -> 
 
 def _save(out: Path, texts: Texts, model: LanguageModel, metrics: dict, history: list[dict]) -> None:
     """metrics.json, history.csv and the training reviews' fingerprints, then the model, its weights last."""
-    import csv
-
     artifacts.write_json(out / artifacts.METRICS, metrics)
     if history:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-        artifacts.atomic_write(out / artifacts.HISTORY, buffer.getvalue())
-    array = io.BytesIO()
-    np.save(array, texts.hashes[0], allow_pickle=False)
-    artifacts.atomic_write(out / artifacts.TRAIN_HASHES, array.getvalue())
+        artifacts.write_csv(out / artifacts.HISTORY, history)
+    artifacts.write_npy(out / artifacts.TRAIN_HASHES, texts.hashes[0])
     artifacts.save_lm(out, texts.cfg, texts.encoder, {k: v.detach().cpu() for k, v in model.state_dict().items()})

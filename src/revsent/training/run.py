@@ -9,8 +9,6 @@ them again). With ``train.init_from`` the run starts from a trained model (:mod:
 """
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 import time
 from dataclasses import dataclass
@@ -294,18 +292,12 @@ def save_run(out: Path, data: RunData, model: SentimentLSTM, metrics: dict, hist
         metrics["unlabelled_hashes"] = {"kept": len(unlabelled[0]), "bound": unlabelled[1]}
     artifacts.write_json(out / artifacts.METRICS, metrics)
     if history:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
-        writer.writeheader()
-        writer.writerows(history)
-        artifacts.atomic_write(out / artifacts.HISTORY, buffer.getvalue())
+        artifacts.write_csv(out / artifacts.HISTORY, history)
         plot_history(history, out / "training_curves.png")
     plot_confusion(metrics["confusion_matrix"], data.classes, out / "confusion_matrix.png")
     if len(data.test):
         plot_reliability(curves, out / "reliability.png")
     for name, kept in ((artifacts.TRAIN_HASHES, hashes), (artifacts.UNLABELLED_HASHES, unlabelled and unlabelled[0])):
         if kept is not None:
-            array = io.BytesIO()
-            np.save(array, kept, allow_pickle=False)
-            artifacts.atomic_write(out / name, array.getvalue())
+            artifacts.write_npy(out / name, kept)
     artifacts.save_model(out, data.cfg, data.classes, data.encoder, model)  # the weights last: a whole model
