@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_OUT ?= runs/quickstart
 
-.PHONY: run test install dev clean docs check-install bench bench-scale bench-ddp bench-rated bench-small bench-pretrain onnx-node
+.PHONY: run test install dev clean docs check-install bench bench-scale bench-ddp bench-rated bench-small bench-pretrain bench-pretrain-memory onnx-node
 
 # The exact versions of constraints.txt; pyproject.toml's ranges are for users' environments.
 $(BIN)/revsent: pyproject.toml constraints.txt
@@ -87,6 +87,11 @@ bench-rated: $(BIN)/revsent
 # TF-IDF + LR: all labels, a learning curve, Rotten Tomatoes (BENCH_ARGS=--quick: small data, CI runs it).
 bench-pretrain: $(BIN)/revsent
 	$(BIN)/python bench/pretrain.py --results bench/RESULTS.md $(BENCH_ARGS)
+
+# `revsent pretrain`'s peak memory on Yelp-format corpora of 100k and 1M reviews, each stopped after a
+# minute of training (BENCH_ARGS=--quick: 2,000 and 10,000 reviews, CI runs it).
+bench-pretrain-memory: $(BIN)/revsent
+	$(BIN)/python bench/pretrain_memory.py --results bench/RESULTS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) runs bench/out

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -81,17 +82,22 @@ def write_corpus(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
     return review_path, business_path
 
 
-def measure(command: list[str], log: Path) -> dict:
+def measure(command: list[str], log: Path, until=None) -> dict:
     """Run ``command``; wall time, peak RSS of its largest process (kernel accounting) and the
-    peak of the whole process tree's RSS and anonymous memory (sampled every 0.2 s)."""
+    peak of the whole process tree's RSS and anonymous memory (sampled every 0.2 s). ``until``:
+    a test, polled as often; once it holds, the command is interrupted (SIGINT, as Ctrl-C) and
+    its exit code 130 is taken as the end asked for (``stopped`` in the row)."""
     started = time.perf_counter()
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        peaks = {"tree": 0, "anon": 0}
+        peaks = {"tree": 0, "anon": 0, "stopped": False}
         stop = threading.Event()
 
         def sample():
             while not stop.wait(0.2):
+                if until is not None and not peaks["stopped"] and until():
+                    process.send_signal(signal.SIGINT)
+                    peaks["stopped"] = True
                 rss = anon = 0
                 for pid in _tree(process.pid):
                     status = _status(pid)
@@ -105,10 +111,11 @@ def measure(command: list[str], log: Path) -> dict:
         stop.set()
         thread.join()
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if os.waitstatus_to_exitcode(status) not in ((0, 130) if peaks["stopped"] else (0,)):
         raise SystemExit(f"failed ({log}): {' '.join(command)}\n{log.read_text()[-2000:]}")
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
-            "peak_tree_rss_mb": round(peaks["tree"] / 1024), "peak_anon_mb": round(peaks["anon"] / 1024)}
+    row = {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+           "peak_tree_rss_mb": round(peaks["tree"] / 1024), "peak_anon_mb": round(peaks["anon"] / 1024)}
+    return {**row, "stopped": peaks["stopped"]} if until is not None else row
 
 
 def _tree(root: int) -> list[int]:

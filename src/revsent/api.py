@@ -78,6 +78,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         device: str | None = None, precision: str | None = None, threads: int | None = None,
         baseline: bool | None = None, class_weight: str | None = None, checkpoint_minutes: float | None = None,
         init_from: str | None = None, adversarial: float | None = None, encoder_lr: float | None = None,
+        schedule: str | None = None, gradual_unfreezing: bool | None = None,
         unlabelled: tuple[str, ...] | None = None, vat: float | None = None, entropy_weight: float | None = None,
         threshold: str | None = None,
         **unknown,  # only to name a misspelt parameter; get_params leaves it out

@@ -20,6 +20,7 @@ TRUNCATE = ("head", "tail", "head_tail")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 CLASS_WEIGHTS = ("balanced",)
+SCHEDULES = ("constant", "stlr")
 EMBEDDING_INITS = ("random", "ppmi")
 
 
@@ -122,6 +123,8 @@ class TrainConfig:
     class_weight: str | None = None  # "balanced": classes weighted n / (k * count), as scikit-learn's
     checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a killed run loses at most this much
     init_from: str | None = None  # a trained model directory to start from (fine-tuning): its vocabulary, settings and weights
+    schedule: str = "constant"  # the learning rate over the run: "constant", or "stlr" (ULMFiT's slanted triangular: a tenth of the steps rising to lr, the rest falling to lr / 32)
+    gradual_unfreezing: bool = False  # ULMFiT's: the first epoch trains the layers above the encoder, each later one a layer group more below (the LSTMs top down, the embedding last)
     encoder_lr: float = 1.0  # the embedding's and LSTMs' learning rate as a share of lr (ULMFiT's discriminative rates; <1 for a pretrained encoder)
     adversarial: float = 0.0  # >0: also train on each review's embedded input moved this fraction of its norm uphill (Miyato et al. 2017)
     unlabelled: tuple[str, ...] = ()  # reviews without labels, learnt from by `vat` and `entropy_weight` (semi-supervised)
@@ -149,6 +152,7 @@ class TrainConfig:
         _check_range(self, "checkpoint_minutes", 0.0, None)
         _check_range(self, "adversarial", 0.0, None)
         _check_range(self, "encoder_lr", 0.0, 1.0, left_open=True)
+        _check_choice(self, "schedule", SCHEDULES)
         _check_range(self, "vat", 0.0, None)
         _check_range(self, "entropy_weight", 0.0, None)
         if self.unlabelled and not (self.vat or self.entropy_weight):
@@ -362,6 +366,10 @@ LM_SETTINGS: dict[str, dict[str, Any]] = {
     "train": {"epochs": 4, "batch_size": 64, "lr": 3e-3, "clip_norm": 1.0},
     "lm": {},
 }
+# `revsent pretrain --init-from LM`'s peak rate where none is given: continuing a language model on
+# new text, the preset's 3e-3 first undid part of what it knew (held-out perplexity up in the first
+# epoch); a third of it fell from the first epoch on and ended lower (bench/JOURNAL.md).
+CONTINUE_LR = 1e-3
 # The settings a classifier takes from the language model it starts from (they shape its encoder).
 LM_ENCODER = ("vocab_size", "oov", "min_count", "embedding_dim", "hidden_size")
 

@@ -230,3 +230,33 @@ def test_prepare_numbers_words_by_the_language_models_vocabulary(lm_dir, tmp_pat
     _ok(runner.invoke(app, ["prepare", "imdb", "--limit", "300", "--preset", "quick", "--init-from", str(lm_dir),
                             "--out", str(out), "--quiet"]))
     assert Dataset.open(out).encoder.vocab == artifacts.load_lm(lm_dir)[1].vocab
+
+
+def test_a_language_model_continues_on_new_texts_with_its_vocabulary_and_remembers_what_it_read(lm_dir, tmp_path):
+    from revsent.config import DataConfig
+    from revsent.data import RecordReader
+
+    records = list(RecordReader(DataConfig(paths=("imdb",), limit=1500)))[1000:1500]  # none among lm_dir's
+    texts = tmp_path / "new.jsonl"
+    texts.write_text("".join(json.dumps({"text": r.text}) + "\n" for r in records))
+    out = tmp_path / "lm2"
+    _ok(runner.invoke(app, ["pretrain", str(texts), "--init-from", str(lm_dir), "--epochs", "2",
+                            "--out", str(out), *SMALL]))
+    assert (out / "tokenizer.json").read_text() == (lm_dir / "tokenizer.json").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    began = metrics["init_from"]
+    assert began["model"] == str(lm_dir) and began["texts"]["files"] == json.loads(
+        (lm_dir / "metrics.json").read_text())["texts"]["files"]
+    assert metrics["heldout_perplexity"] < began["perplexity_here_before"]  # it learnt the new texts
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 1e-3  # continuing's rate (CONTINUE_LR)
+    old, new = np.load(lm_dir / "train_hashes.npy"), np.load(out / "train_hashes.npy")
+    assert np.isin(old, new).all()  # the texts it was started from, and the new ones (a few IMDB reviews repeat)
+    assert len(old) + 0.98 * metrics["texts"]["reviews"] < len(new) <= len(old) + metrics["texts"]["reviews"]
+    _error(runner.invoke(app, ["pretrain", str(texts), "--init-from", str(lm_dir), "--hidden-size", "64",
+                               "--out", str(tmp_path / "lm3"), "--quiet"]), 2, "--hidden-size 64 differs")
+    assert not (tmp_path / "lm3").exists()
+
+
+def test_pretrain_refuses_to_continue_a_classifier(imdb_model, tmp_path):
+    _error(runner.invoke(app, ["pretrain", "imdb", "--limit", "50", "--init-from", str(imdb_model),
+                               "--out", str(tmp_path / "lm"), "--quiet"]), 2, "is a classifier")

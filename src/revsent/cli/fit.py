@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import CLASS_WEIGHTS, DEVICES, EMBEDDING_INITS, POOLINGS, PRESETS
+from ..config import CLASS_WEIGHTS, DEVICES, EMBEDDING_INITS, POOLINGS, PRESETS, SCHEDULES
 from ..errors import ConfigError
 from .common import *  # noqa: F403 - the shared options
 from .common import _data_settings, _given, _run
@@ -84,6 +84,13 @@ EntropyWeight = Annotated[Optional[float], setting(
 EncoderLr = Annotated[Optional[float], setting(
     "encoder_lr", "The embedding's and LSTMs' learning rate as a share of --lr (below 1: a pretrained encoder "
     "changes less than the layers above it, ULMFiT's discriminative rates).", panel=TRAIN)]
+Schedule = Annotated[Optional[choice("Schedule", SCHEDULES)], setting(
+    "schedule", "The learning rate over the run: constant, or stlr (ULMFiT's slanted triangular: rising over the "
+    "first tenth of the steps to --lr, then falling to a 32nd of it).", panel=TRAIN)]
+GradualUnfreezing = Annotated[Optional[bool], setting(
+    "gradual_unfreezing", "ULMFiT's gradual unfreezing: the first epoch trains only the layers above the LSTMs, "
+    "each later epoch one layer group more (the LSTM layers from the top down, then the embedding).",
+    "--gradual-unfreezing/--no-gradual-unfreezing", panel=TRAIN)]
 Threshold = Annotated[Optional[str], setting(
     "threshold", "Two classes: label the second class from this probability on: a value (0.7), or chosen on the "
     "validation slice: f1, precision:P (the most recall at precision P), recall:R (none: the most probable class).",
@@ -173,6 +180,8 @@ def train(
     class_weight: ClassWeight = None,
     adversarial: Adversarial = None,
     encoder_lr: EncoderLr = None,
+    schedule: Schedule = None,
+    gradual_unfreezing: GradualUnfreezing = None,
     unlabelled: Unlabelled = None,
     vat: Vat = None,
     entropy_weight: EntropyWeight = None,
@@ -209,6 +218,7 @@ TRAIN_OPTIONS = ("embedding_dim", "hidden_size", "layers", "bidirectional", "dro
                  "word_dropout", "pooling", "ngram_buckets", "ngram_c", "ngram_min_df", "ngram_order", "ngram_weighting", "init",
                  "embedding_init", "members", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "patience",
                  "average_weights", "val_fraction", "baseline", "class_weight", "init_from", "adversarial", "encoder_lr",
+                 "schedule", "gradual_unfreezing",
                  "vat", "entropy_weight", "threshold",
                  "device", "precision", "threads", "checkpoint_minutes")
 
@@ -469,13 +479,14 @@ LM = "Language model"
 PRETRAIN_OPTIONS = ("vocab_size", "min_count", "embedding_dim", "hidden_size", "dropout", "recurrent_dropout",
                     "word_dropout", "epochs", "batch_size", "lr", "weight_decay", "clip_norm", "seed", "bptt",
                     "negatives", "output_dropout", "heldout", "heldout_tokens", "device", "precision", "threads",
-                    "checkpoint_minutes")
+                    "checkpoint_minutes", "init_from")
 
 
 @app.command(epilog=examples(
     "revsent pretrain reviews.csv unlabelled.jsonl --text-field review --out lm",
     "revsent train reviews.csv --text-field review --stars-field rating --init-from lm --out model",
     "revsent pretrain yelp_academic_dataset_review.json --epochs 1 --out yelp-lm",
+    "revsent pretrain my_reviews.csv --init-from yelp-lm --epochs 2 --out my-lm   (continue it on your own texts)",
 ))
 def pretrain(
     data: DataArg = None,
@@ -508,6 +519,9 @@ def pretrain(
     weight_decay: Annotated[Optional[float], lm_setting("weight_decay", "Adam's L2 weight decay.", panel=TRAIN)] = None,
     clip_norm: Annotated[Optional[float], lm_setting("clip_norm", "Clip the LSTMs' gradient norm.", panel=TRAIN)] = None,
     seed: Annotated[Optional[int], lm_setting("seed", "Held-out part, initialisation and window order.", panel=TRAIN)] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        help="Continue this language model on DATA (ULMFiT's fine-tuning of the language model on the task's own "
+             "texts): its vocabulary, sizes and weights.", rich_help_panel=TRAIN, show_default=False)] = None,
     device: DeviceTrain = None,
     precision: Precision = None,
     threads: Threads = None,
@@ -521,14 +535,16 @@ def pretrain(
     args = dict(locals())
     from ..config import LM_PRESET, Config
     from ..progress import Progress
-    from ..training.pretrain import pretrain as pretrain_model
+    from ..training.pretrain import continued, pretrain as pretrain_model
 
     def action():
         options = _given(paths=tuple(data) if data else None, format=format, text_field=text_field,
                          business=business, category=category, limit=limit, skip_bad=skip_bad,
                          **{name: args[name] for name in PRETRAIN_OPTIONS})
-        cfg = Config.from_preset(LM_PRESET, **options)
-        result = pretrain_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet))
+        cfg, start = Config.from_preset(LM_PRESET, **options), None
+        if init_from is not None:
+            cfg, start = continued(cfg, options)
+        result = pretrain_model(cfg, out, resume=resume, force=force, progress=Progress(not quiet), start=start)
         if result.metrics:  # rank 0 reports
             m, texts = result.metrics, result.metrics["texts"]
             typer.echo(f"language model: held-out perplexity {m['heldout_perplexity']} (forward "

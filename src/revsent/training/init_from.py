@@ -114,7 +114,8 @@ class InitFrom:
         if self.lm is not None:
             record = artifacts.read_metrics(self.path)
             return {"model": self.path, "kind": artifacts.LM_KIND, "texts": record.get("texts"),
-                    "heldout_perplexity": record.get("heldout_perplexity"), "output_layer": "new"}
+                    "heldout_perplexity": record.get("heldout_perplexity"), "output_layer": "new",
+                    **({"init_from": record["init_from"]} if record.get("init_from") else {})}
         return {"model": self.path, "data": list(self.cfg.data.paths) or ["imdb"],
                 "classes": self.classes, "output_layer": "kept" if classes == self.classes else "new (other classes)"}
 

@@ -31,6 +31,7 @@ from .checkpoint import Clock, load_checkpoint, save_checkpoint
 from .distributed import SINGLE, Ranks, dropout_seed, shard, sum_all, wrap
 from .inputs import FitInputs, prepare_inputs
 from .regularisers import adversarial_pass, embedded_inputs, unlabelled_loss
+from .schedule import Schedule
 from .selection import Keeper, epoch_line, out_of_patience
 from .state import FitState
 
@@ -68,16 +69,22 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
     if not resume:
         keeper.snapshot()  # the n-gram branch and the word vectors are part of every epoch's weights
     step = Step(model, optimizer, settings, train, inputs, ranks, device, unlabelled)
+    schedule, factors = Schedule.of(model, settings), lr_factors(settings)
     clock, trim = Clock(checkpoint, settings.checkpoint_minutes, ranks, device), HeapTrimmer()
     save = lambda: save_checkpoint(checkpoint, model, optimizer, state, keeper.best, keeper.mean, rng,  # noqa: E731
                                    ranks, device)
-    while state.epoch < settings.epochs and not out_of_patience(state, settings.patience):
+    while state.epoch < settings.epochs and (schedule.thawing(state.epoch) or
+                                             not out_of_patience(state, settings.patience)):
         batches = epoch_batches(state, rng, step.lengths, settings.batch_size * ranks.world)
         tally = Tally.resumed(state.partial, ranks)
         model.train()
+        step.frozen = schedule.frozen(state.epoch)
+        if schedule.describe(state.epoch):
+            progress.log(f"epoch {state.epoch + 1}: {schedule.describe(state.epoch)} (gradual unfreezing)")
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{settings.epochs}")
         bar.update(state.step)
         for number, global_index in enumerate(batches[state.step:], start=state.step + 1):
+            schedule.set_rates(optimizer, factors, state.epoch, number - 1, len(batches))
             tally.add(*step(global_index))
             if tally.seen:  # a rank whose first batch was padding has seen nothing yet
                 bar.set_postfix(**tally.postfix(), refresh=False)
@@ -206,6 +213,7 @@ class Step:
         self.bf16 = trains_in_bf16(settings.precision, device)
         self.budget = TRAIN_TOKENS.get(device.type, TRAIN_TOKENS["cpu"])
         self.net = wrap(model, ranks, device)
+        self.frozen: list[nn.Parameter] = []  # this epoch's (Schedule.frozen)
         if self.unlabelled is not None:  # reviews of like lengths go together, as the labelled batches do
             self.u_lengths = self.cut.lengths(self.unlabelled.lengths)
             self.by_length = np.argsort(self.u_lengths, kind="stable")
@@ -228,6 +236,8 @@ class Step:
                 tokens += int(batch.lengths.sum())
         if self.unlabelled is not None:
             self.unlabelled_pass(len(global_index))
+        for p in self.frozen:  # gradual unfreezing: not updated this epoch (Adam skips a parameter without one)
+            p.grad = None
         if self.settings.clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()

@@ -15,6 +15,7 @@ started from it carries so that its test part can be checked against them.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .. import artifacts
-from ..config import Config
+from ..config import CONTINUE_LR, LM_PRESET, Config
 from ..data import build, store
 from ..data.parts import cached_dataset
 from ..data.splits import heldout_mask
@@ -42,8 +44,10 @@ from ..lm import LanguageModel
 from ..progress import Progress
 from ..text import TextEncoder
 from .checkpoint import Clock, load_optimizer, optimizer_tensors
+from .init_from import InitFrom
 from .distributed import Ranks, dropout_seed, finish, from_main, init, shard, wrap
 from .run import open_out
+from .schedule import slanted_triangular
 
 STREAM_ROWS = 1 << 16  # reviews copied into a stream at a time
 
@@ -70,10 +74,15 @@ class PretrainResult:
 
 
 def pretrain(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False,
-             progress: Progress | None = None) -> PretrainResult:
-    """Train a language model on the texts of ``cfg.data`` and write its directory ``out``."""
+             progress: Progress | None = None, start: InitFrom | None = None) -> PretrainResult:
+    """Train a language model on the texts of ``cfg.data`` and write its directory ``out``.
+
+    ``start``: the language model ``cfg.train.init_from`` names, read (by default read here); its
+    vocabulary numbers the texts and its weights are the start (continuing it on new text)."""
     progress, ranks = progress or Progress(False), Ranks.from_environment()
     _check(cfg)
+    if start is None and cfg.train.init_from:
+        cfg, start = continued(cfg, set_explicitly(cfg))
     prepared = len(cfg.data.paths) == 1 and store.is_dataset(cfg.data.paths[0])
     if ranks.enabled and not prepared:
         raise ConfigError("under torchrun, DATA must be a dataset made by `revsent prepare`, at the same path on every "
@@ -88,10 +97,12 @@ def pretrain(cfg: Config, out: str | Path, *, resume: bool = False, force: bool 
         ranks, device = init(start_run(cfg.train))
         try:
             from_main([float(resume)], ranks, device)  # every rank waits for rank 0's --out before writing in it
-            texts = open_texts(cfg, out / artifacts.DATASET, progress=progress, reuse=resume)
+            texts = open_texts(cfg, out / artifacts.DATASET, progress=progress, reuse=resume,
+                               encoder=None if start is None else start.encoder)
             if resume and ranks.main:
                 _check_resumable(out, texts.cfg)
-            return _pretrain(texts, out, ranks, device, resume=resume, progress=progress, started=started)
+            return _pretrain(texts, out, ranks, device, resume=resume, progress=progress, started=started,
+                             start=start)
         finally:
             finish()
 
@@ -105,21 +116,48 @@ def _check(cfg: Config) -> None:
                           "forward one); leave out --no-bidirectional")
 
 
+def continued(cfg: Config, given: Iterable[str] = ()) -> tuple[Config, InitFrom]:
+    """The language model ``cfg.train.init_from`` names, read (a classifier is refused), and
+    ``cfg`` with its vocabulary and sizes; an option in ``given`` (set explicitly) that differs is
+    refused. Without a given ``lr``, the rate is ``CONTINUE_LR``."""
+    start = InitFrom.load(cfg.train.init_from)
+    if start.lm is None:
+        raise ConfigError(f"--init-from {start.path}: is a classifier; `revsent pretrain --init-from` continues a "
+                          "language model (one made by `revsent pretrain`)")
+    cfg = start.settings(cfg, given)
+    if "lr" not in set(given):
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=CONTINUE_LR))
+    return cfg, start
+
+
+def set_explicitly(cfg: Config) -> list[str]:
+    """The settings of ``cfg`` that differ from the language-model preset's (set by its maker)."""
+    preset = Config.from_preset(LM_PRESET)
+    return [f.name for section in ("data", "model", "train", "lm") for f in dataclasses.fields(getattr(cfg, section))
+            if getattr(getattr(cfg, section), f.name) != getattr(getattr(preset, section), f.name)]
+
+
 def _check_resumable(out: Path, cfg: Config) -> None:
     saved = artifacts.read_lm_config(out)
-    if (saved.model, saved.data, saved.lm, saved.train.seed) != (cfg.model, cfg.data, cfg.lm, cfg.train.seed):
+    if (saved.model, saved.data, saved.lm, saved.train.seed, saved.train.init_from) != \
+            (cfg.model, cfg.data, cfg.lm, cfg.train.seed, cfg.train.init_from):
         raise ConfigError(f"{out}: --resume needs the same data, model and language-model settings as the "
                           "interrupted run (only training settings such as --epochs may change)")
 
 
-def open_texts(cfg: Config, cache: Path, *, progress: Progress, reuse: bool = False) -> Texts:
+def open_texts(cfg: Config, cache: Path, *, progress: Progress, reuse: bool = False,
+               encoder: TextEncoder | None = None) -> Texts:
     """The texts of ``cfg.data``: one prepared dataset's training part (its test part is never
-    read), or files prepared into ``cache`` as texts alone; held out as ``cfg.lm.heldout`` says."""
+    read), or files prepared into ``cache`` as texts alone; held out as ``cfg.lm.heldout`` says.
+    ``encoder``: the vocabulary to number them by (a language model continued, ``--init-from``)."""
     paths = cfg.data.paths
     if any(store.is_dataset(p) for p in paths):
         if len(paths) > 1:
             raise ConfigError(f"A prepared dataset must be the only DATA; got {', '.join(paths)}.")
         ds = store.Dataset.open(paths[0])
+        if encoder is not None and ds.encoder.vocab != encoder.vocab:
+            raise ConfigError(f"{paths[0]}: its vocabulary is not that of --init-from {cfg.train.init_from}; prepare "
+                              f"the dataset with `revsent prepare ... --init-from {cfg.train.init_from}`")
         cfg = Config(data=cfg.data, model=ds.model_config(cfg.model), train=cfg.train, preset=cfg.preset, lm=cfg.lm)
         rows = ds.rows(0)
         if ds.classes:  # a labelled dataset: its training part alone, part of it held out
@@ -131,7 +169,8 @@ def open_texts(cfg: Config, cache: Path, *, progress: Progress, reuse: bool = Fa
         ds = cached_dataset(cfg, cache) if reuse else None
         ds = None if ds is None or ds.classes else ds  # texts alone, as this run prepares them
         if ds is None:
-            ds = build.prepare(cfg, cache, force=True, work_dir=cache.parent, progress=progress, labelled=False)
+            ds = build.prepare(cfg, cache, force=True, work_dir=cache.parent, progress=progress, labelled=False,
+                               encoder=encoder)
         train_rows, held_rows = ds.rows(0), ds.rows(1)
     cache.mkdir(parents=True, exist_ok=True)
     train, counts, digest = _stream(ds, train_rows, cache / "lm_train.bin")
@@ -166,7 +205,7 @@ def _stream(ds: store.Dataset, rows: np.ndarray, path: Path) -> tuple[np.ndarray
 
 
 def _pretrain(texts: Texts, out: Path, ranks: Ranks, device: torch.device, *, resume: bool, progress: Progress,
-              started: float) -> PretrainResult:
+              started: float, start: InitFrom | None) -> PretrainResult:
     cfg, settings = texts.cfg, texts.cfg.train
     record = texts.record
     progress.log(f"language model on {record['reviews']:,} reviews ({record['tokens']:,} tokens) of "
@@ -179,6 +218,7 @@ def _pretrain(texts: Texts, out: Path, ranks: Ranks, device: torch.device, *, re
     model = LanguageModel(cfg.model, cfg.lm, texts.encoder.rows).to(device)
     model.sparse = not ranks.enabled  # DDP all-reduces dense gradients only
     model.set_noise(texts.counts)
+    began_from = _start_from(model, start, texts, device, progress) if start is not None else None
     run = LMRun(model, texts, ranks, device)
     if resume and artifacts.has_checkpoint(out):
         run.load(out / artifacts.CHECKPOINT)
@@ -190,10 +230,36 @@ def _pretrain(texts: Texts, out: Path, ranks: Ranks, device: torch.device, *, re
     if not ranks.main:
         return PretrainResult(out, {}, run.history)
     metrics = _metrics(texts, run, device, started)
+    if start is not None:
+        metrics["init_from"] = began_from
+        texts.hashes = store.merged_samples([texts.hashes, *_known(start)])  # what any classifier of it must not test on
     _save(out, texts, model, metrics, run.history)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
     return PretrainResult(out, metrics, run.history)
+
+
+def _start_from(model: LanguageModel, start: InitFrom, texts: Texts, device: torch.device,
+                progress: Progress) -> dict:
+    """Load the continued language model's weights into ``model``; what metrics.json says of it,
+    with its perplexity on these held-out texts before training (the baseline the run improves on)."""
+    model.load_state_dict(start.lm)
+    forward, backward, n = perplexity(model, texts.heldout, texts.cfg.lm.bptt, texts.cfg.lm.heldout_tokens, device)
+    record = artifacts.read_metrics(start.path)
+    before = _round(math.sqrt(forward * backward)) if n else None
+    progress.log(f"continuing the language model {start.path} (held-out perplexity {record.get('heldout_perplexity')} "
+                 f"on its own texts; {before} on these before training)")
+    return {"model": start.path, "kind": artifacts.LM_KIND, "texts": record.get("texts"),
+            "heldout_perplexity": record.get("heldout_perplexity"), "perplexity_here_before": before,
+            "init_from": record.get("init_from")}
+
+
+def _known(start: InitFrom) -> list[tuple[np.ndarray, int | None]]:
+    """The fingerprints of the texts the continued language model learnt from (none where it kept none)."""
+    from ..evaluate import read_train_hashes
+
+    known = read_train_hashes(start.path)
+    return [] if known is None else [known]
 
 
 class LMRun:
@@ -219,10 +285,7 @@ class LMRun:
     def lr(self, step: int) -> float:
         """ULMFiT's slanted triangular rate at global step ``step``: a tenth of the run rising to
         ``lr``, the rest falling to lr / 32."""
-        total = self.steps * self.settings.epochs
-        cut = max(1, int(total * 0.1))
-        p = step / cut if step < cut else 1 - (step - cut) / max(1, total - cut)
-        return self.settings.lr * (1 + p * 31) / 32
+        return self.settings.lr * slanted_triangular(step / (self.steps * self.settings.epochs))
 
     def batch(self, windows: np.ndarray) -> torch.Tensor:
         starts = windows.astype(np.int64) * self.bptt
