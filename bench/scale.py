@@ -89,7 +89,9 @@ def measure(command: list[str], log: Path, until=None) -> dict:
     its exit code 130 is taken as the end asked for (``stopped`` in the row)."""
     started = time.perf_counter()
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        # a background shell starts its commands with SIGINT ignored: the command must see the Ctrl-C
+        default_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if until is not None else None
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
         peaks = {"tree": 0, "anon": 0, "stopped": False}
         stop = threading.Event()
 

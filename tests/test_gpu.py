@@ -20,3 +20,30 @@ def test_train_and_predict_on_gpu_match_cpu(tmp_path):
     on_gpu = Classifier.load(tmp_path / "m", device="cuda").predict_proba(texts)
     on_cpu = Classifier.load(tmp_path / "m", device="cpu").predict_proba(texts)
     np.testing.assert_allclose(on_gpu, on_cpu, atol=2e-2)  # bf16 autocast on the GPU
+
+
+def test_pretrain_and_a_classifier_started_from_it_on_gpu(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from revsent.cli import app
+
+    runner = CliRunner()
+    small = ["--embedding-dim", "32", "--hidden-size", "32", "--negatives", "64", "--bptt", "20", "--device", "cuda",
+             "--quiet"]
+    lm = tmp_path / "lm"
+    result = runner.invoke(app, ["pretrain", "imdb", "--limit", "400", "--epochs", "2", "--out", str(lm), *small])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((lm / "metrics.json").read_text())
+    assert "threads" not in metrics["hardware"] and 1 < metrics["heldout_perplexity"] < 5000  # a GPU's name
+    lm2 = tmp_path / "lm2"
+    result = runner.invoke(app, ["pretrain", "imdb", "--limit", "800", "--init-from", str(lm), "--epochs", "1",
+                                 "--out", str(lm2), *small])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "clf"
+    result = runner.invoke(app, ["train", "rt", "--limit", "600", "--preset", "quick", "--init-from", str(lm2),
+                                 "--schedule", "stlr", "--gradual-unfreezing", "--epochs", "3", "--device", "cuda",
+                                 "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["init_from"]["model"] == str(lm2)

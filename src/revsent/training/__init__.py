@@ -8,10 +8,13 @@
     checkpoint.py   the checkpoint codec, timed checkpoints, a bag's finished members
     members.py      bags: several LSTM branches trained apart, then averaged
     init_from.py    the model a run starts from (--init-from), read once
+    schedule.py     ULMFiT's fine-tuning schedule: the slanted triangular rate, gradual unfreezing
+    pretrain.py     pretrain(): a language model of review text (revsent pretrain)
     word_vectors.py PPMI + SVD word vectors of the training texts, the embedding's start
     distributed.py  torchrun + DistributedDataParallel
     tune.py         Optuna's search over settings, then the best trained once
 """
+from .pretrain import PretrainResult, pretrain
 from .run import TrainResult, train
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["PretrainResult", "TrainResult", "pretrain", "train"]
