@@ -11,13 +11,19 @@ labels discarded, every review of the sample removed, so nothing of the test par
 1. ``revsent pretrain`` on the training part's texts and the unlabelled reviews: the language model
    (``--lm DIR``: one pretrained so before, by the same command; its figures are its metrics.json's).
 2. On all labelled training reviews, each seed: the default preset; the default preset started
-   from the language model (``--init-from``, the options after ``--``); that, also learning from
-   the unlabelled reviews (``--unlabelled``: virtual adversarial training, entropy minimisation);
-   TF-IDF + LR (C chosen on the same validation slice). The test part is scored once by each.
+   from the language model (``--init-from``, the options after ``--``); that with ULMFiT's
+   fine-tuning schedule (``--schedule stlr --gradual-unfreezing --epochs 4``); started from the
+   language model and also learning from the unlabelled reviews (``--unlabelled``: virtual
+   adversarial training); TF-IDF + LR (C chosen on the same validation slice). The test part is
+   scored once by each.
 3. A learning curve: N labelled reviews drawn from the training part (bench/small.py's draw), the
    same language model, the same systems; its test part leaves out the 30 test reviews whose text
    is also in the training part (which the language model read).
-4. Rotten Tomatoes sentences with the IMDB language model, against the default and TF-IDF + LR.
+4. Rotten Tomatoes sentences with the IMDB language model, and with it continued on RT's training
+   texts (``pretrain --init-from``, three epochs: ULMFiT's middle stage), against the default and
+   TF-IDF + LR.
+
+``--systems`` runs only the systems named, keeping the other rows of the stored run.
 
 Each stage is its own process: its wall time and peak RSS are the kernel's accounting (wait4).
 ``--quick`` (CI): 1,500 labelled reviews, 1,000 unlabelled, one epoch, one seed, one curve point of 300.
@@ -102,19 +108,44 @@ def baseline(paths: dict[str, Path]) -> dict:
     return run([sys.executable, str(HERE / "tfidf_lr.py"), str(paths["fit"]), str(paths["val"]), str(paths["test"])])
 
 
+ULMFIT = ["--schedule", "stlr", "--gradual-unfreezing", "--epochs", "4"]  # ULMFiT's fine-tuning schedule
+
+
 def systems(name: str, paths: dict[str, Path], out: Path, seed: int, lm: Path, texts: Path,
-            extra: list[str]) -> list[dict]:
-    """The four systems on one set of labelled reviews, one JSON line each."""
-    rows = []
+            extra: list[str], only: set[str] | None = None) -> list[dict]:
+    """The systems on one set of labelled reviews (``only``: those named), one JSON line each. RT
+    also gets a language model continued on its own training texts (ULMFiT's middle stage)."""
     pretrained = ["--init-from", str(lm), *extra]
-    for system, options in (("default", []), ("pretrained", pretrained),
-                            ("pretrained + unlabelled", [*pretrained, "--unlabelled", str(texts)])):
-        result = classifier(paths, out / "models" / f"{name}_{system}_{seed}".replace(" ", "_"), seed, options)
-        rows.append({"data": name, "system": system, "seed": seed, **result})
-    rows.append({"data": name, "system": "tfidf_lr", "seed": seed, **baseline(paths)})
+    plan = [("default", []), ("pretrained", pretrained), ("pretrained + ULMFiT schedule", [*pretrained, *ULMFIT]),
+            ("pretrained + unlabelled", [*pretrained, "--unlabelled", str(texts)])]
+    if name == "rt" and (only is None or any("continued on RT" in system for system in only)):
+        plan += continued(paths, lm, out, extra)
+    rows = []
+    for system, options in plan:
+        if only is None or system in only:
+            model = out / "models" / f"{name}_{system}_{seed}".replace(" ", "_").replace(",", "")
+            failed = isinstance(options, dict)  # its language model's stage failed: its error
+            result = options if failed else classifier(paths, model, seed, options)
+            rows.append({"data": name, "system": system, "seed": seed, **result})
+    if only is None or "tfidf_lr" in only:
+        rows.append({"data": name, "system": "tfidf_lr", "seed": seed, **baseline(paths)})
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows
+
+
+def continued(paths: dict[str, Path], lm: Path, out: Path, extra: list[str]) -> list[tuple[str, list]]:
+    """The language model continued on the training part's texts (`pretrain --init-from`), and the
+    systems started from it (an error instead of options where it failed)."""
+    rt_lm = out / "models" / "rt_lm"
+    stage = run([REVSENT, "pretrain", str(paths["train"]), "--init-from", str(lm), "--epochs", "3", "--out",
+                 str(rt_lm), "--force", "--quiet"])
+    print(json.dumps({"stage": "pretrain, continued on RT", **stage}), flush=True)
+    if "error" in stage:
+        return [("pretrained (continued on RT)", {"error": stage["error"]})]
+    pretrained = ["--init-from", str(rt_lm), *extra]
+    return [("pretrained (continued on RT)", pretrained),
+            ("pretrained (continued on RT) + ULMFiT schedule", [*pretrained, *ULMFIT])]
 
 
 def stored(path: Path, rows: list[dict], lm: str) -> list[dict]:
@@ -126,7 +157,7 @@ def stored(path: Path, rows: list[dict], lm: str) -> list[dict]:
     merged = [r for r in kept if (r["data"], r["system"], r["seed"]) not in new] + rows
     order = {"imdb": 0, "rt": 2}
     merged.sort(key=lambda r: (order.get(r["data"], 1), int(r["data"].split()[-1]) if r["data"].split()[-1].isdigit()
-                               else 0, r["data"]))
+                               else 0, r["data"], r["system"] == "tfidf_lr"))  # the baseline last
     path.write_text(json.dumps({"lm": lm, "rows": merged}, indent=1))
     return merged
 
@@ -153,6 +184,8 @@ def main() -> None:
     parser.add_argument("--lm", default=None, help="a language model pretrained before by this bench's command")
     parser.add_argument("--parts", default="imdb,curve,rt", help="what to run now; the rows of the others are "
                         "those an earlier run of the same language model stored (out/rows.json)")
+    parser.add_argument("--systems", default=None, help="run only these systems (names as the table gives "
+                        "them, separated by commas; no name holds one); the rows of the others are those an earlier run stored")
     parser.add_argument("--seeds", default="36")
     parser.add_argument("--sizes", default="500,1000,2000,5000", help="the learning curve's labelled reviews")
     parser.add_argument("--out", default=str(HERE / "out" / "pretrain"))
@@ -172,21 +205,25 @@ def main() -> None:
     if "error" in stage:
         raise SystemExit(f"pretrain failed: {stage['error']}")
     epochs, parts, rows = stage.get("epochs", epochs), args.parts.split(","), []
+    only = set(args.systems.split(",")) if args.systems else None
     if "imdb" in parts:
-        rows += [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, texts, args.extra)]
+        rows += [r for seed in seeds.split(",") for r in systems("imdb", imdb, out, int(seed), lm, texts, args.extra,
+                                                                 only)]
     for size in sizes.split(",") if "curve" in parts else ():
         paths = unseen_test(draw("imdb", int(size), 36, out), lm)
-        rows += systems(f"imdb {size}", paths, out, 36, lm, texts, args.extra)
+        rows += systems(f"imdb {size}", paths, out, 36, lm, texts, args.extra, only)
     if "rt" in parts:
-        rows += systems("rt", prepare("rt", None if not args.quick else 1000, out), out, 36, lm, texts, args.extra)
+        rows += systems("rt", prepare("rt", None if not args.quick else 1000, out), out, 36, lm, texts, args.extra,
+                        only)
     rows = stored(out / "rows.json", rows, str(lm.resolve()))
     text = "\n".join([
         "## `make bench-pretrain`", "",
         f"Command: `python bench/pretrain.py --epochs {epochs} --seeds {seeds} --sizes {sizes}"
         + (f" --lm {args.lm}" if args.lm else "") + (f" --parts {args.parts}" if args.parts != "imdb,curve,rt" else "")
+        + (f" --systems '{args.systems}'" if args.systems else "")
         + (f" -- {' '.join(args.extra)}" if args.extra else "") + "`" + (" (--quick)" if args.quick else "") + "."
-        + ("" if args.parts == "imdb,curve,rt" else " The rows of the other parts are an earlier run's, with the same "
-           "language model."), "",
+        + ("" if args.parts == "imdb,curve,rt" and not args.systems else " The rows of the other parts and systems "
+           "are an earlier run's, with the same language model."), "",
         f"Language model: {stage['reviews']:,} reviews, {stage['tokens']:,} tokens, {epochs} epoch(s): held-out "
         f"perplexity {stage['perplexity']}, {stage['wall_seconds']:.0f} s whole command, peak RSS "
         f"{stage['peak_rss_mb']:.0f} MB" + (f" (pretrained before this run: {args.lm})" if args.lm else "") + ".",

@@ -14,7 +14,6 @@
     distributed.py  torchrun + DistributedDataParallel
     tune.py         Optuna's search over settings, then the best trained once
 """
-from .pretrain import PretrainResult, pretrain
 from .run import TrainResult, train
 
-__all__ = ["PretrainResult", "TrainResult", "pretrain", "train"]
+__all__ = ["TrainResult", "train"]
