@@ -97,9 +97,9 @@ class InitFrom:
         if self.lm is None or not len(test):
             return
         from ..data.store import held_out_hashes
-        from ..evaluate import overlap, read_train_hashes
+        from ..evaluate import overlap
 
-        known = read_train_hashes(self.path)
+        known = self.texts_read()
         if known is None:
             return
         seen, estimated = overlap(held_out_hashes(test.seqs, train.seqs), known)
@@ -108,6 +108,15 @@ class InitFrom:
                               f"texts the language model --init-from {self.path} learnt from, so its figures would not "
                               "be held out; pretrain on texts without them (a prepared dataset's training part, for "
                               "one: `revsent pretrain DATASET` never reads its test part)")
+
+    def texts_read(self) -> tuple | None:
+        """A language model's training reviews' fingerprints (store.hash_sample's sample and bound);
+        None for a classifier, or a language model that kept none."""
+        if self.lm is None:
+            return None
+        from ..evaluate import read_train_hashes
+
+        return read_train_hashes(self.path)
 
     def describe(self, classes: list[str]) -> dict:
         """What metrics.json says of it."""

@@ -60,8 +60,8 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
     if resume and checkpoint is not None:
         state, keeper.best, keeper.mean, rng = load_checkpoint(checkpoint, model, optimizer, ranks, device,
                                                                settings.seed)
-        for group, factor in zip(optimizer.param_groups, lr_factors(settings)):  # the settings given now
-            group.update(lr=settings.lr * factor, weight_decay=settings.weight_decay)
+        for group in optimizer.param_groups:  # the settings given now (the rates: Schedule.set_rates, each step)
+            group["weight_decay"] = settings.weight_decay
         progress.log(f"resuming after epoch {state.epoch} ({checkpoint})")
     inputs = prepare_inputs(model, cfg, train, val, fresh=not resume, ranks=ranks, device=device, progress=progress,
                             table=table, wide=state.wide)
@@ -79,8 +79,9 @@ def fit(model: SentimentLSTM, cfg: Config, train: Part, val: Part | None, *, dev
         tally = Tally.resumed(state.partial, ranks)
         model.train()
         step.frozen = schedule.frozen(state.epoch)
-        if schedule.describe(state.epoch):
-            progress.log(f"epoch {state.epoch + 1}: {schedule.describe(state.epoch)} (gradual unfreezing)")
+        thawed = schedule.describe(state.epoch)
+        if thawed:
+            progress.log(f"epoch {state.epoch + 1}: {thawed} (gradual unfreezing)")
         bar = progress.bar(len(batches), f"epoch {state.epoch + 1}/{settings.epochs}")
         bar.update(state.step)
         for number, global_index in enumerate(batches[state.step:], start=state.step + 1):

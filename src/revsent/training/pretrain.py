@@ -232,7 +232,8 @@ def _pretrain(texts: Texts, out: Path, ranks: Ranks, device: torch.device, *, re
     metrics = _metrics(texts, run, device, started)
     if start is not None:
         metrics["init_from"] = began_from
-        texts.hashes = store.merged_samples([texts.hashes, *_known(start)])  # what any classifier of it must not test on
+        known = start.texts_read()  # what any classifier of it must not test on: both texts
+        texts.hashes = store.merged_samples([texts.hashes] + ([] if known is None else [known]))
     _save(out, texts, model, metrics, run.history)
     (out / artifacts.CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / artifacts.DATASET, ignore_errors=True)
@@ -245,21 +246,11 @@ def _start_from(model: LanguageModel, start: InitFrom, texts: Texts, device: tor
     with its perplexity on these held-out texts before training (the baseline the run improves on)."""
     model.load_state_dict(start.lm)
     forward, backward, n = perplexity(model, texts.heldout, texts.cfg.lm.bptt, texts.cfg.lm.heldout_tokens, device)
-    record = artifacts.read_metrics(start.path)
+    described = {k: v for k, v in start.describe([]).items() if k != "output_layer"}
     before = _round(math.sqrt(forward * backward)) if n else None
-    progress.log(f"continuing the language model {start.path} (held-out perplexity {record.get('heldout_perplexity')} "
+    progress.log(f"continuing the language model {start.path} (held-out perplexity {described['heldout_perplexity']} "
                  f"on its own texts; {before} on these before training)")
-    return {"model": start.path, "kind": artifacts.LM_KIND, "texts": record.get("texts"),
-            "heldout_perplexity": record.get("heldout_perplexity"), "perplexity_here_before": before,
-            "init_from": record.get("init_from")}
-
-
-def _known(start: InitFrom) -> list[tuple[np.ndarray, int | None]]:
-    """The fingerprints of the texts the continued language model learnt from (none where it kept none)."""
-    from ..evaluate import read_train_hashes
-
-    known = read_train_hashes(start.path)
-    return [] if known is None else [known]
+    return {**described, "perplexity_here_before": before}
 
 
 class LMRun:

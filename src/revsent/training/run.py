@@ -178,11 +178,8 @@ def unlabelled_read(start: InitFrom | None, unlabelled: dict | None) -> tuple[np
     """The fingerprints of every text the model read without its label: its language model's and
     --unlabelled's (None: it read none)."""
     samples = [] if unlabelled is None else [unlabelled["hashes"]]
-    if start is not None and start.lm is not None:
-        from ..evaluate import read_train_hashes
-
-        lm = read_train_hashes(start.path)
-        samples += [] if lm is None else [lm]
+    lm = None if start is None else start.texts_read()
+    samples += [] if lm is None else [lm]
     return store.merged_samples(samples) if samples else None
 
 
